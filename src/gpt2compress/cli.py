@@ -1,0 +1,82 @@
+"""`gpt2compress` command line.
+
+    gpt2compress pipeline [--model tiny] [--data DIR] [--variants a,b,...]
+        build each variant (cached) and print perplexity, size and latency per stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import sources
+from .data import DataSourceError
+from .sources import ModelSourceError
+from .variants import VARIANTS
+
+WALKTHROUGH = ("fp32", "pruned", "pruned-finetuned", "pruned-finetuned-ov-int8-static")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=sources.TINY, help="tiny | gpt2-random | hub id | local checkpoint dir")
+    parser.add_argument("--data", default=None, help="embedded (default) | wikitext2 | a WikiText-2 directory")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer dir or hub id (gpt2-random only)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--seq-len", type=int, default=None)
+    parser.add_argument("--eval-samples", type=int, default=None)
+
+
+def pipeline(args: argparse.Namespace) -> int:
+    from .data import load_corpus
+    from .measure import footprint, quality, speed
+    from .stages import StageNotApplicable
+    from .variants import Context, Settings, build
+
+    corpus = load_corpus(args.data)
+    source = sources.load_source(args.model, corpus, args.tokenizer)
+    settings = Settings.for_model(args.model, seq_len=args.seq_len, eval_samples=args.eval_samples)
+    ctx = Context(source, corpus, settings, args.device)
+    rows = []
+    header = f"{'variant':36} {'ppl':>9} {'size MB':>9} {'b1 ms':>9} {'p90 ms':>9} {'params':>11} heads/layer"
+    print(header)
+    for name in args.variants.split(","):
+        try:
+            built = build(name, ctx)
+        except StageNotApplicable as reason:
+            print(f"{name:36} skipped: {reason}")
+            continue
+        row = {"variant": name, **footprint(built), **quality(built, ctx), **speed(built, ctx, rounds=args.rounds)}
+        rows.append(row)
+        ppl = f"{row['perplexity']:9.2f}" + ("" if row["perplexity_meaningful"] else "*")
+        print(f"{name:36} {ppl:>9} {row['size_on_disk_bytes'] / 1e6:9.2f} {row['mean_ms']:9.2f} "
+              f"{row['p90_ms']:9.2f} {row['parameters']:11,} {row['heads_per_layer']}", flush=True)
+    if not source.perplexity_meaningful:
+        print("* random weights: perplexity is not meaningful")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"model": args.model, "data": corpus.name, "rows": rows}, f, indent=2)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gpt2compress", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("pipeline", help="build variants and print their metrics")
+    _common(run)
+    run.add_argument("--variants", default=",".join(WALKTHROUGH),
+                     help=f"comma-separated; known: {', '.join(VARIANTS)}")
+    run.add_argument("--rounds", type=int, default=10, help="timed forward passes per variant")
+    run.add_argument("--json", default=None, help="also write the rows as JSON here")
+    run.set_defaults(func=pipeline)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataSourceError, ModelSourceError, KeyError) as err:  # bad input: one clear line, not a traceback
+        print(f"gpt2compress: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Model sources: one entry point, `load_source(name)`.
+
+- `tiny` (default): a GPT-2-architecture model (4 layers, 5 heads of 32 dims, so
+  20 % pruning is exactly one head per layer) with its own 4,096-token byte-level
+  BPE, pretrained from a fixed seed on the corpus's training text. Built once per
+  (recipe, corpus) and cached; later uses load it in seconds.
+- `gpt2-random`: the `gpt2` (124M) config with random weights, built offline, for
+  latency and memory at true scale. Its perplexity is meaningless (reported, never gated).
+- anything else: a Hugging Face hub id (`gpt2`, `distilgpt2`) or a local checkpoint
+  directory (ours, pruned or INT8, or any `save_pretrained` output).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
+
+from .cache import cached_dir, content_key
+from .data import Corpus, packed_windows
+from .io import load_model, save_model
+from .tokenizer import load_tokenizer, train_bpe
+
+TINY = "tiny"
+GPT2_RANDOM = "gpt2-random"
+
+
+class ModelSourceError(ValueError):
+    """A model that cannot be loaded; the message names what works offline."""
+
+
+@dataclass(frozen=True)
+class TinyRecipe:
+    """Everything that decides `tiny`'s weights; its hash is the cache key."""
+
+    n_layer: int = 4
+    n_head: int = 5
+    n_embd: int = 160
+    n_positions: int = 256
+    vocab_size: int = 4096
+    seq_len: int = 128
+    epochs: float = 3.0
+    max_steps: int = 900
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    seed: int = 0
+
+
+@dataclass
+class Source:
+    name: str
+    model: PreTrainedModel
+    tokenizer: object
+    key: str  # content key: changes whenever the weights would
+    perplexity_meaningful: bool = True
+
+
+def load_source(name: str = TINY, corpus: Corpus | None = None, tokenizer: str | None = None) -> Source:
+    """`tiny` and `gpt2-random` need `corpus` (tiny trains on it; both tokenize from it)."""
+    tokenizer = tokenizer or os.environ.get("GPT2COMPRESS_TOKENIZER")
+    if name == TINY:
+        return _tiny(_need(corpus, name), TinyRecipe())
+    if name == GPT2_RANDOM:
+        return _gpt2_random(_need(corpus, name), tokenizer)
+    return _pretrained(name)
+
+
+def _need(corpus: Corpus | None, name: str) -> Corpus:
+    if corpus is None:
+        raise ValueError(f"model source {name!r} is built from a corpus; pass corpus=load_corpus(...)")
+    return corpus
+
+
+def _tiny(corpus: Corpus, recipe: TinyRecipe) -> Source:
+    key = content_key("tiny", recipe, corpus.cache_key)
+
+    def build(out: Path) -> None:
+        from .stages.finetune import FinetuneConfig, finetune
+
+        tok = train_bpe(corpus.train_text, recipe.vocab_size, out)
+        torch.manual_seed(recipe.seed)
+        config = GPT2Config(
+            vocab_size=len(tok), n_positions=recipe.n_positions, n_embd=recipe.n_embd,
+            n_layer=recipe.n_layer, n_head=recipe.n_head, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+        )
+        model = GPT2LMHeadModel(config)
+        data = packed_windows(corpus, tok, recipe.seq_len)
+        steps = min(recipe.max_steps, math.ceil(recipe.epochs * len(data) / recipe.batch_size))
+        print(f"[gpt2compress] training tiny ({model.num_parameters():,} params, {steps} steps) on {corpus.name}")
+        finetune(model, FinetuneConfig(data, max_steps=steps, learning_rate=recipe.learning_rate,
+                                       batch_size=recipe.batch_size, seed=recipe.seed))
+        save_model(model, out, tok)
+        (out / "recipe.json").write_text(str(asdict(recipe)))
+
+    path = cached_dir("tiny", key, build)
+    return Source(TINY, load_model(path), load_tokenizer(path), key)
+
+
+def _gpt2_random(corpus: Corpus, tokenizer: str | None) -> Source:
+    """Tokenizer: the real GPT-2 BPE if given or cached from the hub, else tiny's (ids fit GPT-2's vocab)."""
+    tok = None
+    for candidate in [tokenizer, "gpt2"]:
+        if candidate:
+            try:
+                tok = load_tokenizer(candidate, local_files_only=True)
+                break
+            except (OSError, ValueError):
+                continue
+    if tok is None:
+        tok = _tiny_tokenizer(corpus)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config()).eval()
+    return Source(GPT2_RANDOM, model, tok, content_key("gpt2-random", 0, tok.name_or_path), perplexity_meaningful=False)
+
+
+def _tiny_tokenizer(corpus: Corpus):
+    recipe = TinyRecipe()
+    path = cached_dir("tokenizer", content_key(recipe.vocab_size, corpus.cache_key),
+                      lambda out: train_bpe(corpus.train_text, recipe.vocab_size, out))
+    return load_tokenizer(path)
+
+
+def _pretrained(name: str) -> Source:
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return Source(path.name, load_model(path), load_tokenizer(path), content_key("dir", str(path.resolve()), _mtime(path)))
+    if name.startswith((".", "/", "~")):
+        raise ModelSourceError(f"model directory {name} does not exist")
+    try:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(name, local_files_only=True)
+        except OSError:
+            model = AutoModelForCausalLM.from_pretrained(name)
+        tok = load_tokenizer(name)
+    except Exception as exc:
+        raise ModelSourceError(
+            f"cannot load model {name!r}: not a local directory, not in the Hugging Face cache, and the hub "
+            f"did not answer ({type(exc).__name__}). Offline, use --model {TINY} (embedded, trained here) or "
+            f"--model {GPT2_RANDOM} (GPT-2 124M shape, random weights), or a local checkpoint directory."
+        ) from exc
+    return Source(name, model.eval(), tok, content_key("hub", name, model.config.to_json_string()))
+
+
+def _mtime(path: Path) -> float:
+    return max(p.stat().st_mtime for p in path.iterdir())

@@ -1,0 +1,119 @@
+"""Every compression stage, by name.
+
+A stage is a plain function `(model, config) -> model`. The registry adds what a
+runner needs to chain them: how to make the config from the run's data and
+settings, which devices the result runs on, and which runtime it produces
+("torch", "openvino" or "inc"), so a chain can be checked before anything is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from .finetune import FinetuneConfig, finetune
+from .int8_scratch import Int8Config, quantize_int8_scratch
+from .precision import PrecisionConfig, cast
+from .pruning import PruneConfig, prune_attention_heads
+
+if TYPE_CHECKING:
+    from ..variants import Context
+
+CPU, CUDA = "cpu", "cuda"
+
+
+class StageNotApplicable(ValueError):
+    """The stage cannot run on this device or input; the runner skips it with this reason."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    apply: Callable[[Any, Any], Any]
+    make_config: Callable[[Context], Any]
+    devices: tuple[str, ...]
+    takes: str = "torch"  # runtime of the input model
+    gives: str = "torch"  # runtime of the output model
+    precision: str | None = None  # None: unchanged from the input
+    about: str = ""
+
+
+def _openvino(model, config):
+    from .openvino import to_openvino
+
+    return to_openvino(model, config)
+
+
+def _ov_int8_weights(model, config):
+    from .openvino import quantize_weights_int8
+
+    return quantize_weights_int8(model, config)
+
+
+def _ov_int8_static(model, config):
+    from .openvino import quantize_static_int8
+
+    return quantize_static_int8(model, config)
+
+
+def _inc_int8(model, config):
+    from .inc import quantize_inc
+
+    return quantize_inc(model, config)
+
+
+def _ov_config(ctx: Context):
+    from .openvino import OpenVINOConfig
+
+    return OpenVINOConfig(calibration=ctx.calibration, seq_len=ctx.settings.seq_len)
+
+
+def _inc_config(ctx: Context):
+    from .inc import INCConfig
+
+    return INCConfig(calibration=ctx.calibration)
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in [
+        Stage("bf16", cast, lambda ctx: PrecisionConfig("bf16"), (CPU, CUDA), precision="bf16",
+              about="cast weights and compute to bfloat16 (CPU with AVX-512 BF16/AMX; Ampere+ GPUs)"),
+        Stage("fp16", cast, lambda ctx: PrecisionConfig("fp16"), (CUDA,), precision="fp16",
+              about="cast weights and compute to float16 (GPU tensor cores)"),
+        Stage("prune", prune_attention_heads,
+              lambda ctx: PruneConfig(ctx.calibration, ctx.settings.prune_fraction), (CPU, CUDA),
+              about="remove the least important attention heads of every layer (Michel et al. 2019)"),
+        Stage("finetune", finetune,
+              lambda ctx: FinetuneConfig(ctx.train, epochs=ctx.settings.finetune_epochs,
+                                         max_steps=ctx.settings.finetune_max_steps,
+                                         learning_rate=ctx.settings.finetune_lr), (CPU, CUDA),
+              about="recover quality with transformers.Trainer"),
+        Stage("int8_scratch", quantize_int8_scratch, lambda ctx: Int8Config(), (CPU, CUDA), precision="int8-w",
+              about="from-scratch per-tensor symmetric INT8 weights, dequantized in forward"),
+        Stage("openvino", _openvino, _ov_config, (CPU,), gives="openvino", precision="fp32",
+              about="export to OpenVINO IR through optimum-intel"),
+        Stage("ov_int8_weights", _ov_int8_weights, _ov_config, (CPU,), takes="openvino", gives="openvino",
+              precision="int8-w", about="NNCF weight-only INT8 of the OpenVINO IR"),
+        Stage("ov_int8_static", _ov_int8_static, _ov_config, (CPU,), takes="openvino", gives="openvino",
+              precision="int8-wa", about="NNCF static INT8 (weights and activations) with calibration data"),
+        Stage("inc_int8", _inc_int8, _inc_config, (CPU,), gives="inc", precision="int8-wa",
+              about="Intel Neural Compressor 3.x static INT8 (PT2E)"),
+    ]
+}
+
+
+def check_chain(chain: tuple[str, ...], device: str) -> None:
+    """Raise StageNotApplicable (with the reason) before building anything that cannot run."""
+    runtime = "torch"
+    for name in chain:
+        if name not in STAGES:
+            raise KeyError(f"unknown stage {name!r}; known stages: {', '.join(STAGES)}")
+        stage = STAGES[name]
+        if device not in stage.devices:
+            raise StageNotApplicable(
+                f"stage {name!r} does not apply to device {device!r} (runs on: {', '.join(stage.devices)})"
+            )
+        if stage.takes != runtime:
+            raise StageNotApplicable(f"stage {name!r} takes a {stage.takes} model; the chain gives it a {runtime} one")
+        runtime = stage.gives

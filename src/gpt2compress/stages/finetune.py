@@ -1,0 +1,71 @@
+"""Fine-tuning with `transformers.Trainer`: recovers quality lost to pruning (seed 000, part 3).
+
+The same loop pretrains the embedded `tiny` model. Padding is masked out of the
+loss (labels = -100 on padding), the pad token is set on the tokenizer upstream,
+and Trainer's progress bar shows the work.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+
+import torch
+from transformers import PreTrainedModel, Trainer, TrainingArguments, default_data_collator
+
+from ..data import Windows
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    data: Windows
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    learning_rate: float = 5e-5
+    batch_size: int = 8
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    seed: int = 0
+    show_progress: bool = field(default=True, metadata={"hash": False})
+
+
+def _dataset(windows: Windows):
+    import datasets
+
+    ds = datasets.Dataset.from_dict(
+        {
+            "input_ids": windows.input_ids.tolist(),
+            "attention_mask": windows.attention_mask.tolist(),
+            "labels": windows.labels.tolist(),
+        }
+    )
+    return ds.with_format("torch")
+
+
+def finetune(model: PreTrainedModel, config: FinetuneConfig) -> PreTrainedModel:
+    if not 0 < config.epochs <= 5 and config.max_steps <= 0:
+        raise ValueError(f"fine-tuning runs 1-5 epochs (seed 000); got epochs={config.epochs}")
+    use_cpu = next(model.parameters()).device.type == "cpu"
+    with tempfile.TemporaryDirectory(prefix="gpt2compress-trainer-") as out:
+        args = TrainingArguments(
+            output_dir=out,
+            num_train_epochs=config.epochs,
+            max_steps=config.max_steps,
+            learning_rate=config.learning_rate,
+            per_device_train_batch_size=config.batch_size,
+            warmup_steps=config.warmup_ratio,
+            weight_decay=config.weight_decay,
+            lr_scheduler_type="cosine",
+            logging_steps=50,
+            save_strategy="no",
+            report_to=[],
+            seed=config.seed,
+            data_seed=config.seed,
+            use_cpu=use_cpu,
+            fp16=not use_cpu and model.dtype == torch.float32,
+            dataloader_num_workers=0,
+            disable_tqdm=not config.show_progress,
+        )
+        model.train()
+        Trainer(model=model, args=args, train_dataset=_dataset(config.data), data_collator=default_data_collator).train()
+    return model.eval()

@@ -1,0 +1,75 @@
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from gpt2compress.data import Windows
+from gpt2compress.metrics import latency_stats, parameter_count, peak_memory, perplexity, size_on_disk
+
+from conftest import random_windows
+
+
+class UniformLM(torch.nn.Module):
+    """Equal logits for every token: perplexity must be exactly the vocabulary size."""
+
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask=None):
+        return SimpleNamespace(logits=torch.zeros(*input_ids.shape, self.vocab_size))
+
+
+def test_uniform_logits_give_vocab_size():
+    assert perplexity(UniformLM(97), random_windows()) == pytest.approx(97, rel=1e-6)
+
+
+def test_perplexity_independent_of_batch_size(model, windows):
+    values = [perplexity(model, windows, batch_size=b) for b in (1, 2, 6)]
+    assert values[0] == pytest.approx(values[1], rel=1e-5) == pytest.approx(values[2], rel=1e-5)
+
+
+def test_perplexity_ignores_padding(model, windows):
+    """Extra padding (any pad id) on every window changes nothing."""
+    extra = 7
+    ids = torch.cat([windows.input_ids, torch.full((len(windows), extra), 5)], dim=1)
+    mask = torch.cat([windows.attention_mask, torch.zeros(len(windows), extra, dtype=torch.long)], dim=1)
+    padded = Windows(ids, mask, "padded")
+    assert perplexity(model, padded) == pytest.approx(perplexity(model, windows), rel=1e-5)
+
+
+def test_perplexity_matches_hf_loss_on_unpadded(model):
+    w = random_windows(ragged=False)
+    with torch.no_grad():
+        loss = model(input_ids=w.input_ids, labels=w.input_ids).loss
+    assert perplexity(model, w, batch_size=len(w)) == pytest.approx(math.exp(loss), rel=1e-5)
+
+
+def test_perplexity_rejects_all_padding(model):
+    empty = Windows(torch.zeros(2, 8, dtype=torch.long), torch.zeros(2, 8, dtype=torch.long), "empty")
+    with pytest.raises(ValueError, match="non-padding"):
+        perplexity(model, empty)
+
+
+def test_latency_stats_percentiles():
+    stats = latency_stats([i / 1000 for i in range(1, 101)])
+    assert stats["p50_ms"] == pytest.approx(50) and stats["p90_ms"] == pytest.approx(90)
+    assert stats["p99_ms"] == pytest.approx(99) and stats["mean_ms"] == pytest.approx(50.5)
+
+
+def test_peak_memory_sees_a_transient_allocation():
+    with peak_memory("cpu") as mem:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        block.add_(1)
+        del block
+    assert mem.increase >= 48 * 2**20
+
+
+def test_size_and_parameters(model, tmp_path):
+    (tmp_path / "a").write_bytes(b"x" * 10)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "b").write_bytes(b"x" * 5)
+    assert size_on_disk(tmp_path) == 15
+    assert parameter_count(model) == model.num_parameters()  # tied head counted once

@@ -1,0 +1,43 @@
+"""OpenVINO (optimum-intel/NNCF) and INC INT8 on small models, pruned ones included: the pipeline's order."""
+
+import pytest
+import torch
+
+from gpt2compress.metrics import perplexity
+from gpt2compress.variants import build
+
+from test_variants import ctx  # noqa: F401  (fixture)
+
+
+def logits(model, windows):
+    with torch.no_grad():
+        return model(input_ids=windows.input_ids, attention_mask=windows.attention_mask).logits
+
+
+@pytest.mark.parametrize("variant", ["ov-fp32", "ov-int8-weights", "ov-int8-static", "inc-int8", "int8-scratch"])
+def test_quantized_variant_tracks_fp32(ctx, variant):  # noqa: F811
+    base = build("fp32", ctx)
+    built = build(variant, ctx)
+    ppl, ppl_base = perplexity(built.model, ctx.eval), perplexity(base.model, ctx.eval)
+    tolerance = 1e-4 if variant == "ov-fp32" else 0.05
+    assert abs(ppl / ppl_base - 1) < tolerance, (ppl, ppl_base)
+    assert built.info["parameters"] == base.info["parameters"]
+
+
+def test_openvino_export_of_pruned_finetuned_model_matches_torch(ctx):  # noqa: F811
+    torch_model = build("pruned-finetuned", ctx)
+    ov = build("pruned-finetuned-ov-int8-static", ctx, chain=("prune", "finetune", "openvino"))
+    assert ov.info["heads_per_layer"] == [4, 4] and ov.runtime == "openvino"
+    unpadded = ctx.eval.head(4)
+    full = torch.ones_like(unpadded.attention_mask)
+    a = torch_model.model(input_ids=unpadded.input_ids, attention_mask=full).logits
+    b = ov.model(input_ids=unpadded.input_ids, attention_mask=full).logits
+    torch.testing.assert_close(b, a.detach(), atol=1e-4, rtol=1e-4)
+    assert (ov.path / "openvino_model.xml").exists()
+
+
+def test_pipeline_int8_on_pruned_finetuned(ctx):  # noqa: F811
+    for variant in ("pruned-finetuned-ov-int8-static", "pruned-finetuned-inc-int8"):
+        built = build(variant, ctx)
+        assert built.info["precision"] == "int8-wa" and built.info["heads_per_layer"] == [4, 4]
+        assert perplexity(built.model, ctx.eval) > 1

@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from gpt2compress.data import load_corpus
+from gpt2compress.metrics import perplexity
+from gpt2compress.sources import Source
+from gpt2compress.stages import STAGES, StageNotApplicable, check_chain
+from gpt2compress.tokenizer import train_bpe
+from gpt2compress.variants import Context, Settings, build
+
+from conftest import random_gpt2
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    corpus = load_corpus("embedded")
+    tok = train_bpe(corpus.train_text[:40_000], 300, tmp_path / "tok")
+    model = random_gpt2(vocab_size=len(tok))
+    settings = Settings(seq_len=32, eval_samples=8, finetune_max_steps=2, finetune_samples=16,
+                        calibration_samples=8, finetune_lr=1e-3)
+    return Context(Source("test", model, tok, "test-source"), corpus, settings)
+
+
+def test_chain_builds_and_records_info(ctx):
+    built = build("pruned-finetuned", ctx)
+    assert built.info["heads_per_layer"] == [4, 4]
+    assert built.info["precision"] == "fp32" and built.runtime == "torch"
+    assert built.info["parameters"] < ctx.source.model.num_parameters()
+    assert ctx.source.model.transformer.h[0].attn.num_heads == 5  # the shared source is untouched
+    assert (built.path / "model.safetensors").exists()
+
+
+def test_warm_build_reuses_the_cache(ctx, monkeypatch):
+    first = build("pruned", ctx)
+    calls = []
+    original = STAGES["prune"].apply
+    monkeypatch.setitem(STAGES, "prune", STAGES["prune"].__class__(
+        **{**STAGES["prune"].__dict__, "apply": lambda m, c: calls.append(1) or original(m, c)}))
+    second = build("pruned", ctx)
+    assert not calls and second.path == first.path
+    torch.testing.assert_close(perplexity(second.model, ctx.eval), perplexity(first.model, ctx.eval))
+
+
+def test_changed_settings_change_the_key(ctx):
+    a = build("pruned", ctx).path
+    ctx.settings = Settings(**{**ctx.settings.__dict__, "prune_fraction": 0.4})
+    ctx.__dict__.pop("calibration", None)
+    b = build("pruned", ctx)
+    assert a != b.path and b.info["heads_per_layer"] == [3, 3]
+
+
+def test_interrupted_build_leaves_nothing_trusted(ctx, monkeypatch):
+    def boom(model, config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(STAGES, "prune", STAGES["prune"].__class__(**{**STAGES["prune"].__dict__, "apply": boom}))
+    with pytest.raises(KeyboardInterrupt):
+        build("pruned", ctx)
+    monkeypatch.undo()
+    assert build("pruned", ctx).info["heads_per_layer"] == [4, 4]
+
+
+@pytest.mark.parametrize("chain,device,reason", [
+    (("fp16",), "cpu", "does not apply to device 'cpu'"),
+    (("openvino",), "cuda", "does not apply to device 'cuda'"),
+    (("ov_int8_static",), "cpu", "takes a openvino model"),
+])
+def test_stage_that_does_not_apply_is_refused_with_reason(chain, device, reason):
+    with pytest.raises(StageNotApplicable, match=reason):
+        check_chain(chain, device)
+
+
+def test_unknown_stage_lists_known_ones():
+    with pytest.raises(KeyError, match="known stages"):
+        check_chain(("magic",), "cpu")

@@ -73,3 +73,13 @@ def test_stage_that_does_not_apply_is_refused_with_reason(chain, device, reason)
 def test_unknown_stage_lists_known_ones():
     with pytest.raises(KeyError, match="known stages"):
         check_chain(("magic",), "cpu")
+
+
+def test_bf16_refused_where_the_cpu_would_emulate_it(monkeypatch):
+    from gpt2compress import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
+    with pytest.raises(StageNotApplicable, match="no native bf16"):
+        check_chain(("bf16",), "cpu")
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    check_chain(("prune", "bf16"), "cpu")

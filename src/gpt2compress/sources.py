@@ -43,8 +43,8 @@ class TinyRecipe:
     n_positions: int = 256
     vocab_size: int = 4096
     seq_len: int = 128
-    epochs: float = 3.0
-    max_steps: int = 900
+    epochs: float = 8.0
+    max_steps: int = 270  # ~0.55 s a step on 2 cores: under 3 minutes
     batch_size: int = 16
     learning_rate: float = 2e-3
     seed: int = 0

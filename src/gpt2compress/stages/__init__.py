@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .finetune import FinetuneConfig, finetune
 from .int8_scratch import Int8Config, quantize_int8_scratch
-from .precision import PrecisionConfig, cast
+from .precision import PrecisionConfig, cast, native_bf16
 from .pruning import PruneConfig, prune_attention_heads
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ class Stage:
     gives: str = "torch"  # runtime of the output model
     precision: str | None = None  # None: unchanged from the input
     about: str = ""
+    unsupported: Callable[[str], str | None] = lambda device: None  # the reason it cannot run, if any
 
 
 def _openvino(model, config):
@@ -78,7 +79,8 @@ STAGES: dict[str, Stage] = {
     s.name: s
     for s in [
         Stage("bf16", cast, lambda ctx: PrecisionConfig("bf16"), (CPU, CUDA), precision="bf16",
-              about="cast weights and compute to bfloat16 (CPU with AVX-512 BF16/AMX; Ampere+ GPUs)"),
+              about="cast weights and compute to bfloat16 (CPU with AVX-512 BF16/AMX; Ampere+ GPUs)",
+              unsupported=native_bf16),
         Stage("fp16", cast, lambda ctx: PrecisionConfig("fp16"), (CUDA,), precision="fp16",
               about="cast weights and compute to float16 (GPU tensor cores)"),
         Stage("prune", prune_attention_heads,
@@ -114,6 +116,9 @@ def check_chain(chain: tuple[str, ...], device: str) -> None:
             raise StageNotApplicable(
                 f"stage {name!r} does not apply to device {device!r} (runs on: {', '.join(stage.devices)})"
             )
+        reason = stage.unsupported(device)
+        if reason:
+            raise StageNotApplicable(f"stage {name!r} does not apply to device {device!r}: {reason}")
         if stage.takes != runtime:
             raise StageNotApplicable(f"stage {name!r} takes a {stage.takes} model; the chain gives it a {runtime} one")
         runtime = stage.gives

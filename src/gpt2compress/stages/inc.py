@@ -25,6 +25,7 @@ from transformers.modeling_outputs import CausalLMOutput
 from transformers.pytorch_utils import Conv1D
 
 from ..data import Windows
+from ..hardware import has_vnni
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,6 @@ class INCConfig:
     calibration: Windows
     batch_size: int = 8
     reduce_range: bool | None = None  # None: only where the CPU lacks VNNI
-
-
-def cpu_has_vnni() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def conv1d_to_linear(model: nn.Module) -> nn.Module:
@@ -133,7 +126,7 @@ def quantize_inc(model: nn.Module, config: INCConfig) -> INCModel:
     example = _example(config.calibration)
     batch, seq = Dim("batch", min=1, max=1024), Dim("seq", min=2, max=model.config.n_positions)
     exported = export(_Logits(model).eval(), example, dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}))
-    reduce_range = not cpu_has_vnni() if config.reduce_range is None else config.reduce_range
+    reduce_range = not has_vnni() if config.reduce_range is None else config.reduce_range
     with _weight_range(reduce_range):
         prepared = prepare(exported, get_default_static_config(), example_inputs=example)
     with torch.no_grad():

@@ -1,0 +1,127 @@
+"""Fixtures: build each variant once per session (from the on-disk cache when warm) and hand it to the tests."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+from gpt2compress.budgets import load_budgets
+from gpt2compress.data import load_corpus
+from gpt2compress.measure import footprint, quality
+from gpt2compress.metrics import fixed_batch, forward_callable, latency_stats, time_calls
+from gpt2compress.sources import load_source
+from gpt2compress.stages import StageNotApplicable
+from gpt2compress.variants import BASELINE, VARIANTS, Built, Context, Settings, build
+
+DEFAULT_BUDGETS = Path(__file__).with_name("budgets.toml")
+SMOKE = ("fp32", "pruned", "int8-scratch", "ov-int8-static")
+
+
+def devices(config: pytest.Config) -> list[str]:
+    wanted = config.getoption("--device")
+    if wanted == "auto":
+        return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return wanted.split(",")
+
+
+def variant_names(config: pytest.Config) -> list[str]:
+    names = config.getoption("--stages")
+    names = names.split(",") if names else list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise pytest.UsageError(f"--stages: unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    return [n for n in names if n in SMOKE] if config.getoption("--smoke") else names
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "variant" in metafunc.fixturenames:
+        metafunc.parametrize("variant", variant_names(metafunc.config))
+    if "device" in metafunc.fixturenames:
+        metafunc.parametrize("device", devices(metafunc.config))
+
+
+@dataclass
+class Session:
+    """Everything one device's run shares: the context, built variants, the baseline's numbers."""
+
+    ctx: Context
+    built: dict[str, Built] = field(default_factory=dict)
+    baseline: dict = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def budgets(pytestconfig):
+    return load_budgets(pytestconfig.getoption("--budgets") or DEFAULT_BUDGETS)
+
+
+@pytest.fixture(scope="session")
+def corpus(pytestconfig):
+    return load_corpus(pytestconfig.getoption("--data"))
+
+
+@pytest.fixture(scope="session")
+def source(pytestconfig, corpus):
+    return load_source(pytestconfig.getoption("--model"), corpus, pytestconfig.getoption("--tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def sessions(pytestconfig, corpus, source) -> dict[str, Session]:
+    opt = pytestconfig.getoption
+    settings = Settings.for_model(opt("--model"), seq_len=opt("--seq-len"), eval_samples=opt("--eval-samples"))
+    return {d: Session(Context(source, corpus, settings, d)) for d in devices(pytestconfig)}
+
+
+@contextlib.contextmanager
+def memray_capture(directory: str | None, name: str):
+    """With --memray DIR: a capture per stage plus its flame-graph HTML."""
+    if not directory:
+        yield
+        return
+    import memray
+
+    out = Path(directory) / f"{name}.bin"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    with memray.Tracker(out, native_traces=False):
+        yield
+    subprocess.run([sys.executable, "-m", "memray", "flamegraph", "-f", "-o", str(out.with_suffix(".html")), str(out)],
+                   check=False, capture_output=True)
+
+
+@pytest.fixture
+def session(sessions, device) -> Session:
+    return sessions[device]
+
+
+@pytest.fixture
+def built(session, variant, device, pytestconfig) -> Built:
+    """The variant on this device, or a skip that says why it does not apply."""
+    if variant not in session.built:
+        try:
+            with memray_capture(pytestconfig.getoption("--memray"), f"{device}-{variant}-build"):
+                session.built[variant] = build(variant, session.ctx)
+        except StageNotApplicable as reason:
+            pytest.skip(str(reason))
+    return session.built[variant]
+
+
+@pytest.fixture
+def batch(session, pytestconfig):
+    return fixed_batch(session.ctx.eval, pytestconfig.getoption("--batch-size"), session.ctx.settings.seq_len)
+
+
+@pytest.fixture
+def baseline(session, batch) -> dict:
+    """fp32's numbers in this session: the reference every ratio divides by."""
+    if not session.baseline:
+        base = build(BASELINE, session.ctx)
+        times = time_calls(forward_callable(base.model, batch), rounds=10, warmup=2)
+        session.baseline = {**footprint(base), **quality(base, session.ctx), **latency_stats(times)}
+        session.baseline["median_ms"] = latency_stats(times)["p50_ms"]
+    return session.baseline

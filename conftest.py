@@ -1,0 +1,60 @@
+"""Options for `pytest bench/` (they live at the root so `pytest tests bench` sees them too)."""
+
+from __future__ import annotations
+
+import platform
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gpt2compress", "GPT-2 compression benchmark")
+    group.addoption("--model", default="tiny", help="tiny (default) | gpt2-random | hub id | local checkpoint dir")
+    group.addoption("--data", default=None, help="embedded (default) | wikitext2 (hub) | a WikiText-2 dir; "
+                                                 "env GPT2COMPRESS_DATA")
+    group.addoption("--tokenizer", default=None, help="tokenizer dir or hub id for gpt2-random")
+    group.addoption("--device", default="auto", help="auto (every available) | cpu | cuda | cpu,cuda")
+    group.addoption("--budgets", default=None, help="budgets TOML (default bench/budgets.toml)")
+    group.addoption("--stages", default=None, help="comma-separated variants to run (default: all)")
+    group.addoption("--seq-len", type=int, default=None, help="tokens per window (default 128)")
+    group.addoption("--eval-samples", type=int, default=None, help="eval windows for perplexity (default: all)")
+    group.addoption("--batch-size", type=int, default=1, help="batch of the timed forward (default 1)")
+    group.addoption("--profile", default=None, metavar="DIR", help="torch.profiler traces per stage here")
+    group.addoption("--memray", default=None, metavar="DIR", help="memray captures per stage here")
+    group.addoption("--smoke", action="store_true", help="only the fast smoke selection (what CI runs)")
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """Identity beyond pytest-benchmark's default: library versions, CPU ISA, GPU, driver, CUDA."""
+    import importlib.metadata as md
+
+    import torch
+
+    versions = {}
+    for package in ("torch", "transformers", "openvino", "nncf", "optimum-intel", "neural-compressor-pt", "gpt2compress"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            versions[package] = None
+    from gpt2compress.hardware import isa_summary
+
+    gpu = {}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        gpu = {"name": props.name, "capability": f"{props.major}.{props.minor}",
+               "memory_gb": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda,
+               "driver": _nvidia_driver()}
+    machine_info["gpt2compress"] = {"versions": versions, "cpu_isa": isa_summary(), "torch_cpu_capability":
+                                    torch.backends.cpu.get_cpu_capability(), "gpu": gpu,
+                                    "threads": torch.get_num_threads(), "python": platform.python_version()}
+
+
+def _nvidia_driver() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

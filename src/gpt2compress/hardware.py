@@ -1,0 +1,28 @@
+"""What this CPU can do natively: decides which stages apply and how INT8 kernels are set up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+
+@lru_cache
+def cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        line = ""
+    return frozenset(line.partition(":")[2].split())
+
+
+def has_vnni() -> bool:
+    """int8 dot products in hardware (VNNI/AMX); without them u8*s8 kernels accumulate in int16."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def has_native_bf16() -> bool:
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def isa_summary() -> list[str]:
+    return sorted(f for f in cpu_flags() if f.startswith(("avx", "amx")) or "vnni" in f)

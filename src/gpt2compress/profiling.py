@@ -1,0 +1,25 @@
+"""torch.profiler traces of a variant's forward: Chrome/Perfetto JSON plus TensorBoard logs, one per stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.profiler import ProfilerActivity, profile, tensorboard_trace_handler
+
+
+def profile_forward(directory: str | None, name: str, built: Any, forward: Callable[[], Any], steps: int = 3) -> Path | None:
+    """Trace `steps` forwards of a PyTorch variant into DIR/NAME.trace.json and DIR/tensorboard/NAME."""
+    if not directory or not isinstance(built.model, torch.nn.Module):
+        return None  # OpenVINO runs outside PyTorch: its own tools (benchmark_app -pc) profile it
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities, record_shapes=True, with_stack=False) as prof:
+        for _ in range(steps):
+            forward()
+    trace = out / f"{name}.trace.json"
+    prof.export_chrome_trace(str(trace))
+    tensorboard_trace_handler(str(out / "tensorboard"), worker_name=name)(prof)
+    return trace

@@ -83,3 +83,8 @@ def test_bf16_refused_where_the_cpu_would_emulate_it(monkeypatch):
         check_chain(("bf16",), "cpu")
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
     check_chain(("prune", "bf16"), "cpu")
+
+
+def test_window_longer_than_the_model_names_the_fix(ctx):
+    with pytest.raises(ValueError, match="--seq-len 64 or less"):
+        Context(ctx.source, ctx.corpus, Settings(seq_len=128))

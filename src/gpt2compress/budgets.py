@@ -65,7 +65,7 @@ def load_budgets(path: str | Path) -> dict:
         raise BudgetFileError(f"{path}: `version = {SUPPORTED_VERSION}` is required at the top "
                               f"(found {data.get('version')!r})")
     for device, models in data.items():
-        if device == "version":
+        if device in ("version", "compare"):  # [[compare]] thresholds: read by gpt2compress.compare
             continue
         for model, variants in _table(path, device, models).items():
             for variant, entry in _table(path, f"{device}.{model}", variants).items():

@@ -2,6 +2,10 @@
 
     gpt2compress pipeline [--model tiny] [--data DIR] [--variants a,b,...]
         build each variant (cached) and print perplexity, size and latency per stage.
+    gpt2compress plot results.json [more.json ...] --out charts/
+        stage charts (PNG) and summary.md; several files = runs side by side.
+    gpt2compress compare BASE.json NEW.json [--budgets bench/budgets.toml]
+        per-stage regression check; exit 1 on a regression, 0 otherwise.
 """
 
 from __future__ import annotations
@@ -59,6 +63,29 @@ def pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def plot(args: argparse.Namespace) -> int:
+    from .plots import plot as draw
+    from .report import load_run
+
+    for path in draw([load_run(p) for p in args.results], args.out):
+        print(path)
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs, format_table, machine_differences, thresholds_from
+    from .report import load_run
+
+    base, new = load_run(args.base), load_run(args.new)
+    for difference in machine_differences(base, new):
+        print(f"warning: machines differ, compare with care: {difference}", file=sys.stderr)
+    findings = compare_runs(base, new, thresholds_from(args.budgets))
+    print(format_table(findings))
+    regressions = [f for f in findings if f.regression]
+    print(f"\n{len(regressions)} regression(s) in {len(findings)} comparisons")
+    return 1 if regressions else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpt2compress", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,10 +97,19 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--rounds", type=int, default=10, help="timed forward passes per variant")
     run.add_argument("--json", default=None, help="also write the rows as JSON here")
     run.set_defaults(func=pipeline)
+    charts = commands.add_parser("plot", help="charts and summary.md from benchmark JSON")
+    charts.add_argument("results", nargs="+")
+    charts.add_argument("--out", default="charts")
+    charts.set_defaults(func=plot)
+    gate = commands.add_parser("compare", help="fail (exit 1) when NEW regresses against BASE")
+    gate.add_argument("base")
+    gate.add_argument("new")
+    gate.add_argument("--budgets", default=None, help="budgets TOML whose [[compare]] entries override thresholds")
+    gate.set_defaults(func=compare)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (DataSourceError, ModelSourceError, KeyError) as err:  # bad input: one clear line, not a traceback
+    except (DataSourceError, ModelSourceError, KeyError, ValueError) as err:  # bad input: one clear line, not a traceback
         print(f"gpt2compress: error: {err}", file=sys.stderr)
         return 2
 

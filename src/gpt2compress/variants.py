@@ -74,6 +74,12 @@ class Context:
     settings: Settings = field(default_factory=Settings)
     device: str = "cpu"
 
+    def __post_init__(self) -> None:
+        limit = getattr(self.source.model.config, "n_positions", None)
+        if limit is not None and self.settings.seq_len > limit:
+            raise ValueError(f"--seq-len {self.settings.seq_len} is longer than {self.source.name}'s "
+                             f"{limit} positions; pass --seq-len {limit} or less")
+
     @cached_property
     def calibration(self) -> Windows:
         return calibration_windows(self.corpus, self.source.tokenizer, self.settings.seq_len,

@@ -1,0 +1,155 @@
+"""Stage charts and summary.md from one or more benchmark JSON files (several files = runs side by side).
+
+PNGs, one panel per device: latency per stage (box plot of the timed rounds),
+perplexity, peak memory and size per stage, and a Pareto chart (latency vs
+perplexity) with the frontier marked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .report import Run, summaries  # noqa: E402
+
+METRICS = {  # file stem: (summary key, axis label)
+    "perplexity": ("perplexity", "perplexity (lower is better)"),
+    "peak_memory": ("peak_memory_mb", "peak memory, MiB"),
+    "size": ("size_mb", "size on disk, MiB"),
+}
+
+
+def _variants(runs: list[Run], device: str) -> list[str]:
+    seen: list[str] = []
+    for run in runs:
+        seen += [r["variant"] for r in run.rows if r["device"] == device and r["variant"] not in seen]
+    return seen
+
+
+def _panels(runs: list[Run], title: str):
+    devices = sorted({d for run in runs for d in run.devices})
+    fig, axes = plt.subplots(1, len(devices), figsize=(7 * len(devices), 4.8), squeeze=False)
+    fig.suptitle(title)
+    return fig, list(zip(devices, axes[0]))
+
+
+def _save(fig, out: Path, name: str) -> Path:
+    path = out / f"{name}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def latency_chart(runs: list[Run], out: Path) -> Path:
+    fig, panels = _panels(runs, "forward latency per stage (batch × seq from the run; box = timed rounds)")
+    width = 0.8 / len(runs)
+    for device, ax in panels:
+        variants = _variants(runs, device)
+        for i, run in enumerate(runs):
+            rows = {r["variant"]: r for r in run.rows if r["device"] == device}
+            data = [rows[v]["samples_ms"] if v in rows else [] for v in variants]
+            positions = [x + (i - (len(runs) - 1) / 2) * width for x in range(len(variants))]
+            kept = [(p, d) for p, d in zip(positions, data) if d]
+            if kept:
+                box = ax.boxplot([d for _, d in kept], positions=[p for p, _ in kept], widths=width * 0.9,
+                                 patch_artist=True, showfliers=False)
+                for patch in box["boxes"]:
+                    patch.set_facecolor(f"C{i}")
+                ax.plot([], [], color=f"C{i}", label=run.label, linewidth=6)
+        ax.set_xticks(range(len(variants)), variants, rotation=35, ha="right")
+        ax.set_ylabel("ms")
+        ax.set_title(device)
+        ax.legend()
+    return _save(fig, out, "latency")
+
+
+def bar_chart(runs: list[Run], out: Path, stem: str) -> Path:
+    key, label = METRICS[stem]
+    fig, panels = _panels(runs, label + " per stage")
+    width = 0.8 / len(runs)
+    for device, ax in panels:
+        variants = _variants(runs, device)
+        for i, run in enumerate(runs):
+            rows = {s["variant"]: s for s in summaries(run) if s["device"] == device}
+            values = [(rows[v][key] if v in rows and rows[v][key] is not None else 0) for v in variants]
+            ax.bar([x + (i - (len(runs) - 1) / 2) * width for x in range(len(variants))], values, width, label=run.label)
+            if key == "perplexity" and not all(s["perplexity_meaningful"] for s in rows.values()):
+                ax.text(0.5, 0.95, "random weights: perplexity not meaningful", transform=ax.transAxes, ha="center")
+        ax.set_xticks(range(len(variants)), variants, rotation=35, ha="right")
+        ax.set_title(device)
+        ax.legend()
+    return _save(fig, out, stem)
+
+
+def pareto_frontier(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """Points no other point beats on both latency and perplexity (lower is better for both)."""
+    frontier, best = [], float("inf")
+    for point in sorted(points):
+        if point[1] < best:
+            frontier.append(point)
+            best = point[1]
+    return frontier
+
+
+def pareto_chart(runs: list[Run], out: Path) -> Path:
+    fig, panels = _panels(runs, "latency vs perplexity (frontier: nothing is both faster and better)")
+    for device, ax in panels:
+        for i, run in enumerate(runs):
+            points = [(s["median_ms"], s["perplexity"], s["variant"]) for s in summaries(run)
+                      if s["device"] == device and s["median_ms"] and s["perplexity"]]
+            if not points:
+                continue
+            ax.scatter([p[0] for p in points], [p[1] for p in points], color=f"C{i}", label=run.label)
+            for x, y, name in points:
+                ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            front = pareto_frontier(points)
+            ax.plot([p[0] for p in front], [p[1] for p in front], "--", color=f"C{i}", label=f"{run.label} frontier")
+        ax.set_xlabel("median latency, ms")
+        ax.set_ylabel("perplexity")
+        ax.set_title(device)
+        ax.legend()
+    return _save(fig, out, "pareto")
+
+
+def _fmt(value, spec: str = ".3g") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _heads(heads: list[int] | None) -> str:
+    if not heads:
+        return "–"
+    return f"{heads[0]} × {len(heads)} layers" if len(set(heads)) == 1 else ",".join(map(str, heads))
+
+
+def summary_markdown(runs: list[Run]) -> str:
+    lines = ["# gpt2compress summary", ""]
+    for run in runs:
+        for device in run.devices:
+            lines += [f"## {run.label} — {device}", "",
+                      "| variant | chain | precision | perplexity | ×ppl | median ms | ×latency | p99 ms | tokens/s "
+                      "| size MiB | ×size | peak MiB | params | heads/layer |",
+                      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            for s in (s for s in summaries(run) if s["device"] == device):
+                ppl = _fmt(s["perplexity"], ".2f") + ("" if s["perplexity_meaningful"] else " (random)")
+                lines.append(
+                    f"| {s['variant']} | {s['chain']} | {s['precision']} | {ppl} | {_fmt(s.get('perplexity_ratio'))} "
+                    f"| {_fmt(s['median_ms'], '.2f')} | {_fmt(s.get('median_ms_ratio'))} | {_fmt(s['p99_ms'], '.2f')} "
+                    f"| {_fmt(s['tokens_per_s'], ',.0f')} | {_fmt(s['size_mb'], '.2f')} | {_fmt(s.get('size_mb_ratio'))} "
+                    f"| {_fmt(s['peak_memory_mb'], '.0f')} | {_fmt(s['parameters'], ',')} | {_heads(s['heads'])} |")
+            lines.append("")
+    lines.append("Ratios (×) divide by the fp32 baseline of the same run and device.")
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: list[Run], out: str | Path) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [latency_chart(runs, out), *(bar_chart(runs, out, stem) for stem in METRICS), pareto_chart(runs, out)]
+    summary = out / "summary.md"
+    summary.write_text(summary_markdown(runs))
+    return paths + [summary]

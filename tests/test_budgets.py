@@ -1,0 +1,84 @@
+import json
+
+import pytest
+
+from gpt2compress.budgets import Budget, BudgetFileError, budget_for, load_budgets
+from gpt2compress.metrics import perplexity
+from gpt2compress.stages.int8_scratch import Int8Linear, quantize_int8_scratch
+
+from conftest import ROOT, random_gpt2, random_windows, run_bench
+
+SHIPPED = ROOT / "bench" / "budgets.toml"
+
+
+def write(tmp_path, text):
+    path = tmp_path / "b.toml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_budgets_load():
+    budgets = load_budgets(SHIPPED)
+    assert budget_for(budgets, "cpu", "tiny", "int8-scratch").max_perplexity_ratio == pytest.approx(1.02)
+
+
+def test_model_specific_entries_override_the_wildcard():
+    budgets = load_budgets(SHIPPED)
+    b = budget_for(budgets, "cpu", "gpt2-random", "ov-int8-static")
+    assert b.max_latency_ratio == pytest.approx(0.90) and b.max_perplexity_ratio == pytest.approx(1.05)
+    assert budget_for(budgets, "cpu", "tiny", "ov-int8-static").max_latency_ratio is None
+
+
+@pytest.mark.parametrize("text,message", [
+    ("version = 1\n[cpu.'*'.fp32]\nmax_speed = 2\n", "unknown budget 'max_speed'"),
+    ("version = 1\n[cpu.'*'.fp32]\nmax_latency_ratio = -1\n", "positive number"),
+    ("version = 1\n[cpu.'*'.fp32]\nmax_latency_ratio = 'fast'\n", "positive number"),
+    ("[cpu.'*'.fp32]\nmax_latency_ratio = 1\n", "version = 1"),
+    ("version = 1\ncpu = 3\n", "table of tables"),
+    ("version = 1\n[cpu\n", "not valid TOML"),
+])
+def test_malformed_budgets_say_where_and_what(tmp_path, text, message):
+    with pytest.raises(BudgetFileError, match=message.replace("(", r"\(")):
+        load_budgets(write(tmp_path, text))
+
+
+def test_missing_budgets_file_names_the_option(tmp_path):
+    with pytest.raises(BudgetFileError, match="--budgets"):
+        load_budgets(tmp_path / "none.toml")
+
+
+def test_violations_report_measured_and_allowed():
+    budget = Budget(max_perplexity_ratio=1.05, min_tokens_per_s_ratio=2.0)
+    lines = budget.violations({"perplexity_ratio": 1.2, "tokens_per_s_ratio": 1.5})
+    assert lines == ["max_perplexity_ratio: measured 1.2, allowed ≤ 1.05",
+                     "min_tokens_per_s_ratio: measured 1.5, allowed ≥ 2"]
+    assert budget.violations({"perplexity_ratio": 1.2}, perplexity_meaningful=False) == []
+    assert budget.violations({"perplexity_ratio": float("nan")})  # NaN never passes
+
+
+def test_wrecked_int8_scale_fails_its_perplexity_budget():
+    """The shipped int8-scratch budget passes a correct quantization and fails one with a broken scale."""
+    budget = budget_for(load_budgets(SHIPPED), "cpu", "tiny", "int8-scratch")
+    windows = random_windows(n=8, seq_len=32)
+    model = random_gpt2()
+    reference = perplexity(model, windows)
+    quantize_int8_scratch(model)
+    assert budget.violations({"perplexity_ratio": perplexity(model, windows) / reference}) == []
+    for module in model.modules():
+        if isinstance(module, Int8Linear):
+            module.scale.mul_(8)  # the wrecked scale
+    broken = budget.violations({"perplexity_ratio": perplexity(model, windows) / reference})
+    assert broken and broken[0].startswith("max_perplexity_ratio")
+
+
+def test_bench_writes_json_even_when_a_budget_fails(tmp_path, local_checkpoint):
+    budgets = write(tmp_path, "version = 1\n[cpu.'*'.int8-scratch]\nmax_size_ratio = 0.01\n")
+    out = tmp_path / "results.json"
+    run = run_bench(local_checkpoint, out, "--stages", "fp32,int8-scratch,bf16", "--budgets", str(budgets))
+    assert run.returncode == 1, run.stdout[-3000:]
+    assert "max_size_ratio: measured" in run.stdout and "allowed ≤ 0.01" in run.stdout
+    results = {b["extra_info"]["variant"]: b for b in json.loads(out.read_text())["benchmarks"]}
+    assert set(results) >= {"fp32", "int8-scratch"}  # the failing one is recorded too
+    info = results["int8-scratch"]["extra_info"]
+    assert info["perplexity"] > 1 and info["size_on_disk_bytes"] > 0 and info["latency_p99_ms"] > 0
+    assert info["chain"] == ["int8_scratch"] and "ratios" in info

@@ -1,42 +1,17 @@
 """Unit-test fixtures: small random GPT-2s built in milliseconds; no hub, no shared data needed."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
-from gpt2compress.data import Windows, load_corpus
+from gpt2compress.data import load_corpus
 from gpt2compress.io import save_model
 from gpt2compress.tokenizer import train_bpe
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import random_gpt2, random_windows
 
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GPT2COMPRESS_CACHE", str(tmp_path / "cache"))
-
-
-def random_gpt2(n_layer=2, n_head=5, n_embd=40, vocab_size=97, seed=0, n_positions=64) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = GPT2Config(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab_size, n_positions=n_positions)
-    return GPT2LMHeadModel(config).eval()
-
-
-def random_windows(n=6, seq_len=16, vocab_size=97, seed=0, ragged=True) -> Windows:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, vocab_size, (n, seq_len), generator=g)
-    mask = torch.ones_like(ids)
-    if ragged:
-        for row in range(n):
-            length = seq_len - (row * 3) % (seq_len // 2)
-            mask[row, length:] = 0
-            ids[row, length:] = 0
-    return Windows(ids, mask, f"random-{n}-{seq_len}-{seed}-{ragged}")
 
 
 @pytest.fixture
@@ -56,15 +31,3 @@ def local_checkpoint(tmp_path_factory):
     corpus = load_corpus("embedded")
     tok = train_bpe(corpus.train_text[:30_000], 300, tmp / "tok")
     return save_model(random_gpt2(vocab_size=len(tok), n_positions=128), tmp / "ckpt", tok)
-
-
-def run_bench(checkpoint, out_json, *args, cache=None):
-    """`pytest bench/` in a subprocess, as a user runs it."""
-    env = {**os.environ, "GPT2COMPRESS_DATA": "embedded"}
-    if cache:
-        env["GPT2COMPRESS_CACHE"] = str(cache)
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "bench"), "-p", "no:cacheprovider", "-q",
-         "--model", str(checkpoint), "--device", "cpu", "--eval-samples", "8", f"--benchmark-json={out_json}", *args],
-        capture_output=True, text=True, env=env, timeout=600,
-    )

@@ -6,7 +6,7 @@ from gpt2compress.budgets import Budget, BudgetFileError, budget_for, load_budge
 from gpt2compress.metrics import perplexity
 from gpt2compress.stages.int8_scratch import Int8Linear, quantize_int8_scratch
 
-from conftest import ROOT, random_gpt2, random_windows, run_bench
+from helpers import ROOT, random_gpt2, random_windows, run_bench
 
 SHIPPED = ROOT / "bench" / "budgets.toml"
 

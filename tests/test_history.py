@@ -6,7 +6,7 @@ import subprocess
 from gpt2compress.io import save_model
 from gpt2compress.tokenizer import load_tokenizer
 
-from conftest import ROOT, random_gpt2
+from helpers import ROOT, random_gpt2
 
 
 def run_recipe(storage, checkpoint, json_out, fail="median:10%"):

@@ -5,7 +5,7 @@ from gpt2compress.io import load_model, save_model
 from gpt2compress.metrics import perplexity, size_on_disk
 from gpt2compress.stages.int8_scratch import Int8Config, Int8Embedding, Int8Linear, quantize_int8_scratch, quantize_tensor
 
-from conftest import random_gpt2
+from helpers import random_gpt2
 
 
 def test_quantize_tensor_error_within_half_a_step():

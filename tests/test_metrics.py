@@ -7,7 +7,7 @@ import torch
 from gpt2compress.data import Windows
 from gpt2compress.metrics import latency_stats, parameter_count, peak_memory, perplexity, size_on_disk
 
-from conftest import random_windows
+from helpers import random_windows
 
 
 class UniformLM(torch.nn.Module):

@@ -13,7 +13,7 @@ from gpt2compress.stages.pruning import (
     prune_heads,
 )
 
-from conftest import random_gpt2, random_windows
+from helpers import random_gpt2, random_windows
 
 PLAN = {0: [1, 3], 1: [0]}
 

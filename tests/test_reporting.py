@@ -7,7 +7,7 @@ import pytest
 from gpt2compress.cli import main
 from gpt2compress.plots import pareto_frontier
 
-from conftest import run_bench
+from helpers import run_bench
 
 STAGES = "fp32,pruned,int8-scratch"
 

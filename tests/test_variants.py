@@ -8,7 +8,7 @@ from gpt2compress.stages import STAGES, StageNotApplicable, check_chain
 from gpt2compress.tokenizer import train_bpe
 from gpt2compress.variants import Context, Settings, build
 
-from conftest import random_gpt2
+from helpers import random_gpt2
 
 
 @pytest.fixture

@@ -95,3 +95,11 @@ def test_bad_json_is_a_clear_error(tmp_path, capsys):
 def test_pareto_frontier():
     points = [(10, 5, "a"), (5, 9, "b"), (12, 4, "c"), (11, 6, "d"), (5, 10, "e")]
     assert [p[2] for p in pareto_frontier(points)] == ["b", "a", "c"]
+
+
+def test_baseline_absolute_latency_is_gated_only_when_asked(aa_runs, tmp_path, capsys):
+    slow = plant(aa_runs[0], tmp_path / "slow.json", "fp32", latency_samples_ms=2.0, median_ms=2.0)
+    assert main(["compare", str(aa_runs[0]), str(slow)]) == 0  # drift-prone: pytest-benchmark's history gates it
+    budgets = tmp_path / "b.toml"
+    budgets.write_text('version = 1\n[[compare]]\nmatch = "cpu/fp32"\nmetric = "latency"\nthreshold = 0.25\n')
+    assert main(["compare", str(aa_runs[0]), str(slow), "--budgets", str(budgets)]) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +20,9 @@ def profile_forward(directory: str | None, name: str, built: Any, forward: Calla
     with profile(activities=activities, record_shapes=True, with_stack=False) as prof:
         for _ in range(steps):
             forward()
-    trace = out / f"{name}.trace.json"
-    prof.export_chrome_trace(str(trace))
-    tensorboard_trace_handler(str(out / "tensorboard"), worker_name=name)(prof)
+    logs = out / "tensorboard"
+    tensorboard_trace_handler(str(logs), worker_name=name)(prof)  # kineto saves a trace only once:
+    written = max(logs.glob(f"{name}.*.pt.trace.json"), key=lambda p: p.stat().st_mtime)
+    trace = out / f"{name}.trace.json"  # ...and that file is a Chrome trace; a stable name beside the logs
+    shutil.copyfile(written, trace)
     return trace

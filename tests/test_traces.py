@@ -1,0 +1,19 @@
+"""--profile and --memray leave one trace / capture per stage, named by stage."""
+
+import json
+
+from helpers import run_bench
+
+
+def test_profile_and_memray_outputs(tmp_path, local_checkpoint):
+    budgets = tmp_path / "open.toml"
+    budgets.write_text("version = 1\n")
+    run = run_bench(local_checkpoint, tmp_path / "r.json", "--stages", "fp32,int8-scratch", "--budgets", str(budgets),
+                    "--profile", str(tmp_path / "traces"), "--memray", str(tmp_path / "mem"))
+    assert run.returncode == 0, run.stdout[-3000:]
+    for stage in ("fp32", "int8-scratch"):
+        trace = json.loads((tmp_path / "traces" / f"cpu-{stage}.trace.json").read_text())
+        assert any(e.get("name", "").startswith("aten::") for e in trace["traceEvents"])
+        assert (tmp_path / "mem" / f"cpu-{stage}-build.bin").stat().st_size > 0
+        assert "<html" in (tmp_path / "mem" / f"cpu-{stage}-build.html").read_text()[:2000].lower()
+    assert list((tmp_path / "traces" / "tensorboard").glob("*.pt.trace.json"))

@@ -48,10 +48,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @dataclass
 class Session:
-    """Everything one device's run shares: the context, built variants, the baseline's numbers."""
+    """What one device's run shares: the context and the baseline's numbers (variants are not kept:
+    each test loads its own from the disk cache and frees it, so peak memory is that stage's)."""
 
     ctx: Context
-    built: dict[str, Built] = field(default_factory=dict)
     baseline: dict = field(default_factory=dict)
 
 
@@ -102,13 +102,11 @@ def session(sessions, device) -> Session:
 @pytest.fixture
 def built(session, variant, device, pytestconfig) -> Built:
     """The variant on this device, or a skip that says why it does not apply."""
-    if variant not in session.built:
-        try:
-            with memray_capture(pytestconfig.getoption("--memray"), f"{device}-{variant}-build"):
-                session.built[variant] = build(variant, session.ctx)
-        except StageNotApplicable as reason:
-            pytest.skip(str(reason))
-    return session.built[variant]
+    try:
+        with memray_capture(pytestconfig.getoption("--memray"), f"{device}-{variant}-build"):
+            return build(variant, session.ctx)
+    except StageNotApplicable as reason:
+        pytest.skip(str(reason))
 
 
 @pytest.fixture

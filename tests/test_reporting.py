@@ -53,8 +53,8 @@ def plant(path, out, variant, **scale):
 
 def test_compare_fails_a_planted_latency_regression(aa_runs, tmp_path, capsys):
     """Planted into a copy of run A, so the plant is the only difference."""
-    slow = plant(aa_runs[0], tmp_path / "slow.json", "pruned", latency_samples_ms=1.5, median_ms=1.5,
-                 tokens_per_s=1 / 1.5)
+    slow = plant(aa_runs[0], tmp_path / "slow.json", "pruned", latency_samples_ms=3.0, median_ms=3.0,
+                 tokens_per_s=1 / 3.0)
     assert main(["compare", str(aa_runs[0]), str(slow)]) == 1
     flagged = [line.split()[:2] for line in capsys.readouterr().out.splitlines() if line.endswith("REGRESSION")]
     assert ["cpu/pruned", "latency"] in flagged and all(where == "cpu/pruned" for where, _ in flagged)
@@ -98,7 +98,7 @@ def test_pareto_frontier():
 
 
 def test_baseline_absolute_latency_is_gated_only_when_asked(aa_runs, tmp_path, capsys):
-    slow = plant(aa_runs[0], tmp_path / "slow.json", "fp32", latency_samples_ms=2.0, median_ms=2.0)
+    slow = plant(aa_runs[0], tmp_path / "slow.json", "fp32", latency_samples_ms=4.0, median_ms=4.0)
     assert main(["compare", str(aa_runs[0]), str(slow)]) == 0  # drift-prone: pytest-benchmark's history gates it
     budgets = tmp_path / "b.toml"
     budgets.write_text('version = 1\n[[compare]]\nmatch = "cpu/fp32"\nmetric = "latency"\nthreshold = 0.25\n')

@@ -1,9 +1,11 @@
 """`gpt2compress compare BASE.json NEW.json`: did this commit make any stage slower, bigger or worse?
 
 Every (device, variant) in both runs is compared metric by metric, each with its
-direction and a relative threshold. Latency must be both worse by more than its
-threshold (medians) and significantly so (one-sided Mann-Whitney U on the raw
-timed rounds, p < alpha): noise alone never fails a build.
+direction and a relative threshold. Latency must be worse by more than its
+threshold (medians), by more than MIN_CHANGE_MS in absolute terms, and
+significantly so (one-sided Mann-Whitney U on the raw timed rounds, p < alpha).
+Within-run rounds cannot see process-to-process variation (an A/A pair of a
+1 ms model differed by 17 % with p = 4e-8), hence the absolute floor.
 
 Two runs happen in different processes at different times, and a machine's speed
 drifts between them (load, clocks, a neighbour: +50 % was seen on an A/A pair). So
@@ -39,6 +41,7 @@ METRICS = {
     "tokens_per_s": ("tokens_per_s", -1, 0.10),
 }
 ALPHA = 0.01
+MIN_CHANGE_MS = 1.0  # below this a latency change is timer and allocator noise, whatever its percentage
 
 
 @dataclass
@@ -107,7 +110,10 @@ def compare_runs(base: Run, new: Run, rules=()) -> list[Finding]:
             where = f"{row['device']}/{row['variant']}"
             limit = _threshold(metric, where, rules, absolute_timing=row["variant"] == BASELINE)
             timed = metric in ("latency", "tokens_per_s")
-            worse = limit is not None and change > limit and (not timed or p_value is None or p_value < ALPHA)
+            worse = limit is not None and change > limit
+            if timed:
+                change_ms = change * (old.get("median_ms") or 0)
+                worse = worse and change_ms > MIN_CHANGE_MS and (p_value is None or p_value < ALPHA)
             findings.append(Finding(row["device"], row["variant"], metric, a[key], b[key], change, limit,
                                     p_value if timed else None, worse))
     return findings

@@ -13,8 +13,8 @@ import torch
 
 from gpt2compress.budgets import load_budgets
 from gpt2compress.data import load_corpus
-from gpt2compress.measure import footprint, quality
-from gpt2compress.metrics import fixed_batch, forward_callable, latency_stats, time_calls
+from gpt2compress.measure import footprint, quality, speed
+from gpt2compress.metrics import fixed_batch
 from gpt2compress.sources import load_source
 from gpt2compress.stages import StageNotApplicable
 from gpt2compress.variants import BASELINE, VARIANTS, Built, Context, Settings, build
@@ -119,7 +119,6 @@ def baseline(session, batch) -> dict:
     """fp32's numbers in this session: the reference every ratio divides by."""
     if not session.baseline:
         base = build(BASELINE, session.ctx)
-        times = time_calls(forward_callable(base.model, batch), rounds=10, warmup=2)
-        session.baseline = {**footprint(base), **quality(base, session.ctx), **latency_stats(times)}
-        session.baseline["median_ms"] = latency_stats(times)["p50_ms"]
+        timing = speed(base, session.ctx, batch_size=batch["input_ids"].shape[0])
+        session.baseline = {**footprint(base), **quality(base, session.ctx), **timing, "median_ms": timing["p50_ms"]}
     return session.baseline

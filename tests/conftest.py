@@ -4,7 +4,9 @@ import pytest
 
 from gpt2compress.data import load_corpus
 from gpt2compress.io import save_model
+from gpt2compress.sources import Source
 from gpt2compress.tokenizer import train_bpe
+from gpt2compress.variants import Context, Settings
 
 from helpers import random_gpt2, random_windows
 
@@ -31,3 +33,13 @@ def local_checkpoint(tmp_path_factory):
     corpus = load_corpus("embedded")
     tok = train_bpe(corpus.train_text[:30_000], 300, tmp / "tok")
     return save_model(random_gpt2(vocab_size=len(tok), n_positions=128), tmp / "ckpt", tok)
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    corpus = load_corpus("embedded")
+    tok = train_bpe(corpus.train_text[:40_000], 300, tmp_path / "tok")
+    model = random_gpt2(vocab_size=len(tok))
+    settings = Settings(seq_len=32, eval_samples=8, finetune_max_steps=2, finetune_samples=16,
+                        calibration_samples=8, finetune_lr=1e-3)
+    return Context(Source("test", model, tok, "test-source"), corpus, settings)

@@ -6,8 +6,6 @@ import torch
 from gpt2compress.metrics import perplexity
 from gpt2compress.variants import build
 
-from test_variants import ctx  # noqa: F401  (fixture)
-
 
 def logits(model, windows):
     with torch.no_grad():
@@ -15,7 +13,7 @@ def logits(model, windows):
 
 
 @pytest.mark.parametrize("variant", ["ov-fp32", "ov-int8-weights", "ov-int8-static", "inc-int8", "int8-scratch"])
-def test_quantized_variant_tracks_fp32(ctx, variant):  # noqa: F811
+def test_quantized_variant_tracks_fp32(ctx, variant):
     base = build("fp32", ctx)
     built = build(variant, ctx)
     ppl, ppl_base = perplexity(built.model, ctx.eval), perplexity(base.model, ctx.eval)
@@ -24,7 +22,7 @@ def test_quantized_variant_tracks_fp32(ctx, variant):  # noqa: F811
     assert built.info["parameters"] == base.info["parameters"]
 
 
-def test_openvino_export_of_pruned_finetuned_model_matches_torch(ctx):  # noqa: F811
+def test_openvino_export_of_pruned_finetuned_model_matches_torch(ctx):
     torch_model = build("pruned-finetuned", ctx)
     ov = build("pruned-finetuned-ov-int8-static", ctx, chain=("prune", "finetune", "openvino"))
     assert ov.info["heads_per_layer"] == [4, 4] and ov.runtime == "openvino"
@@ -36,7 +34,7 @@ def test_openvino_export_of_pruned_finetuned_model_matches_torch(ctx):  # noqa: 
     assert (ov.path / "openvino_model.xml").exists()
 
 
-def test_pipeline_int8_on_pruned_finetuned(ctx):  # noqa: F811
+def test_pipeline_int8_on_pruned_finetuned(ctx):
     for variant in ("pruned-finetuned-ov-int8-static", "pruned-finetuned-inc-int8"):
         built = build(variant, ctx)
         assert built.info["precision"] == "int8-wa" and built.info["heads_per_layer"] == [4, 4]

@@ -1,24 +1,10 @@
 import pytest
 import torch
 
-from gpt2compress.data import load_corpus
 from gpt2compress.metrics import perplexity
-from gpt2compress.sources import Source
 from gpt2compress.stages import STAGES, StageNotApplicable, check_chain
-from gpt2compress.tokenizer import train_bpe
 from gpt2compress.variants import Context, Settings, build
 
-from helpers import random_gpt2
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    corpus = load_corpus("embedded")
-    tok = train_bpe(corpus.train_text[:40_000], 300, tmp_path / "tok")
-    model = random_gpt2(vocab_size=len(tok))
-    settings = Settings(seq_len=32, eval_samples=8, finetune_max_steps=2, finetune_samples=16,
-                        calibration_samples=8, finetune_lr=1e-3)
-    return Context(Source("test", model, tok, "test-source"), corpus, settings)
 
 
 def test_chain_builds_and_records_info(ctx):

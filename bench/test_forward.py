@@ -32,7 +32,7 @@ def test_forward(benchmark, variant, device, built, session, baseline, batch, bu
     info.update({f"latency_{k}": v for k, v in latency_stats(samples).items()})
     info["latency_samples_ms"] = [s * 1e3 for s in samples]  # raw rounds: `gpt2compress compare` tests on them
     info.update({
-        "variant": variant, "device": device, "model": pytestconfig.getoption("--model"),
+        "kind": "forward", "variant": variant, "device": device, "model": pytestconfig.getoption("--model"),
         "batch_shape": list(batch["input_ids"].shape), "median_ms": median_ms,
         "tokens_per_s": batch["input_ids"].numel() / (median_ms / 1e3),
         "peak_memory_forward_bytes": mem.peak, "peak_memory_reserved_bytes": mem.reserved,

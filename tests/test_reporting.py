@@ -31,7 +31,7 @@ def test_plot_writes_every_chart_and_the_summary(aa_runs, tmp_path, capsys):
     for chart in ("latency", "perplexity", "peak_memory", "size", "pareto"):
         assert (tmp_path / f"{chart}.png").stat().st_size > 10_000
     summary = (tmp_path / "summary.md").read_text()
-    assert "## a — cpu" in summary and "## b — cpu" in summary
+    assert "## Forward: a — cpu" in summary and "## Forward: b — cpu" in summary
     assert summary.count("| int8-scratch | int8_scratch |") == 2
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from scipy.stats import mannwhitneyu
 
-from .report import BASELINE, Run, summary_row
+from .report import BASELINE, FORWARD, Run, summary_row
 
 # metric -> (summary key, +1 if higher is worse / -1 if lower is worse, default relative threshold)
 METRICS = {
@@ -93,7 +93,7 @@ def _relative(run: Run, row: dict) -> tuple[dict, list[float]]:
 
 def compare_runs(base: Run, new: Run, rules=()) -> list[Finding]:
     findings = []
-    for row in new.rows:
+    for row in new.of(FORWARD):  # other kinds are charted, not (yet) compared
         old = base.row(row["device"], row["variant"])
         if old is None:
             continue

@@ -8,13 +8,14 @@ perplexity) with the frontier marked.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .report import Run, summaries  # noqa: E402
+from .report import FORWARD, Run, summaries  # noqa: E402
 
 METRICS = {  # file stem: (summary key, axis label)
     "perplexity": ("perplexity", "perplexity (lower is better)"),
@@ -26,7 +27,7 @@ METRICS = {  # file stem: (summary key, axis label)
 def _variants(runs: list[Run], device: str) -> list[str]:
     seen: list[str] = []
     for run in runs:
-        seen += [r["variant"] for r in run.rows if r["device"] == device and r["variant"] not in seen]
+        seen += [r["variant"] for r in run.of(FORWARD) if r["device"] == device and r["variant"] not in seen]
     return seen
 
 
@@ -51,7 +52,7 @@ def latency_chart(runs: list[Run], out: Path) -> Path:
     for device, ax in panels:
         variants = _variants(runs, device)
         for i, run in enumerate(runs):
-            rows = {r["variant"]: r for r in run.rows if r["device"] == device}
+            rows = {r["variant"]: r for r in run.of(FORWARD) if r["device"] == device}
             data = [rows[v]["samples_ms"] if v in rows else [] for v in variants]
             positions = [x + (i - (len(runs) - 1) / 2) * width for x in range(len(variants))]
             kept = [(p, d) for p, d in zip(positions, data) if d]
@@ -126,15 +127,18 @@ def _heads(heads: list[int] | None) -> str:
     return f"{heads[0]} × {len(heads)} layers" if len(set(heads)) == 1 else ",".join(map(str, heads))
 
 
-def summary_markdown(runs: list[Run]) -> str:
-    lines = ["# gpt2compress summary", ""]
+def forward_section(runs: list[Run]) -> list[str]:
+    lines = []
     for run in runs:
         for device in run.devices:
-            lines += [f"## {run.label} — {device}", "",
+            rows = [s for s in summaries(run) if s["device"] == device]
+            if not rows:
+                continue
+            lines += [f"## Forward: {run.label} — {device}", "",
                       "| variant | chain | precision | perplexity | ×ppl | median ms | ×latency | p99 ms | tokens/s "
                       "| size MiB | ×size | peak MiB | params | heads/layer |",
                       "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-            for s in (s for s in summaries(run) if s["device"] == device):
+            for s in rows:
                 ppl = _fmt(s["perplexity"], ".2f") + ("" if s["perplexity_meaningful"] else " (random)")
                 lines.append(
                     f"| {s['variant']} | {s['chain']} | {s['precision']} | {ppl} | {_fmt(s.get('perplexity_ratio'))} "
@@ -142,6 +146,24 @@ def summary_markdown(runs: list[Run]) -> str:
                     f"| {_fmt(s['tokens_per_s'], ',.0f')} | {_fmt(s['size_mb'], '.2f')} | {_fmt(s.get('size_mb_ratio'))} "
                     f"| {_fmt(s['peak_memory_mb'], '.0f')} | {_fmt(s['parameters'], ',')} | {_heads(s['heads'])} |")
             lines.append("")
+    return lines
+
+
+def forward_charts(runs: list[Run], out: Path) -> list[Path]:
+    if not any(run.of(FORWARD) for run in runs):
+        return []
+    return [latency_chart(runs, out), *(bar_chart(runs, out, stem) for stem in METRICS), pareto_chart(runs, out)]
+
+
+# Each benchmark kind adds its summary section and its charts here; a kind absent from the runs adds nothing.
+SECTIONS: list[Callable[[list[Run]], list[str]]] = [forward_section]
+CHARTS: list[Callable[[list[Run], Path], list[Path]]] = [forward_charts]
+
+
+def summary_markdown(runs: list[Run]) -> str:
+    lines = ["# gpt2compress summary", ""]
+    for section in SECTIONS:
+        lines += section(runs)
     lines.append("Ratios (×) divide by the fp32 baseline of the same run and device.")
     return "\n".join(lines) + "\n"
 
@@ -149,7 +171,7 @@ def summary_markdown(runs: list[Run]) -> str:
 def plot(runs: list[Run], out: str | Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [latency_chart(runs, out), *(bar_chart(runs, out, stem) for stem in METRICS), pareto_chart(runs, out)]
+    paths = [path for charts in CHARTS for path in charts(runs, out)]
     summary = out / "summary.md"
     summary.write_text(summary_markdown(runs))
     return paths + [summary]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BASELINE = "fp32"
+FORWARD = "forward"  # the default kind: rows written before kinds existed are forward rows
 
 
 @dataclass
@@ -15,8 +16,12 @@ class Run:
     machine: dict
     rows: list[dict] = field(default_factory=list)
 
-    def row(self, device: str, variant: str) -> dict | None:
-        return next((r for r in self.rows if r["device"] == device and r["variant"] == variant), None)
+    def row(self, device: str, variant: str, kind: str = FORWARD) -> dict | None:
+        return next((r for r in self.of(kind) if r["device"] == device and r["variant"] == variant), None)
+
+    def of(self, kind: str) -> list[dict]:
+        """Rows of one benchmark kind: "forward", "generate", "train", "classify", ..."""
+        return [r for r in self.rows if r["kind"] == kind]
 
     @property
     def devices(self) -> list[str]:
@@ -37,7 +42,7 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
             continue  # not one of ours
         stats = bench.get("stats", {})
         samples = info.get("latency_samples_ms") or [s * 1e3 for s in stats.get("data", [])]
-        run.rows.append({**info, "samples_ms": samples, "stats": stats, "name": bench.get("name")})
+        run.rows.append({"kind": FORWARD, **info, "samples_ms": samples, "stats": stats, "name": bench.get("name")})
     if not run.rows:
         raise ValueError(f"{path} holds no gpt2compress benchmark (was it written by `pytest bench/`?)")
     return run
@@ -66,4 +71,5 @@ def summary_row(row: dict, base: dict | None) -> dict:
 
 
 def summaries(run: Run) -> list[dict]:
-    return [summary_row(r, run.row(r["device"], BASELINE)) for r in run.rows]
+    """Forward rows with their ratios to the same device's fp32 forward row."""
+    return [summary_row(r, run.row(r["device"], BASELINE)) for r in run.of(FORWARD)]

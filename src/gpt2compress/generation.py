@@ -1,0 +1,92 @@
+"""Autoregressive generation timing: time to first token (prefill) and per-token decode latency.
+
+GPT-2 is used one token at a time, so a deployed variant is judged on how long
+the first token takes (the prompt's forward, compute-bound) and how many tokens
+per second follow (one token per step against the KV cache, memory-bound at
+batch ≈ 1). A logits processor stamps the clock each time `generate` asks for the
+next token's scores, as optimum-benchmark does; it works for PyTorch and
+OpenVINO models alike because both run HF `generate`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from .metrics import latency_stats, model_device
+
+
+@dataclass
+class GenerationTiming:
+    """Clock readings of one `generate` call: prefill seconds, then one duration per decoded token."""
+
+    batch_size: int
+    prompt_len: int
+    prefill_s: float
+    decode_s: list[float] = field(default_factory=list)
+
+    @property
+    def new_tokens(self) -> int:
+        return len(self.decode_s) + 1
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        """batch × (new_tokens − 1) / decode time: the first token belongs to prefill."""
+        return self.batch_size * len(self.decode_s) / sum(self.decode_s)
+
+
+class TokenTimestamps(LogitsProcessor):
+    """Records the time each next-token distribution is ready (after the device finished computing it)."""
+
+    def __init__(self, sync: Callable[[], None] = lambda: None) -> None:
+        self.sync = sync
+        self.stamps: list[float] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.sync()
+        self.stamps.append(time.perf_counter())
+        return scores
+
+
+def _sync_for(model: Any) -> Callable[[], None]:
+    return torch.cuda.synchronize if model_device(model).type == "cuda" else (lambda: None)
+
+
+def timed_generate(model: Any, input_ids: torch.Tensor, new_tokens: int) -> GenerationTiming:
+    """Greedy `generate` of exactly `new_tokens` tokens with the KV cache, stamped per token."""
+    if new_tokens < 2:
+        raise ValueError("new_tokens must be ≥ 2: one for prefill and at least one decode step")
+    device = model_device(model)
+    input_ids = input_ids.to(device)
+    stamps = TokenTimestamps(_sync_for(model))
+    start = time.perf_counter()
+    with torch.inference_mode():
+        model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
+                       use_cache=True, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                       logits_processor=LogitsProcessorList([stamps]), pad_token_id=0)
+    _sync_for(model)()
+    if len(stamps.stamps) != new_tokens:
+        raise RuntimeError(f"generate called the logits processor {len(stamps.stamps)} times for {new_tokens} "
+                           "tokens; this runtime does not support per-token timestamps")
+    times = [start, *stamps.stamps]
+    steps = [b - a for a, b in zip(times, times[1:])]
+    return GenerationTiming(input_ids.shape[0], input_ids.shape[1], steps[0], steps[1:])
+
+
+def summarize(timings: list[GenerationTiming]) -> dict[str, Any]:
+    """What a generate row records: TTFT and per-token decode latency over all rounds, and decode tokens/s."""
+    first = timings[0]
+    decode = [s for t in timings for s in t.decode_s]
+    ttft = latency_stats([t.prefill_s for t in timings])
+    per_token = latency_stats(decode)
+    return {
+        "batch_size": first.batch_size, "prompt_len": first.prompt_len, "new_tokens": first.new_tokens,
+        "ttft_ms": ttft["p50_ms"], "ttft_mean_ms": ttft["mean_ms"], "ttft_p90_ms": ttft["p90_ms"],
+        **{f"decode_{k}": v for k, v in per_token.items()},
+        "decode_tokens_per_s": first.batch_size * len(decode) / sum(decode),
+        "ttft_samples_ms": [t.prefill_s * 1e3 for t in timings],
+    }

@@ -7,12 +7,22 @@ import statistics
 import pytest
 
 from gpt2compress.budgets import budget_for
+from gpt2compress.energy import energy_per_sample, gpu_power_source
 from gpt2compress.measure import footprint, quality
-from gpt2compress.metrics import forward_callable, latency_stats, peak_memory
+from gpt2compress.metrics import cuda_event_ms, forward_callable, latency_stats, peak_memory, unsynchronized_timer
 from gpt2compress.profiling import profile_forward
 from gpt2compress.variants import BASELINE
 
 ROUNDS, WARMUP = 20, 3
+
+
+def gpu_extras(forward, batch_size: int) -> dict:
+    """CUDA only: the GPU's own time per call (guards the timer) and, with a power sensor, energy per sample."""
+    extras = {"gpu_event_median_ms": statistics.median(cuda_event_ms(forward))}
+    power = gpu_power_source("cuda")
+    if power is not None:  # absent, not zero, without a readable sensor
+        extras.update(energy_per_sample(forward, power, samples_per_call=batch_size))
+    return extras
 
 
 def test_forward(benchmark, variant, device, built, session, baseline, batch, budgets, pytestconfig):
@@ -36,18 +46,27 @@ def test_forward(benchmark, variant, device, built, session, baseline, batch, bu
         "batch_shape": list(batch["input_ids"].shape), "median_ms": median_ms,
         "tokens_per_s": batch["input_ids"].numel() / (median_ms / 1e3),
         "peak_memory_forward_bytes": mem.peak, "peak_memory_reserved_bytes": mem.reserved,
+        "peak_rss_forward_bytes": mem.rss_peak,
     })
+    if device == "cuda":
+        info.update(gpu_extras(forward, batch["input_ids"].shape[0]))
+        if variant == BASELINE and "energy_per_sample_mj" in info:
+            session.baseline["energy_per_sample_mj"] = info["energy_per_sample_mj"]
     info["ratios"] = {
         "perplexity_ratio": info["perplexity"] / baseline["perplexity"],
         "latency_ratio": median_ms / session.baseline["median_ms"],
         "size_ratio": info["size_on_disk_bytes"] / baseline["size_on_disk_bytes"],
         "tokens_per_s_ratio": session.baseline["median_ms"] / median_ms,
     }
+    if "energy_per_sample_mj" in info and "energy_per_sample_mj" in session.baseline:
+        info["ratios"]["energy_efficiency"] = session.baseline["energy_per_sample_mj"] / info["energy_per_sample_mj"]
 
     measured = {**info["ratios"], "peak_memory_mb": max(mem.peak, info["peak_memory_eval_bytes"]) / 2**20,
                 "size_mb": info["size_on_disk_bytes"] / 2**20}
     budget = budget_for(budgets, device, pytestconfig.getoption("--model"), variant)
     info["budget"] = {k: v for k, v in budget.__dict__.items() if v is not None}
     broken = budget.violations(measured, info["perplexity_meaningful"])
+    if "gpu_event_median_ms" in info:
+        broken += filter(None, [unsynchronized_timer(median_ms, info["gpu_event_median_ms"])])
     if broken:
         pytest.fail(f"{variant} on {device} is over budget:\n  " + "\n  ".join(broken), pytrace=False)

@@ -32,6 +32,7 @@ class Budget:
     max_peak_memory_mb: float | None = None
     max_size_mb: float | None = None
     min_tokens_per_s_ratio: float | None = None
+    min_energy_efficiency: float | None = None  # fp32 energy per sample / this variant's (CUDA with a sensor)
 
     def violations(self, measured: dict[str, float | None], perplexity_meaningful: bool = True) -> list[str]:
         """One line per broken limit: 'name: measured X, allowed Y'. Missing measurements are not checked."""

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from .metrics import latency_stats, model_device
+from .metrics import latency_stats, model_device, synchronizer
 
 
 @dataclass
@@ -52,23 +52,19 @@ class TokenTimestamps(LogitsProcessor):
         return scores
 
 
-def _sync_for(model: Any) -> Callable[[], None]:
-    return torch.cuda.synchronize if model_device(model).type == "cuda" else (lambda: None)
-
-
 def timed_generate(model: Any, input_ids: torch.Tensor, new_tokens: int) -> GenerationTiming:
     """Greedy `generate` of exactly `new_tokens` tokens with the KV cache, stamped per token."""
     if new_tokens < 2:
         raise ValueError("new_tokens must be ≥ 2: one for prefill and at least one decode step")
     device = model_device(model)
-    input_ids = input_ids.to(device)
-    stamps = TokenTimestamps(_sync_for(model))
+    input_ids, sync = input_ids.to(device), synchronizer(device)
+    stamps = TokenTimestamps(sync)
     start = time.perf_counter()
     with torch.inference_mode():
         model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
                        use_cache=True, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                        logits_processor=LogitsProcessorList([stamps]), pad_token_id=0)
-    _sync_for(model)()
+    sync()
     if len(stamps.stamps) != new_tokens:
         raise RuntimeError(f"generate called the logits processor {len(stamps.stamps)} times for {new_tokens} "
                            "tokens; this runtime does not support per-token timestamps")

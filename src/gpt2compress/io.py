@@ -14,6 +14,13 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
 WEIGHTS = "model.safetensors"
+RECORD = "gpt2compress"  # the config attribute where stages note what they did
+
+
+def record(model: PreTrainedModel, key: str, value) -> PreTrainedModel:
+    """Note in the config what a stage did, so `load_model` can redo it on a fresh model."""
+    setattr(model.config, RECORD, {**(getattr(model.config, RECORD, None) or {}), key: value})
+    return model
 
 
 def save_model(model: PreTrainedModel, out_dir: str | os.PathLike, tokenizer=None) -> Path:
@@ -32,17 +39,18 @@ def save_model(model: PreTrainedModel, out_dir: str | os.PathLike, tokenizer=Non
 def load_model(path: str | os.PathLike) -> PreTrainedModel:
     path = Path(path)
     config = AutoConfig.from_pretrained(path)
-    record = getattr(config, "gpt2compress", None) or {}
-    if not record:
+    notes = getattr(config, RECORD, None) or {}
+    if not notes:
         return AutoModelForCausalLM.from_pretrained(path).eval()
     from .stages.int8_scratch import Int8Config, quantize_int8_scratch
+    from .stages.precision import enable_autocast
     from .stages.pruning import restore_pruned_shapes
 
-    model = AutoModelForCausalLM.from_config(config)
-    if record.get("pruned_heads"):
-        restore_pruned_shapes(model, record["pruned_heads"])
-    if "int8_scratch" in record:
-        quantize_int8_scratch(model, Int8Config(**record["int8_scratch"]))
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=notes.get("attn_implementation"))
+    if notes.get("pruned_heads"):
+        restore_pruned_shapes(model, notes["pruned_heads"])
+    if "int8_scratch" in notes:
+        quantize_int8_scratch(model, Int8Config(**notes["int8_scratch"]))
     state = load_file(path / WEIGHTS)
     result = model.load_state_dict(state, strict=False)
     missing = set(result.missing_keys) - {"lm_head.weight"}
@@ -52,4 +60,5 @@ def load_model(path: str | os.PathLike) -> PreTrainedModel:
     if "lm_head.weight" in result.missing_keys:
         model.tie_weights()
     dtype = next(v.dtype for v in state.values() if v.is_floating_point())
-    return model.to(dtype).eval()
+    model = model.to(dtype).eval()
+    return enable_autocast(model, notes["autocast"]) if notes.get("autocast") else model

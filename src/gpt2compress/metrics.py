@@ -62,11 +62,19 @@ def fixed_batch(windows: Windows, batch_size: int = 1, seq_len: int | None = Non
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """What a timer must call before reading the clock: CUDA kernels run asynchronously."""
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def _move(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 def forward_callable(model: Any, batch: dict[str, torch.Tensor]) -> Callable[[], Any]:
     """A zero-argument forward for timers; on CUDA it synchronizes so the time is the kernels' time."""
     device = model_device(model)
-    batch = {k: v.to(device) for k, v in batch.items()}
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    batch, sync = _move(batch, device), synchronizer(device)
 
     def forward() -> Any:
         with torch.inference_mode():
@@ -75,6 +83,27 @@ def forward_callable(model: Any, batch: dict[str, torch.Tensor]) -> Callable[[],
         return out
 
     return forward
+
+
+def cuda_event_ms(fn: Callable[[], Any], rounds: int = 5) -> list[float]:
+    """GPU-side milliseconds per call, from CUDA events: what a wall-clock timer must not undercut."""
+    times = []
+    for _ in range(rounds):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return times
+
+
+def unsynchronized_timer(wall_ms: float, gpu_ms: float, tolerance: float = 0.8) -> str | None:
+    """Why a wall-clock time is implausible (faster than the GPU's own time for the work), else None."""
+    if wall_ms < tolerance * gpu_ms:
+        return (f"wall-clock {wall_ms:.3g} ms is below the GPU's own {gpu_ms:.3g} ms for the same call: "
+                "the timed callable returns before the GPU finishes (missing torch.cuda.synchronize)")
+    return None
 
 
 def tokens_per_second(n_tokens: int, seconds: float) -> float:
@@ -99,12 +128,13 @@ def size_on_disk(path: str | os.PathLike) -> int:
 
 @dataclass
 class PeakMemory:
-    """Peak RSS (CPU) or peak allocated/reserved device memory (CUDA) inside the block, in bytes."""
+    """Peak inside the block, in bytes: RSS on CPU; on CUDA, allocated/reserved device memory plus host RSS."""
 
     device: str = "cpu"
     peak: int = 0
     baseline: int = 0
     reserved: int | None = None
+    rss_peak: int = 0
 
     @property
     def increase(self) -> int:
@@ -116,35 +146,44 @@ def _rss() -> int:
 
 
 @contextmanager
-def peak_memory(device: str | torch.device = "cpu", interval_s: float = 0.002) -> Iterator[PeakMemory]:
-    """CPU: a sampler thread polls RSS (torch kernels release the GIL, so it keeps up). CUDA: allocator stats."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        result = PeakMemory("cuda", baseline=torch.cuda.memory_allocated(device))
-        yield result
-        torch.cuda.synchronize(device)
-        result.peak = torch.cuda.max_memory_allocated(device)
-        result.reserved = torch.cuda.max_memory_reserved(device)
-        return
-    result = PeakMemory("cpu", baseline=_rss())
-    result.peak = result.baseline
+def _rss_peak(interval_s: float) -> Iterator[list[int]]:
+    """A sampler thread polls RSS (torch kernels release the GIL, so it keeps up); yields [baseline, peak]."""
+    seen = [_rss()] * 2
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
-            result.peak = max(result.peak, _rss())
+            seen[1] = max(seen[1], _rss())
             stop.wait(interval_s)
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     try:
-        yield result
+        yield seen
     finally:
         stop.set()
         thread.join()
-        result.peak = max(result.peak, _rss())
+        seen[1] = max(seen[1], _rss())
+
+
+@contextmanager
+def peak_memory(device: str | torch.device = "cpu", interval_s: float = 0.002) -> Iterator[PeakMemory]:
+    """CPU: peak RSS. CUDA: `max_memory_allocated`/`reserved` after a reset, and host RSS beside them."""
+    device = torch.device(device)
+    result = PeakMemory(device.type)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        result.baseline = torch.cuda.memory_allocated(device)
+    with _rss_peak(interval_s) as rss:
+        yield result
+    result.rss_peak = rss[1]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        result.peak = torch.cuda.max_memory_allocated(device)
+        result.reserved = torch.cuda.max_memory_reserved(device)
+    else:
+        result.baseline, result.peak = rss
 
 
 def latency_stats(seconds: list[float]) -> dict[str, float]:

@@ -21,6 +21,7 @@ METRICS = {  # file stem: (summary key, axis label)
     "perplexity": ("perplexity", "perplexity (lower is better)"),
     "peak_memory": ("peak_memory_mb", "peak memory, MiB"),
     "size": ("size_mb", "size on disk, MiB"),
+    "energy": ("energy_per_sample_mj", "GPU energy per sample, mJ (lower is better)"),
 }
 
 
@@ -31,8 +32,8 @@ def _variants(runs: list[Run], device: str) -> list[str]:
     return seen
 
 
-def _panels(runs: list[Run], title: str):
-    devices = sorted({d for run in runs for d in run.devices})
+def _panels(runs: list[Run], title: str, devices: list[str] | None = None):
+    devices = devices or sorted({d for run in runs for d in run.devices})
     fig, axes = plt.subplots(1, len(devices), figsize=(7 * len(devices), 4.8), squeeze=False)
     fig.suptitle(title)
     return fig, list(zip(devices, axes[0]))
@@ -69,9 +70,14 @@ def latency_chart(runs: list[Run], out: Path) -> Path:
     return _save(fig, out, "latency")
 
 
-def bar_chart(runs: list[Run], out: Path, stem: str) -> Path:
+def bar_chart(runs: list[Run], out: Path, stem: str) -> Path | None:
+    """One bar per stage; devices where nothing was measured (energy on a CPU) get no panel, not zeros."""
     key, label = METRICS[stem]
-    fig, panels = _panels(runs, label + " per stage")
+    rows = [s for run in runs for s in summaries(run) if s[key] is not None]
+    devices = sorted({s["device"] for s in rows})
+    if not devices:
+        return None
+    fig, panels = _panels(runs, label + " per stage", devices)
     width = 0.8 / len(runs)
     for device, ax in panels:
         variants = _variants(runs, device)
@@ -146,13 +152,29 @@ def forward_section(runs: list[Run]) -> list[str]:
                     f"| {_fmt(s['tokens_per_s'], ',.0f')} | {_fmt(s['size_mb'], '.2f')} | {_fmt(s.get('size_mb_ratio'))} "
                     f"| {_fmt(s['peak_memory_mb'], '.0f')} | {_fmt(s['parameters'], ',')} | {_heads(s['heads'])} |")
             lines.append("")
+            lines += _gpu_table([s for s in rows if s["reserved_mb"] is not None or s["energy_per_sample_mj"]])
     return lines
+
+
+def _gpu_table(rows: list[dict]) -> list[str]:
+    """CUDA rows: device memory reserved and, with a power sensor, energy (absent, not zero, elsewhere)."""
+    if not rows:
+        return []
+    lines = ["| variant | peak allocated MiB | reserved MiB | mean power W | energy mJ/sample | ×energy efficiency |",
+             "|---|---|---|---|---|---|"]
+    for s in rows:
+        ratio = s.get("energy_per_sample_mj_ratio")
+        lines.append(f"| {s['variant']} | {_fmt(s['peak_memory_mb'], '.0f')} | {_fmt(s['reserved_mb'], '.0f')} "
+                     f"| {_fmt(s['mean_power_w'], '.1f')} | {_fmt(s['energy_per_sample_mj'], '.3g')} "
+                     f"| {_fmt(1 / ratio if ratio else None)} |")
+    return lines + [""]
 
 
 def forward_charts(runs: list[Run], out: Path) -> list[Path]:
     if not any(run.of(FORWARD) for run in runs):
         return []
-    return [latency_chart(runs, out), *(bar_chart(runs, out, stem) for stem in METRICS), pareto_chart(runs, out)]
+    bars = [bar_chart(runs, out, stem) for stem in METRICS]
+    return [latency_chart(runs, out), *(p for p in bars if p), pareto_chart(runs, out)]
 
 
 # Each benchmark kind adds its summary section and its charts here; a kind absent from the runs adds nothing.

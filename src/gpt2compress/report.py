@@ -62,10 +62,12 @@ def summary_row(row: dict, base: dict | None) -> dict:
         "median_ms": row.get("median_ms"), "p90_ms": row.get("latency_p90_ms"), "p99_ms": row.get("latency_p99_ms"),
         "tokens_per_s": row.get("tokens_per_s"), "size_mb": mb(row.get("size_on_disk_bytes")),
         "peak_memory_mb": mb(peak), "parameters": row.get("parameters"), "heads": row.get("heads_per_layer"),
+        "reserved_mb": mb(row.get("peak_memory_reserved_bytes")), "mean_power_w": row.get("mean_power_w"),
+        "energy_per_sample_mj": row.get("energy_per_sample_mj"),
     }
     if base:
         b = summary_row(base, None)
-        for key in ("perplexity", "median_ms", "size_mb", "peak_memory_mb", "tokens_per_s"):
+        for key in ("perplexity", "median_ms", "size_mb", "peak_memory_mb", "tokens_per_s", "energy_per_sample_mj"):
             out[f"{key}_ratio"] = out[key] / b[key] if out[key] and b[key] else None
     return out
 

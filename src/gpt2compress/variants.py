@@ -32,7 +32,15 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     BASELINE: (),
     "bf16": ("bf16",),
     "fp16": ("fp16",),
+    "mixed-fp16": ("mixed_fp16",),
+    "mixed-bf16": ("mixed_bf16",),
+    "eager": ("attn_eager",),
+    "fp16-eager": ("fp16", "attn_eager"),
+    "fp16-flash-attn2": ("fp16", "attn_flash2"),
+    "bnb-int8": ("bnb_int8",),
+    "bnb-nf4": ("bnb_nf4",),
     "pruned": ("prune",),
+    "pruned-fp16": ("prune", "fp16"),
     "pruned-finetuned": ("prune", "finetune"),
     "pruned-finetuned-bf16": ("prune", "finetune", "bf16"),
     "pruned-finetuned-fp16": ("prune", "finetune", "fp16"),
@@ -109,7 +117,7 @@ def _save(model: Any, runtime: str, out: Path, tokenizer) -> None:
     if runtime == "torch":
         save_model(model, out, tokenizer)
     else:
-        model.save_pretrained(out)  # OpenVINO IR / INC export: their own formats
+        model.save_pretrained(out)  # OpenVINO IR, INC export, bitsandbytes: their own formats
 
 
 def _load(path: Path, runtime: str, device: str) -> Any:
@@ -119,6 +127,10 @@ def _load(path: Path, runtime: str, device: str) -> Any:
         from .stages.openvino import load_openvino
 
         return load_openvino(path)
+    if runtime == "bnb":
+        from .stages.bnb import load_bnb
+
+        return load_bnb(path, device)
     from .stages.inc import load_inc
 
     return load_inc(path)

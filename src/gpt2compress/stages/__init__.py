@@ -3,7 +3,7 @@
 A stage is a plain function `(model, config) -> model`. The registry adds what a
 runner needs to chain them: how to make the config from the run's data and
 settings, which devices the result runs on, and which runtime it produces
-("torch", "openvino" or "inc"), so a chain can be checked before anything is built.
+("torch", "openvino", "inc" or "bnb"), so a chain can be checked before anything is built.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from .attention import AttentionConfig, flash_attention_2, set_attention
+from .bnb import BnbConfig, bitsandbytes_missing, quantize_bnb
 from .finetune import FinetuneConfig, finetune
 from .int8_scratch import Int8Config, quantize_int8_scratch
-from .precision import PrecisionConfig, cast, native_bf16
+from .precision import PrecisionConfig, cast, mixed_precision, native_bf16
 from .pruning import PruneConfig, prune_attention_heads
 
 if TYPE_CHECKING:
@@ -83,6 +85,20 @@ STAGES: dict[str, Stage] = {
               unsupported=native_bf16),
         Stage("fp16", cast, lambda ctx: PrecisionConfig("fp16"), (CUDA,), precision="fp16",
               about="cast weights and compute to float16 (GPU tensor cores)"),
+        Stage("mixed_fp16", mixed_precision, lambda ctx: PrecisionConfig("fp16"), (CUDA,), precision="mixed-fp16",
+              about="fp32 weights, forward under torch.autocast(float16) (seed 002's Mixed)"),
+        Stage("mixed_bf16", mixed_precision, lambda ctx: PrecisionConfig("bf16"), (CPU, CUDA), precision="mixed-bf16",
+              about="fp32 weights, forward under torch.autocast(bfloat16)", unsupported=native_bf16),
+        Stage("attn_eager", set_attention, lambda ctx: AttentionConfig("eager"), (CPU, CUDA),
+              about="explicit softmax(QK^T)V attention instead of the default SDPA kernel"),
+        Stage("attn_flash2", set_attention, lambda ctx: AttentionConfig("flash_attention_2"), (CUDA,),
+              about="FlashAttention-2 kernels (Ampere+, half precision)", unsupported=flash_attention_2),
+        Stage("bnb_int8", quantize_bnb, lambda ctx: BnbConfig("int8", device=ctx.device), (CUDA,), gives="bnb",
+              precision="int8-w (LLM.int8)", about="bitsandbytes LLM.int8() weights with fp16 outlier columns",
+              unsupported=bitsandbytes_missing),
+        Stage("bnb_nf4", quantize_bnb, lambda ctx: BnbConfig("nf4", device=ctx.device), (CUDA,), gives="bnb",
+              precision="nf4", about="bitsandbytes 4-bit NF4, double quantization, fp16 compute (QLoRA)",
+              unsupported=bitsandbytes_missing),
         Stage("prune", prune_attention_heads,
               lambda ctx: PruneConfig(ctx.calibration, ctx.settings.prune_fraction), (CPU, CUDA),
               about="remove the least important attention heads of every layer (Michel et al. 2019)"),

@@ -18,6 +18,8 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
+from ..io import record
+
 
 @dataclass(frozen=True)
 class Int8Config:
@@ -86,6 +88,5 @@ def quantize_int8_scratch(model: PreTrainedModel, config: Int8Config = Int8Confi
         transformer.wte = Int8Embedding(*quantize_tensor(transformer.wte.weight))
         transformer.wpe = Int8Embedding(*quantize_tensor(transformer.wpe.weight))
         model.lm_head = TiedInt8Head(transformer.wte) if tied else Int8Linear.from_float(model.lm_head.weight, None)
-    record = getattr(model.config, "gpt2compress", None) or {}
-    model.config.gpt2compress = {**record, "int8_scratch": {"embeddings": config.embeddings}}
+    record(model, "int8_scratch", {"embeddings": config.embeddings})
     return model.eval()

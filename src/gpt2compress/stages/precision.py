@@ -1,15 +1,25 @@
-"""Half precision: fp16 on CUDA (T4 tensor cores), bf16 on CPUs with native bf16 (AVX-512 BF16/AMX)."""
+"""Half precision: fp16 on CUDA (T4 tensor cores), bf16 where it is native, and mixed precision.
+
+`cast` converts the weights. `mixed_precision` keeps fp32 weights and runs the
+forward under `torch.autocast` (seed 002's "Mixed"): matmuls in half precision,
+reductions and softmax in fp32. The autocast is recorded in the config, so a
+saved mixed-precision variant loads back as one.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel
 
 from ..hardware import has_native_bf16
+from ..io import record
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+ALLOW_EMULATED_BF16 = "GPT2COMPRESS_ALLOW_EMULATED_BF16"
 
 
 @dataclass(frozen=True)
@@ -17,19 +27,46 @@ class PrecisionConfig:
     dtype: str = "fp32"
 
 
-def native_bf16(device: str) -> str | None:
-    """None if `device` computes bf16 natively, else the reason (emulated bf16 is slower than fp32)."""
-    import torch
+def _dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; choose one of {sorted(DTYPES)}")
+    return DTYPES[name]
 
+
+def native_bf16(device: str) -> str | None:
+    """None if `device` computes bf16 natively, else the reason (emulated bf16 is slower than fp32).
+
+    Set GPT2COMPRESS_ALLOW_EMULATED_BF16=1 to measure emulated bf16 on a CPU anyway.
+    """
     if device == "cuda":
         ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
         return None if ok else "this GPU has no native bf16 (needs compute capability >= 8.0; a T4 is 7.5)"
-    if has_native_bf16():
+    if has_native_bf16() or os.environ.get(ALLOW_EMULATED_BF16) == "1":
         return None
-    return "this CPU has no native bf16 (avx512_bf16 or amx_bf16): it would be emulated, slower than fp32"
+    return (f"this CPU has no native bf16 (avx512_bf16 or amx_bf16): it would be emulated, slower than fp32 "
+            f"(set {ALLOW_EMULATED_BF16}=1 to measure it anyway)")
 
 
 def cast(model: PreTrainedModel, config: PrecisionConfig) -> PreTrainedModel:
-    if config.dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {config.dtype!r}; choose one of {sorted(DTYPES)}")
-    return model.to(DTYPES[config.dtype])
+    return model.to(_dtype(config.dtype))
+
+
+def enable_autocast(model: PreTrainedModel, dtype: str) -> PreTrainedModel:
+    """Wrap `model.forward` (what `model(...)` and `generate` call) in autocast on the model's device."""
+    half = _dtype(dtype)
+    forward = model.forward
+
+    @functools.wraps(forward)
+    def autocast_forward(*args, **kwargs):
+        device_type = next(model.parameters()).device.type
+        with torch.autocast(device_type=device_type, dtype=half):
+            return forward(*args, **kwargs)
+
+    model.forward = autocast_forward
+    return model
+
+
+def mixed_precision(model: PreTrainedModel, config: PrecisionConfig) -> PreTrainedModel:
+    """fp32 weights, half-precision compute: the stage seed 002 calls "Mixed"."""
+    model = model.float()
+    return enable_autocast(record(model, "autocast", config.dtype), config.dtype)

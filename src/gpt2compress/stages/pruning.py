@@ -27,6 +27,7 @@ from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
 from ..data import Windows
+from ..io import RECORD, record
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,8 @@ def _slice_conv1d(layer: Conv1D, index: torch.Tensor, dim: int) -> Conv1D:
 
 def prune_heads(model: PreTrainedModel, heads: dict[int, list[int]]) -> PreTrainedModel:
     """Remove `heads[layer]` (indices into the layer's *current* heads) in place."""
-    record = getattr(model.config, "gpt2compress", None) or {}
-    pruned = {int(k): list(v) for k, v in record.get("pruned_heads", {}).items()}
+    notes = getattr(model.config, RECORD, None) or {}
+    pruned = {int(k): list(v) for k, v in notes.get("pruned_heads", {}).items()}
     for layer, drop in heads.items():
         if not drop:
             continue
@@ -123,14 +124,13 @@ def prune_heads(model: PreTrainedModel, heads: dict[int, list[int]]) -> PreTrain
         original = [h for h in range(model.config.n_head) if h not in pruned.get(layer, [])]
         pruned[layer] = sorted(pruned.get(layer, []) + [original[h] for h in drop])
         attn.num_heads, attn.split_size = len(keep), len(keep) * d
-    model.config.gpt2compress = {**record, "pruned_heads": {str(k): v for k, v in sorted(pruned.items())}}
+    record(model, "pruned_heads", {str(k): v for k, v in sorted(pruned.items())})
     return model
 
 
 def restore_pruned_shapes(model: PreTrainedModel, pruned_heads: dict) -> PreTrainedModel:
     """Re-apply a recorded pruning (original head indices) to a freshly built model."""
-    record = getattr(model.config, "gpt2compress", None) or {}
-    model.config.gpt2compress = {**record, "pruned_heads": {}}
+    record(model, "pruned_heads", {})
     return prune_heads(model, {int(layer): list(heads) for layer, heads in pruned_heads.items()})
 
 

@@ -22,6 +22,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--profile", default=None, metavar="DIR", help="torch.profiler traces per stage here")
     group.addoption("--memray", default=None, metavar="DIR", help="memray captures per stage here")
     group.addoption("--smoke", action="store_true", help="only the fast smoke selection (what CI runs)")
+    group.addoption("--prompt-len", type=int, default=128, help="generate: prompt tokens (default 128)")
+    group.addoption("--new-tokens", type=int, default=64, help="generate: tokens generated (default 64)")
+    group.addoption("--gen-batch-sizes", default="1,8", help="generate: comma-separated batch sizes (default 1,8)")
+    group.addoption("--gen-rounds", type=int, default=3, help="generate: timed rounds (default 3)")
+    group.addoption("--train-tokens", type=int, default=4096,
+                    help="train: effective batch per optimizer step in tokens, reached by gradient accumulation")
+    group.addoption("--train-micro-batch", type=int, default=4, help="train: sequences per micro-batch (default 4)")
+    group.addoption("--train-steps", type=int, default=5, help="train: timed optimizer steps (default 5)")
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

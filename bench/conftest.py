@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt2compress.budgets import load_budgets
+from gpt2compress.budgets import budget_for, load_budgets
 from gpt2compress.data import load_corpus
 from gpt2compress.measure import footprint, quality, speed
 from gpt2compress.metrics import fixed_batch
@@ -50,6 +50,9 @@ def variant_names(config: pytest.Config) -> list[str]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "variant" in metafunc.fixturenames:
         metafunc.parametrize("variant", variant_names(metafunc.config))
+    if "gen_batch_size" in metafunc.fixturenames:
+        sizes = [int(b) for b in metafunc.config.getoption("--gen-batch-sizes").split(",")]
+        metafunc.parametrize("gen_batch_size", sizes[:1] if metafunc.config.getoption("--smoke") else sizes)
     if "device" in metafunc.fixturenames:
         metafunc.parametrize("device", devices(metafunc.config))
 
@@ -61,6 +64,8 @@ class Session:
 
     ctx: Context
     baseline: dict = field(default_factory=dict)
+    generate: dict = field(default_factory=dict)  # fp32's generate summary per batch size
+    train: dict = field(default_factory=dict)  # fp32's training summary
 
 
 @pytest.fixture(scope="session")
@@ -133,3 +138,20 @@ def baseline(session, batch) -> dict:
         timing = speed(base, session.ctx, batch_size=batch["input_ids"].shape[0])
         session.baseline = {**footprint(base), **quality(base, session.ctx), **timing, "median_ms": timing["p50_ms"]}
     return session.baseline
+
+
+@pytest.fixture
+def gate(budgets, pytestconfig):
+    """`gate(info, measured)`: record the budget that applies in `info`, then fail on any broken limit.
+
+    Called after `info` (the JSON's extra_info) is complete, so a failing budget never loses the numbers."""
+
+    def check(info: dict, measured: dict, meaningful: bool = True, extra: tuple[str, ...] = ()) -> None:
+        budget = budget_for(budgets, info["device"], pytestconfig.getoption("--model"), info["variant"])
+        info["budget"] = {k: v for k, v in budget.__dict__.items() if v is not None}
+        broken = budget.violations(measured, meaningful) + [e for e in extra if e]
+        if broken:
+            pytest.fail(f"{info['variant']} on {info['device']} is over budget:\n  " + "\n  ".join(broken),
+                        pytrace=False)
+
+    return check

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import statistics
 
-import pytest
-
-from gpt2compress.budgets import budget_for
 from gpt2compress.energy import energy_per_sample, gpu_power_source
 from gpt2compress.measure import footprint, quality
 from gpt2compress.metrics import cuda_event_ms, forward_callable, latency_stats, peak_memory, unsynchronized_timer
@@ -25,7 +22,7 @@ def gpu_extras(forward, batch_size: int) -> dict:
     return extras
 
 
-def test_forward(benchmark, variant, device, built, session, baseline, batch, budgets, pytestconfig):
+def test_forward(benchmark, variant, device, built, session, baseline, batch, gate, pytestconfig):
     forward = forward_callable(built.model, batch)
     benchmark.group = f"forward-{device}"
     with peak_memory(device) as mem:
@@ -63,10 +60,5 @@ def test_forward(benchmark, variant, device, built, session, baseline, batch, bu
 
     measured = {**info["ratios"], "peak_memory_mb": max(mem.peak, info["peak_memory_eval_bytes"]) / 2**20,
                 "size_mb": info["size_on_disk_bytes"] / 2**20}
-    budget = budget_for(budgets, device, pytestconfig.getoption("--model"), variant)
-    info["budget"] = {k: v for k, v in budget.__dict__.items() if v is not None}
-    broken = budget.violations(measured, info["perplexity_meaningful"])
-    if "gpu_event_median_ms" in info:
-        broken += filter(None, [unsynchronized_timer(median_ms, info["gpu_event_median_ms"])])
-    if broken:
-        pytest.fail(f"{variant} on {device} is over budget:\n  " + "\n  ".join(broken), pytrace=False)
+    timer = unsynchronized_timer(median_ms, info["gpu_event_median_ms"]) if "gpu_event_median_ms" in info else None
+    gate(info, measured, info["perplexity_meaningful"], extra=(timer,))

@@ -32,6 +32,17 @@ def test_paragraphs_drop_headings_and_fragments():
     assert paragraphs(text) == [("a long enough line of text " * 3).strip() + " continues here"]
 
 
+def test_wikitext_is_one_paragraph_per_line_even_without_blank_lines(tmp_path):
+    """The offline WikiText-2 copy has no blank lines between paragraphs: each line must still be a sample."""
+    body = "a paragraph about something, long enough to count as a sample {}"
+    lines = [" = Title = "] + [f" {body.format(i)} " for i in range(5)] + [" = = Section = = ", f" {body.format(5)} "]
+    (tmp_path / "wiki.test.raw").write_text("\r\n".join(lines) + "\r\n")
+    (tmp_path / "wiki.valid.tokens").write_text("\n \n".join(lines))
+    corpus = load_corpus(tmp_path)
+    assert corpus.paragraphs(corpus.eval_text) == [body.format(i) for i in range(6)]
+    assert corpus.paragraphs(corpus.train_text) == [body.format(i) for i in range(6)]
+
+
 def test_eval_windows_fixed_length_right_padded_and_cached(corpus, tokenizer):
     w = eval_windows(corpus, tokenizer, seq_len=64, max_samples=20)
     assert w.input_ids.shape == (20, 64)

@@ -43,10 +43,15 @@ class Corpus:
     name: str
     train_text: str
     eval_text: str
+    line_per_paragraph: bool = False  # WikiText: every line is a paragraph or a heading
 
     @property
     def cache_key(self) -> str:
-        return f"{self.name}:{text_key(self.train_text)}:{text_key(self.eval_text)}"
+        lines = ":line-per-paragraph" if self.line_per_paragraph else ""
+        return f"{self.name}:{text_key(self.train_text)}:{text_key(self.eval_text)}{lines}"
+
+    def paragraphs(self, text: str, min_chars: int = MIN_SAMPLE_CHARS) -> list[str]:
+        return paragraphs(text, min_chars, self.line_per_paragraph)
 
 
 def load_corpus(spec: str | os.PathLike | None = None) -> Corpus:
@@ -85,7 +90,8 @@ def _wikitext_dir(path: Path) -> Corpus:
             f"{', '.join(TRAIN_CANDIDATES)}. Point --data (or $GPT2COMPRESS_DATA) at such a directory, "
             f"or use --data {EMBEDDED}."
         )
-    return Corpus(f"wikitext2-dir:{path.name}", train_path.read_text("utf-8"), eval_path.read_text("utf-8"))
+    return Corpus(f"wikitext2-dir:{path.name}", train_path.read_text("utf-8"), eval_path.read_text("utf-8"),
+                  line_per_paragraph=True)
 
 
 def _hub_wikitext() -> Corpus:
@@ -98,17 +104,21 @@ def _hub_wikitext() -> Corpus:
             f"could not load wikitext-2-raw-v1 from the Hugging Face hub ({type(exc).__name__}). "
             f"Offline, pass --data DIR with a local WikiText-2 copy or --data {EMBEDDED}."
         ) from exc
-    return Corpus(HUB_WIKITEXT, "".join(ds["train"]["text"]), "".join(ds["test"]["text"]))
+    return Corpus(HUB_WIKITEXT, "".join(ds["train"]["text"]), "".join(ds["test"]["text"]), line_per_paragraph=True)
 
 
-def paragraphs(text: str, min_chars: int = MIN_SAMPLE_CHARS) -> list[str]:
-    """Blank-line separated paragraphs, headings (`= Title =`) and short fragments dropped."""
+def paragraphs(text: str, min_chars: int = MIN_SAMPLE_CHARS, per_line: bool = False) -> list[str]:
+    """Paragraphs (blank-line separated, or one per line), headings (`= Title =`) and short fragments dropped.
+
+    WikiText is one paragraph per line, and some copies have no blank lines between
+    them: joining lines there would make the whole file one sample."""
     out, current = [], []
     for line in text.splitlines() + [""]:
         stripped = line.strip()
         if stripped:
             current.append(stripped)
-            continue
+            if not per_line:
+                continue
         para = " ".join(current)
         current = []
         if len(para) >= min_chars and not (para.startswith("=") and para.endswith("=")):
@@ -189,7 +199,7 @@ def eval_windows(corpus: Corpus, tokenizer, seq_len: int = 128, max_samples: int
     key = content_key("eval", corpus.cache_key, tokenizer_key(tokenizer), seq_len, max_samples)
 
     def make():
-        texts = paragraphs(corpus.eval_text)[:max_samples]
+        texts = corpus.paragraphs(corpus.eval_text)[:max_samples]
         if not texts:
             raise DataSourceError(f"corpus {corpus.name} has no evaluation paragraph of ≥{MIN_SAMPLE_CHARS} chars")
         return _pad(_encode(tokenizer, texts), seq_len, tokenizer.pad_token_id)
@@ -202,7 +212,7 @@ def train_windows(corpus: Corpus, tokenizer, seq_len: int = 128, max_samples: in
     key = content_key("train", corpus.cache_key, tokenizer_key(tokenizer), seq_len, max_samples)
 
     def make():
-        texts = paragraphs(corpus.train_text)
+        texts = corpus.paragraphs(corpus.train_text)
         random.Random(0).shuffle(texts)
         return _pad(_encode(tokenizer, texts[:max_samples]), seq_len, tokenizer.pad_token_id)
 
@@ -214,7 +224,8 @@ def packed_windows(corpus: Corpus, tokenizer, seq_len: int = 128) -> Windows:
     key = content_key("packed", corpus.cache_key, tokenizer_key(tokenizer), seq_len)
 
     def make():
-        ids = [t for chunk in _encode(tokenizer, paragraphs(corpus.train_text, min_chars=1)) for t in chunk + [tokenizer.eos_token_id]]
+        texts = corpus.paragraphs(corpus.train_text, min_chars=1)
+        ids = [t for chunk in _encode(tokenizer, texts) for t in chunk + [tokenizer.eos_token_id]]
         n = len(ids) // seq_len
         tensor = torch.tensor(ids[: n * seq_len], dtype=torch.long).view(n, seq_len)
         return tensor, torch.ones_like(tensor)
@@ -229,7 +240,7 @@ def calibration_windows(
     key = content_key("calib", corpus.cache_key, tokenizer_key(tokenizer), seq_len, n_samples, min_tokens)
 
     def make():
-        texts = paragraphs(corpus.train_text)
+        texts = corpus.paragraphs(corpus.train_text)
         random.Random(1).shuffle(texts)
         samples = [s for s in _encode(tokenizer, texts) if len(s) >= min_tokens][:n_samples]
         if not samples:

@@ -52,6 +52,22 @@ class TokenTimestamps(LogitsProcessor):
         return scores
 
 
+def cannot_generate(model: Any) -> str | None:
+    """Why a variant cannot be timed autoregressively (None if it can)."""
+    if not callable(getattr(model, "generate", None)):
+        return (f"{type(model).__name__} has no generate(): it is a forward-only graph without a KV cache "
+                "(its forward is benchmarked instead)")
+    return None
+
+
+def prompt_batch(input_ids: torch.Tensor, batch_size: int, prompt_len: int) -> torch.Tensor:
+    """The first `batch_size` rows, `prompt_len` tokens each: the same prompts for every variant."""
+    if input_ids.shape[0] < batch_size or input_ids.shape[1] < prompt_len:
+        raise ValueError(f"need {batch_size} prompts of {prompt_len} tokens; the eval windows are "
+                         f"{tuple(input_ids.shape)}: lower --prompt-len/--gen-batch-sizes or raise --seq-len")
+    return input_ids[:batch_size, :prompt_len]
+
+
 def timed_generate(model: Any, input_ids: torch.Tensor, new_tokens: int) -> GenerationTiming:
     """Greedy `generate` of exactly `new_tokens` tokens with the KV cache, stamped per token."""
     if new_tokens < 2:

@@ -31,13 +31,13 @@ def random_windows(n=6, seq_len=16, vocab_size=97, seed=0, ragged=True) -> Windo
     return Windows(ids, mask, f"random-{n}-{seq_len}-{seed}-{ragged}")
 
 
-def run_bench(checkpoint, out_json, *args, cache=None):
-    """`pytest bench/` in a subprocess, as a user runs it."""
+def run_bench(checkpoint, out_json, *args, cache=None, suite="test_forward.py"):
+    """`pytest bench/<suite>` in a subprocess, as a user runs it (forward only unless `suite` says otherwise)."""
     env = {**os.environ, "GPT2COMPRESS_DATA": "embedded"}
     if cache:
         env["GPT2COMPRESS_CACHE"] = str(cache)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "bench"), "-p", "no:cacheprovider", "-q",
+        [sys.executable, "-m", "pytest", str(ROOT / "bench" / suite), "-p", "no:cacheprovider", "-q",
          "--model", str(checkpoint), "--device", "cpu", "--eval-samples", "8", f"--benchmark-json={out_json}", *args],
         capture_output=True, text=True, env=env, timeout=600,
     )

@@ -82,3 +82,21 @@ def test_bench_writes_json_even_when_a_budget_fails(tmp_path, local_checkpoint):
     info = results["int8-scratch"]["extra_info"]
     assert info["perplexity"] > 1 and info["size_on_disk_bytes"] > 0 and info["latency_p99_ms"] > 0
     assert info["chain"] == ["int8_scratch"] and "ratios" in info
+
+
+def test_generate_and_train_budgets_gate_and_keep_their_rows(tmp_path, local_checkpoint):
+    budgets = write(tmp_path, "version = 1\n[cpu.'*'.int8-scratch]\nmin_decode_tokens_per_s_ratio = 1000\n"
+                              "[cpu.'*'.fp32-eager]\nmin_train_tokens_per_s_ratio = 1000\n")
+    out = tmp_path / "results.json"
+    run = run_bench(local_checkpoint, out, "--stages", "fp32,int8-scratch", "--budgets", str(budgets), "-k",
+                    "generate or train[fp32", "--prompt-len", "16", "--new-tokens", "4", "--gen-batch-sizes", "1,2",
+                    "--gen-rounds", "2", "--train-tokens", "256", "--train-steps", "2", suite="")
+    assert run.returncode == 1, run.stdout[-3000:]
+    assert "min_decode_tokens_per_s_ratio: measured" in run.stdout
+    assert "min_train_tokens_per_s_ratio: measured" in run.stdout
+    rows = [b["extra_info"] for b in json.loads(out.read_text())["benchmarks"]]
+    generate = {(r["variant"], r["batch_size"]) for r in rows if r["kind"] == "generate"}
+    assert generate == {("fp32", 1), ("fp32", 2), ("int8-scratch", 1), ("int8-scratch", 2)}
+    train = {r["variant"]: r for r in rows if r["kind"] == "train"}
+    assert set(train) == {"fp32", "fp32-eager"} and train["fp32-eager"]["ratios"]["train_tokens_per_s_ratio"] > 0
+    assert all(r["losses"][-1] < r["losses"][0] for r in train.values())

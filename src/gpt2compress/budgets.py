@@ -33,6 +33,10 @@ class Budget:
     max_size_mb: float | None = None
     min_tokens_per_s_ratio: float | None = None
     min_energy_efficiency: float | None = None  # fp32 energy per sample / this variant's (CUDA with a sensor)
+    min_decode_tokens_per_s_ratio: float | None = None  # generate: decode tokens/s / fp32's, same batch
+    max_ttft_ratio: float | None = None  # generate: time to first token / fp32's
+    min_train_tokens_per_s_ratio: float | None = None  # train: tokens/s / the fp32 setup's
+    max_train_memory_ratio: float | None = None  # train: peak memory / the fp32 setup's
 
     def violations(self, measured: dict[str, float | None], perplexity_meaningful: bool = True) -> list[str]:
         """One line per broken limit: 'name: measured X, allowed Y'. Missing measurements are not checked."""

@@ -10,12 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .report import FORWARD, Run, summaries  # noqa: E402
+from .charts import bar_panels, fmt as _fmt, offsets, panels as _panels, save as _save
+from .report import FORWARD, Run, summaries
+from .throughput_report import generate_section, throughput_charts, train_section
 
 METRICS = {  # file stem: (summary key, axis label)
     "perplexity": ("perplexity", "perplexity (lower is better)"),
@@ -32,30 +29,15 @@ def _variants(runs: list[Run], device: str) -> list[str]:
     return seen
 
 
-def _panels(runs: list[Run], title: str, devices: list[str] | None = None):
-    devices = devices or sorted({d for run in runs for d in run.devices})
-    fig, axes = plt.subplots(1, len(devices), figsize=(7 * len(devices), 4.8), squeeze=False)
-    fig.suptitle(title)
-    return fig, list(zip(devices, axes[0]))
-
-
-def _save(fig, out: Path, name: str) -> Path:
-    path = out / f"{name}.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def latency_chart(runs: list[Run], out: Path) -> Path:
     fig, panels = _panels(runs, "forward latency per stage (batch × seq from the run; box = timed rounds)")
-    width = 0.8 / len(runs)
+    width, shifts = offsets(len(runs))
     for device, ax in panels:
         variants = _variants(runs, device)
         for i, run in enumerate(runs):
             rows = {r["variant"]: r for r in run.of(FORWARD) if r["device"] == device}
             data = [rows[v]["samples_ms"] if v in rows else [] for v in variants]
-            positions = [x + (i - (len(runs) - 1) / 2) * width for x in range(len(variants))]
+            positions = [x + shifts[i] for x in range(len(variants))]
             kept = [(p, d) for p, d in zip(positions, data) if d]
             if kept:
                 box = ax.boxplot([d for _, d in kept], positions=[p for p, _ in kept], widths=width * 0.9,
@@ -73,24 +55,15 @@ def latency_chart(runs: list[Run], out: Path) -> Path:
 def bar_chart(runs: list[Run], out: Path, stem: str) -> Path | None:
     """One bar per stage; devices where nothing was measured (energy on a CPU) get no panel, not zeros."""
     key, label = METRICS[stem]
-    rows = [s for run in runs for s in summaries(run) if s[key] is not None]
-    devices = sorted({s["device"] for s in rows})
-    if not devices:
-        return None
-    fig, panels = _panels(runs, label + " per stage", devices)
-    width = 0.8 / len(runs)
-    for device, ax in panels:
-        variants = _variants(runs, device)
-        for i, run in enumerate(runs):
-            rows = {s["variant"]: s for s in summaries(run) if s["device"] == device}
-            values = [(rows[v][key] if v in rows and rows[v][key] is not None else 0) for v in variants]
-            ax.bar([x + (i - (len(runs) - 1) / 2) * width for x in range(len(variants))], values, width, label=run.label)
-            if key == "perplexity" and not all(s["perplexity_meaningful"] for s in rows.values()):
-                ax.text(0.5, 0.95, "random weights: perplexity not meaningful", transform=ax.transAxes, ha="center")
-        ax.set_xticks(range(len(variants)), variants, rotation=35, ha="right")
-        ax.set_title(device)
-        ax.legend()
-    return _save(fig, out, stem)
+
+    def values(run: Run, device: str) -> dict[str, float]:
+        return {s["variant"]: s[key] for s in summaries(run) if s["device"] == device and s[key] is not None}
+
+    def note(run: Run, device: str) -> str | None:
+        random = any(not s["perplexity_meaningful"] for s in summaries(run) if s["device"] == device)
+        return "random weights: perplexity not meaningful" if key == "perplexity" and random else None
+
+    return bar_panels(runs, out, stem, label + " per stage", label.split(" (")[0], values, note)
 
 
 def pareto_frontier(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
@@ -121,10 +94,6 @@ def pareto_chart(runs: list[Run], out: Path) -> Path:
         ax.set_title(device)
         ax.legend()
     return _save(fig, out, "pareto")
-
-
-def _fmt(value, spec: str = ".3g") -> str:
-    return "–" if value is None else format(value, spec)
 
 
 def _heads(heads: list[int] | None) -> str:
@@ -178,8 +147,8 @@ def forward_charts(runs: list[Run], out: Path) -> list[Path]:
 
 
 # Each benchmark kind adds its summary section and its charts here; a kind absent from the runs adds nothing.
-SECTIONS: list[Callable[[list[Run]], list[str]]] = [forward_section]
-CHARTS: list[Callable[[list[Run], Path], list[Path]]] = [forward_charts]
+SECTIONS: list[Callable[[list[Run]], list[str]]] = [forward_section, generate_section, train_section]
+CHARTS: list[Callable[[list[Run], Path], list[Path]]] = [forward_charts, throughput_charts]
 
 
 def summary_markdown(runs: list[Run]) -> str:

@@ -1,0 +1,48 @@
+"""Generation timing: per-token stamps that do not change what is generated, and the numbers derived from them."""
+
+import pytest
+import torch
+
+from gpt2compress.generation import (GenerationTiming, TokenTimestamps, cannot_generate, prompt_batch, summarize,
+                                     timed_generate)
+
+
+def test_stamps_one_token_at_a_time_without_changing_the_output(model):
+    prompt = torch.randint(0, 97, (2, 10))
+    timing = timed_generate(model, prompt, new_tokens=6)
+    assert (timing.batch_size, timing.prompt_len, timing.new_tokens, len(timing.decode_s)) == (2, 10, 6, 5)
+    assert timing.prefill_s > 0 and all(s > 0 for s in timing.decode_s)
+    plain = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=6,
+                           min_new_tokens=6, pad_token_id=0)
+    stamps = TokenTimestamps()
+    stamped = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=6,
+                             min_new_tokens=6, pad_token_id=0, logits_processor=[stamps])
+    assert torch.equal(plain, stamped) and len(stamps.stamps) == 6
+
+
+def test_decode_throughput_counts_every_sequence_and_excludes_the_first_token():
+    timing = GenerationTiming(batch_size=8, prompt_len=128, prefill_s=0.5, decode_s=[0.1] * 63)
+    assert timing.new_tokens == 64
+    assert timing.decode_tokens_per_s == pytest.approx(8 * 63 / 6.3)
+    summary = summarize([timing, GenerationTiming(8, 128, 0.7, [0.2] * 63)])
+    assert summary["decode_tokens_per_s"] == pytest.approx(8 * 126 / (6.3 + 12.6))
+    assert summary["ttft_samples_ms"] == pytest.approx([500, 700])
+    assert summary["decode_p99_ms"] == pytest.approx(200)
+
+
+def test_a_runtime_that_skips_the_logits_processor_is_refused(model, monkeypatch):
+    real = model.generate
+    monkeypatch.setattr(model, "generate", lambda **kw: real(**{**kw, "logits_processor": None}))
+    with pytest.raises(RuntimeError, match="per-token timestamps"):
+        timed_generate(model, torch.randint(0, 97, (1, 5)), new_tokens=3)
+
+
+def test_forward_only_graphs_say_why_they_cannot_generate(model):
+    assert cannot_generate(model) is None
+    assert "no generate()" in cannot_generate(torch.nn.Linear(2, 2))
+
+
+def test_prompts_that_do_not_fit_name_the_options_to_change():
+    with pytest.raises(ValueError, match="--prompt-len"):
+        prompt_batch(torch.zeros(4, 64, dtype=torch.long), batch_size=8, prompt_len=32)
+    assert prompt_batch(torch.arange(256).view(4, 64), 2, 16).shape == (2, 16)

@@ -22,7 +22,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--profile", default=None, metavar="DIR", help="torch.profiler traces per stage here")
     group.addoption("--memray", default=None, metavar="DIR", help="memray captures per stage here")
     group.addoption("--smoke", action="store_true", help="only the fast smoke selection (what CI runs)")
-    group.addoption("--prompt-len", type=int, default=128, help="generate: prompt tokens (default 128)")
+    group.addoption("--prompt-len", type=int, default=None,
+                    help="generate: prompt tokens (default 128, fewer if the model's context is shorter)")
     group.addoption("--new-tokens", type=int, default=64, help="generate: tokens generated (default 64)")
     group.addoption("--gen-batch-sizes", default="1,8", help="generate: comma-separated batch sizes (default 1,8)")
     group.addoption("--gen-rounds", type=int, default=3, help="generate: timed rounds (default 3)")

@@ -35,7 +35,7 @@ def test_forward(benchmark, variant, device, built, session, baseline, batch, ga
         session.baseline["median_ms"] = median_ms  # later ratios divide by the benchmark's own median
     info = benchmark.extra_info
     info.update(footprint(built))
-    info.update(quality(built, session.ctx))
+    info.update(session.baseline_quality if variant == BASELINE else quality(built, session.ctx))
     info.update({f"latency_{k}": v for k, v in latency_stats(samples).items()})
     info["latency_samples_ms"] = [s * 1e3 for s in samples]  # raw rounds: `gpt2compress compare` tests on them
     info.update({

@@ -13,14 +13,18 @@ from gpt2compress.generation import cannot_generate, prompt_batch, summarize, ti
 from gpt2compress.metrics import peak_memory
 from gpt2compress.variants import BASELINE, build
 
+DEFAULT_PROMPT_LEN = 128
+
 
 def _prompt(session, batch_size: int, pytestconfig):
     opt = pytestconfig.getoption
     prompt_len, new_tokens = opt("--prompt-len"), opt("--new-tokens")
     limit = session.ctx.source.model.config.n_positions
-    if prompt_len + new_tokens > limit:
-        pytest.fail(f"--prompt-len {prompt_len} + --new-tokens {new_tokens} exceeds the model's {limit} positions",
-                    pytrace=False)
+    if prompt_len is None:  # default: 128 tokens, shortened to fit a short-context model and the eval windows
+        prompt_len = min(DEFAULT_PROMPT_LEN, limit - new_tokens, session.ctx.settings.seq_len)
+    if prompt_len < 1 or prompt_len + new_tokens > limit:
+        pytest.fail(f"--prompt-len {prompt_len} + --new-tokens {new_tokens} exceeds the model's {limit} positions: "
+                    "lower one of them", pytrace=False)
     return prompt_batch(session.ctx.eval.input_ids, batch_size, prompt_len), new_tokens
 
 

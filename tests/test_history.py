@@ -13,7 +13,7 @@ def run_recipe(storage, checkpoint, json_out, fail="median:10%"):
     env = {**os.environ, "GPT2COMPRESS_DATA": "embedded", "COMPARE_FAIL": fail}
     return subprocess.run(
         ["bash", str(ROOT / "bench" / "run-with-history.sh"), str(storage), "-p", "no:cacheprovider", "-q",
-         "--model", str(checkpoint), "--device", "cpu", "--stages", "fp32", "--eval-samples", "8",
+         "--model", str(checkpoint), "--device", "cpu", "--stages", "fp32", "-k", "test_forward", "--eval-samples", "8",
          f"--benchmark-json={json_out}"],
         cwd=ROOT, capture_output=True, text=True, env=env, timeout=600,
     )

@@ -125,7 +125,7 @@ def _csv_ag_news(path: Path, eval_fraction: float, seed: int) -> News:
         raise DataSourceError(f"{csv_path}: labels must be 1..{len(classes)} (one per line of classes.txt)")
     train_x, eval_x, train_y, eval_y = train_test_split(texts, labels, test_size=eval_fraction, stratify=labels,
                                                         random_state=seed)
-    return News(f"agnews-{csv_path.name}", classes, Split(tuple(train_x), tuple(train_y)),
+    return News(f"{csv_path.parent.name}/{csv_path.name}", classes, Split(tuple(train_x), tuple(train_y)),
                 Split(tuple(eval_x), tuple(eval_y)))
 
 

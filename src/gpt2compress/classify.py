@@ -150,7 +150,7 @@ def encode(split: Split, tokenizer, seq_len: int, max_samples: int | None, name:
 
 def classify_settings(model: str, smoke: bool = False, **overrides: Any) -> Settings:
     """Short texts (64 tokens hold most of a headline + lead), a few thousand rows: ~1 minute cold on 2 CPU cores."""
-    lr = {TINY: 5e-4, GPT2_RANDOM: 5e-4}.get(model, 2e-5)
+    lr = {TINY: 1e-3, GPT2_RANDOM: 5e-4}.get(model, 2e-5)
     base = Settings(seq_len=64, eval_samples=760, finetune_samples=2048, finetune_lr=lr, calibration_samples=32)
     if smoke:
         base = replace(base, eval_samples=256, finetune_samples=768, calibration_samples=16)

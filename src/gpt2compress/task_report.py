@@ -32,7 +32,7 @@ def classify_section(runs: list[Run]) -> list[str]:
                     f"| {r['f1_macro']:.4f} | {r['precision_macro']:.4f} | {r['recall_macro']:.4f} "
                     f"| {fmt(mb(r['size_on_disk_bytes']), '.2f')} | {fmt(r['median_ms'], '.2f')} "
                     f"| {fmt(r['ms_per_sample'], '.3f')} | {fmt(r['ratios']['compression'], '.2f')} "
-                    f"| {-r['accuracy_drop']:+.2f} |")
+                    f"| {0.0 - r['accuracy_drop']:+.2f} |")  # 0.0 - : no '-0.00'
             lines.append("")
     return lines
 

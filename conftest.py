@@ -31,6 +31,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="train: effective batch per optimizer step in tokens, reached by gradient accumulation")
     group.addoption("--train-micro-batch", type=int, default=4, help="train: sequences per micro-batch (default 4)")
     group.addoption("--train-steps", type=int, default=5, help="train: timed optimizer steps (default 5)")
+    group.addoption("--agnews", default=None, metavar="DIR",
+                    help="classify: AG News dir with test.csv + classes.txt, or ag_news (hub); env GPT2COMPRESS_AGNEWS")
+    group.addoption("--hellaswag", default=None, metavar="PATH",
+                    help="forward: also score HellaSwag (a jsonl file, or hellaswag for the hub's validation set)")
+    group.addoption("--hellaswag-samples", type=int, default=None, help="hellaswag: first N examples (default: all)")
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

@@ -144,6 +144,15 @@ def baseline(session, batch) -> dict:
     return session.baseline
 
 
+@pytest.fixture(scope="session")
+def hellaswag(pytestconfig):
+    """HellaSwag examples with `--hellaswag PATH` (forward rows then carry acc / acc_norm), else None."""
+    from gpt2compress.hellaswag import load_hellaswag
+
+    spec = pytestconfig.getoption("--hellaswag")
+    return load_hellaswag(spec, pytestconfig.getoption("--hellaswag-samples")) if spec else None
+
+
 @pytest.fixture
 def gate(budgets, pytestconfig):
     """`gate(info, measured)`: record the budget that applies in `info`, then fail on any broken limit.

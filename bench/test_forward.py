@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 
 from gpt2compress.energy import energy_per_sample, gpu_power_source
+from gpt2compress.hellaswag import evaluate as hellaswag_scores
 from gpt2compress.measure import footprint, quality
 from gpt2compress.metrics import cuda_event_ms, forward_callable, latency_stats, peak_memory, unsynchronized_timer
 from gpt2compress.profiling import profile_forward
@@ -22,7 +23,7 @@ def gpu_extras(forward, batch_size: int) -> dict:
     return extras
 
 
-def test_forward(benchmark, variant, device, built, session, baseline, batch, gate, pytestconfig):
+def test_forward(benchmark, variant, device, built, session, baseline, batch, gate, pytestconfig, hellaswag):
     forward = forward_callable(built.model, batch)
     benchmark.group = f"forward-{device}"
     with peak_memory(device) as mem:
@@ -36,6 +37,9 @@ def test_forward(benchmark, variant, device, built, session, baseline, batch, ga
     info = benchmark.extra_info
     info.update(footprint(built))
     info.update(session.baseline_quality if variant == BASELINE else quality(built, session.ctx))
+    if hellaswag:
+        source = session.ctx.source
+        info.update(hellaswag_scores(built.model, source.tokenizer, hellaswag, source.model.config.n_positions))
     info.update({f"latency_{k}": v for k, v in latency_stats(samples).items()})
     info["latency_samples_ms"] = [s * 1e3 for s in samples]  # raw rounds: `gpt2compress compare` tests on them
     info.update({

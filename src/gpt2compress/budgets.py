@@ -37,6 +37,7 @@ class Budget:
     max_ttft_ratio: float | None = None  # generate: time to first token / fp32's
     min_train_tokens_per_s_ratio: float | None = None  # train: tokens/s / the fp32 setup's
     max_train_memory_ratio: float | None = None  # train: peak memory / the fp32 setup's
+    max_accuracy_drop: float | None = None  # classify: accuracy points below the fp32 classifier's, same run
 
     def violations(self, measured: dict[str, float | None], perplexity_meaningful: bool = True) -> list[str]:
         """One line per broken limit: 'name: measured X, allowed Y'. Missing measurements are not checked."""

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, PreTrainedModel
 
 WEIGHTS = "model.safetensors"
 RECORD = "gpt2compress"  # the config attribute where stages note what they did
@@ -21,6 +21,13 @@ def record(model: PreTrainedModel, key: str, value) -> PreTrainedModel:
     """Note in the config what a stage did, so `load_model` can redo it on a fresh model."""
     setattr(model.config, RECORD, {**(getattr(model.config, RECORD, None) or {}), key: value})
     return model
+
+
+def auto_class(config):
+    """The Auto class a saved config rebuilds as: the sequence classifier (seed 004) or the causal LM."""
+    if any(a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or []):
+        return AutoModelForSequenceClassification
+    return AutoModelForCausalLM
 
 
 def save_model(model: PreTrainedModel, out_dir: str | os.PathLike, tokenizer=None) -> Path:
@@ -41,12 +48,12 @@ def load_model(path: str | os.PathLike) -> PreTrainedModel:
     config = AutoConfig.from_pretrained(path)
     notes = getattr(config, RECORD, None) or {}
     if not notes:
-        return AutoModelForCausalLM.from_pretrained(path).eval()
+        return auto_class(config).from_pretrained(path).eval()
     from .stages.int8_scratch import Int8Config, quantize_int8_scratch
     from .stages.precision import enable_autocast
     from .stages.pruning import restore_pruned_shapes
 
-    model = AutoModelForCausalLM.from_config(config, attn_implementation=notes.get("attn_implementation"))
+    model = auto_class(config).from_config(config, attn_implementation=notes.get("attn_implementation"))
     if notes.get("pruned_heads"):
         restore_pruned_shapes(model, notes["pruned_heads"])
     if "int8_scratch" in notes:

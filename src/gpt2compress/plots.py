@@ -12,6 +12,7 @@ from typing import Callable
 
 from .charts import bar_panels, fmt as _fmt, offsets, panels as _panels, save as _save
 from .report import FORWARD, Run, summaries
+from .task_report import classify_section, confusion_charts, hellaswag_section
 from .throughput_report import generate_section, throughput_charts, train_section
 
 METRICS = {  # file stem: (summary key, axis label)
@@ -149,6 +150,8 @@ def forward_charts(runs: list[Run], out: Path) -> list[Path]:
 # Each benchmark kind adds its summary section and its charts here; a kind absent from the runs adds nothing.
 SECTIONS: list[Callable[[list[Run]], list[str]]] = [forward_section, generate_section, train_section]
 CHARTS: list[Callable[[list[Run], Path], list[Path]]] = [forward_charts, throughput_charts]
+SECTIONS += [classify_section, hellaswag_section]
+CHARTS += [confusion_charts]
 
 
 def summary_markdown(runs: list[Run]) -> str:

@@ -18,9 +18,9 @@ import tempfile
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel
+from transformers import AutoConfig, BitsAndBytesConfig, PreTrainedModel
 
-from ..io import RECORD, save_model
+from ..io import RECORD, auto_class, save_model
 
 MODES = ("int8", "nf4")
 
@@ -59,10 +59,10 @@ def quantize_bnb(model: PreTrainedModel, config: BnbConfig) -> PreTrainedModel:
                                  "quantize an unpruned fp32/fp16 model")
     with tempfile.TemporaryDirectory() as tmp:
         save_model(model.half() if config.compute_dtype == "fp16" else model, tmp)
-        return AutoModelForCausalLM.from_pretrained(tmp, quantization_config=quantization_config(config),
+        return auto_class(model.config).from_pretrained(tmp, quantization_config=quantization_config(config),
                                                     device_map={"": config.device}).eval()
 
 
 def load_bnb(path, device: str) -> PreTrainedModel:
     """A saved bitsandbytes checkpoint: its config carries the quantization, so it loads pre-quantized."""
-    return AutoModelForCausalLM.from_pretrained(path, device_map={"": device}).eval()
+    return auto_class(AutoConfig.from_pretrained(path)).from_pretrained(path, device_map={"": device}).eval()

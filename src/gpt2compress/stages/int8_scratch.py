@@ -5,7 +5,8 @@ s = max|W| / 127, stored as int8 (4x smaller than fp32). The error per weight is
 at most s / 2. Weights are dequantized on the fly in forward, so the model's
 resident weights stay int8; activations stay in float. Biases and LayerNorms stay
 fp32 (they are <0.1 % of GPT-2). The token embedding is quantized too; the LM
-head, tied to it in GPT-2, reads the same int8 matrix.
+head, tied to it in GPT-2, reads the same int8 matrix. A sequence classifier's
+`score` head is a plain Linear and is quantized like the others.
 """
 
 from __future__ import annotations
@@ -84,9 +85,11 @@ def quantize_int8_scratch(model: PreTrainedModel, config: Int8Config = Int8Confi
                 setattr(parent, name, Int8Linear.from_float(child.weight, child.bias))
     if config.embeddings:
         transformer = model.transformer
-        tied = model.lm_head.weight is transformer.wte.weight
+        head = getattr(model, "lm_head", None)  # a classifier has none: its `score` is a Linear, done above
+        tied = head is not None and head.weight is transformer.wte.weight
         transformer.wte = Int8Embedding(*quantize_tensor(transformer.wte.weight))
         transformer.wpe = Int8Embedding(*quantize_tensor(transformer.wpe.weight))
-        model.lm_head = TiedInt8Head(transformer.wte) if tied else Int8Linear.from_float(model.lm_head.weight, None)
+        if head is not None:
+            model.lm_head = TiedInt8Head(transformer.wte) if tied else Int8Linear.from_float(head.weight, None)
     record(model, "int8_scratch", {"embeddings": config.embeddings})
     return model.eval()

@@ -2,7 +2,8 @@
 
 - `to_openvino`: export the in-memory PyTorch model (pruned ones too: the dummy KV
   cache used for tracing follows each layer's own head count) to an FP32 IR, loaded
-  as `OVModelForCausalLM` so `generate()` and `.logits` work as in transformers.
+  as `OVModelForCausalLM` so `generate()` and `.logits` work as in transformers
+  (a `GPT2ForSequenceClassification` becomes an `OVModelForSequenceClassification`).
 - `quantize_weights_int8`: NNCF weight-only INT8 (activations stay float).
 - `quantize_static_int8`: NNCF static INT8 of weights and activations
   (model_type=transformer, SmoothQuant, fast bias correction) calibrated on real
@@ -19,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from ..data import Windows
+from ..io import auto_class
 
 
 RUNTIME = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
@@ -36,13 +39,19 @@ class OpenVINOConfig:
     runtime: dict = field(default_factory=lambda: dict(RUNTIME), metadata={"hash": False})
 
 
+def _is_classifier(config) -> bool:
+    return auto_class(config) is AutoModelForSequenceClassification
+
+
 def load_openvino(path: str | Path, runtime: dict | None = None):
-    from optimum.intel import OVModelForCausalLM
+    """As `OVModelForCausalLM`, or `OVModelForSequenceClassification` for a classifier (seed 004)."""
+    from optimum.intel import OVModelForCausalLM, OVModelForSequenceClassification
 
-    return OVModelForCausalLM.from_pretrained(path, ov_config=dict(runtime or RUNTIME))
+    ov_class = OVModelForSequenceClassification if _is_classifier(AutoConfig.from_pretrained(path)) else OVModelForCausalLM
+    return ov_class.from_pretrained(path, ov_config=dict(runtime or RUNTIME))
 
 
-def _export_config(model, use_cache: bool):
+def _export_config(model, use_cache: bool, task: str):
     """GPT-2's export config, with dummy past key/values shaped per layer (pruned layers have fewer heads)."""
     from optimum.exporters.openvino.model_configs import GPT2OpenVINOConfig
     from optimum.utils import DummyPastKeyValuesGenerator, DummyTextInputGenerator
@@ -60,17 +69,20 @@ def _export_config(model, use_cache: bool):
         DUMMY_INPUT_GENERATOR_CLASSES = (DummyTextInputGenerator, PerLayerPast)
         DUMMY_PKV_GENERATOR_CLASS = PerLayerPast
 
-    return PrunableGPT2Config(model.config, task="text-generation", use_past=use_cache, use_past_in_inputs=use_cache)
+    return PrunableGPT2Config(model.config, task=task, use_past=use_cache, use_past_in_inputs=use_cache)
 
 
 def to_openvino(model, config: OpenVINOConfig):
+    """A classifier exports as text-classification: one forward, no KV cache to keep."""
     from optimum.exporters.openvino import export_from_model
 
     model = model.float().cpu().eval()
+    classifier = _is_classifier(model.config)
+    use_cache = config.use_cache and not classifier
+    task = "text-classification" if classifier else "text-generation"
     with tempfile.TemporaryDirectory(prefix="gpt2compress-ov-") as out:
-        export_from_model(model, out, task="text-generation-with-past" if config.use_cache else "text-generation",
-                          stateful=config.use_cache,
-                          custom_export_configs={"model": _export_config(model, config.use_cache)})
+        export_from_model(model, out, task=f"{task}-with-past" if use_cache else task, stateful=use_cache,
+                          custom_export_configs={"model": _export_config(model, use_cache, task)})
         return load_openvino(out, config.runtime)  # the IR is read into memory; the builder saves it
 
 

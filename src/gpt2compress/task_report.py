@@ -1,0 +1,74 @@
+"""Task accuracy in summary.md and charts: seed 004's AG News table, its confusion matrices, HellaSwag per variant."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .charts import fmt, save
+from .report import FORWARD, Run, mb
+
+CLASSIFY = "classify"
+
+
+def classify_section(runs: list[Run]) -> list[str]:
+    """Seed 004's results table, one per run and device; Δ and × against the fp32 classifier of that run."""
+    lines = []
+    for run in runs:
+        for device in run.devices:
+            rows = [r for r in run.of(CLASSIFY) if r["device"] == device]
+            if not rows:
+                continue
+            first = rows[0]
+            lines += [f"## Classification ({first['dataset']}, seed 004): {run.label} — {device}", "",
+                      f"{first['eval_rows']} eval rows, {first['train_rows']} fine-tuning rows, {first['seq_len']} "
+                      f"tokens; latency is one right-padded batch of {first['batch_size']}.", "",
+                      "| variant | chain | precision | accuracy | F1 | precision (macro) | recall (macro) | size MiB "
+                      "| ms/batch | ms/sample | compression × | Δ accuracy (points) |",
+                      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            for r in rows:
+                lines.append(
+                    f"| {r['variant']} | {' → '.join(r['chain'])} | {r['precision']} | {r['accuracy']:.4f} "
+                    f"| {r['f1_macro']:.4f} | {r['precision_macro']:.4f} | {r['recall_macro']:.4f} "
+                    f"| {fmt(mb(r['size_on_disk_bytes']), '.2f')} | {fmt(r['median_ms'], '.2f')} "
+                    f"| {fmt(r['ms_per_sample'], '.3f')} | {fmt(r['ratios']['compression'], '.2f')} "
+                    f"| {0.0 - r['accuracy_drop']:+.2f} |")  # 0.0 - : no '-0.00'
+            lines.append("")
+    return lines
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
+
+
+def confusion_charts(runs: list[Run], out: Path) -> list[Path]:
+    """One PNG per run, device and classifier: rows are the true class, columns the predicted one."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+    import numpy as np
+
+    paths = []
+    for run in runs:
+        for r in run.of(CLASSIFY):
+            fig, ax = plt.subplots(figsize=(5.6, 4.8))
+            ConfusionMatrixDisplay(np.array(r["confusion_matrix"]), display_labels=r["classes"]).plot(
+                ax=ax, cmap="Blues", values_format="d", colorbar=False)
+            ax.set_title(f"{r['variant']} ({r['device']}): accuracy {r['accuracy']:.3f}, F1 {r['f1_macro']:.3f}")
+            prefix = f"{run.label}-" if len(runs) > 1 else ""
+            paths.append(save(fig, out, _slug(f"confusion-{prefix}{r['device']}-{r['variant']}")))
+    return paths
+
+
+def hellaswag_section(runs: list[Run]) -> list[str]:
+    """Forward rows that were scored on HellaSwag (`--hellaswag`); absent otherwise."""
+    lines = []
+    for run in runs:
+        rows = [r for r in run.of(FORWARD) if r.get("hellaswag_acc") is not None]
+        if not rows:
+            continue
+        lines += [f"## HellaSwag (zero-shot, completion scoring, seed 003): {run.label}", "",
+                  "| variant | device | acc | acc_norm (per character) | examples |", "|---|---|---|---|---|"]
+        lines += [f"| {r['variant']} | {r['device']} | {r['hellaswag_acc']:.4f} | {r['hellaswag_acc_norm']:.4f} "
+                  f"| {r['hellaswag_examples']} |" for r in rows]
+        lines.append("")
+    return lines

@@ -30,6 +30,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="train: effective batch per optimizer step in tokens, reached by gradient accumulation")
     group.addoption("--train-micro-batch", type=int, default=4, help="train: sequences per micro-batch (default 4)")
     group.addoption("--train-steps", type=int, default=5, help="train: timed optimizer steps (default 5)")
+    group.addoption("--finetune-steps", type=int, default=None,
+                    help="optimizer steps of every training stage (finetune, distill, lora); default: one epoch")
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

@@ -86,7 +86,8 @@ def source(pytestconfig, corpus):
 @pytest.fixture(scope="session")
 def sessions(pytestconfig, corpus, source) -> dict[str, Session]:
     opt = pytestconfig.getoption
-    settings = Settings.for_model(opt("--model"), seq_len=opt("--seq-len"), eval_samples=opt("--eval-samples"))
+    settings = Settings.for_model(opt("--model"), seq_len=opt("--seq-len"), eval_samples=opt("--eval-samples"),
+                                  finetune_max_steps=opt("--finetune-steps"))
     usable = [d for d in devices(pytestconfig) if d == "cpu" or torch.cuda.is_available()]
     return {d: Session(Context(source, corpus, settings, d)) for d in usable}
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
+from gpt2compress.budgets import budget_for, load_budgets
 from gpt2compress.io import load_model, record, save_model
 from gpt2compress.measure import footprint
 from gpt2compress.stages.distill import DistillConfig, distill, distillation_loss, mixed_loss, shallow_student
@@ -14,7 +15,7 @@ from gpt2compress.stages.lora import (AdapterSpec, LoraConfig, _check_sparsity, 
                                       lora_finetune, make_permanent, prune_adapters, with_adapters)
 from gpt2compress.variants import build
 
-from helpers import random_gpt2, random_windows, run_bench
+from helpers import ROOT, random_gpt2, random_windows, run_bench
 
 DATA = random_windows(n=16, seq_len=16)
 
@@ -157,3 +158,11 @@ def test_stack_budget_fails_the_bench_and_keeps_the_row(tmp_path, local_checkpoi
     assert stack["chain"] == ["distill", "lora_pruned"] and stack["ratios"]["latency_ratio"] > 0.01
     assert stack["stage_notes"]["lora"]["adapter_sparsity"] == pytest.approx(0.8, abs=0.01)
     assert stack["heads_per_layer"] == [5]  # the student: one of the teacher's two blocks
+
+
+def test_shipped_stack_budgets_gate_quality_and_speed():
+    budget = budget_for(load_budgets(ROOT / "bench" / "budgets.toml"), "cpu", "tiny", "distilled-lora-pruned-int8")
+    assert budget.max_perplexity_ratio and budget.max_latency_ratio
+    assert budget.violations({"perplexity_ratio": 1.0, "latency_ratio": 0.6}) == []
+    assert [v.split(":")[0] for v in budget.violations({"perplexity_ratio": 1.5, "latency_ratio": 1.0})] == [
+        "max_perplexity_ratio", "max_latency_ratio"]

@@ -36,6 +36,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hellaswag", default=None, metavar="PATH",
                     help="forward: also score HellaSwag (a jsonl file, or hellaswag for the hub's validation set)")
     group.addoption("--hellaswag-samples", type=int, default=None, help="hellaswag: first N examples (default: all)")
+    group.addoption("--finetune-steps", type=int, default=None,
+                    help="optimizer steps of every training stage (finetune, distill, lora); default: one epoch")
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

@@ -89,7 +89,8 @@ def source(pytestconfig, corpus):
 def sessions(pytestconfig, corpus, source) -> dict[str, Session]:
     opt = pytestconfig.getoption
     eval_samples = opt("--eval-samples") or (SMOKE_EVAL_SAMPLES if opt("--smoke") else None)
-    settings = Settings.for_model(opt("--model"), seq_len=opt("--seq-len"), eval_samples=eval_samples)
+    settings = Settings.for_model(opt("--model"), seq_len=opt("--seq-len"), eval_samples=eval_samples,
+                                  finetune_max_steps=opt("--finetune-steps"))
     usable = [d for d in devices(pytestconfig) if d == "cpu" or torch.cuda.is_available()]
     return {d: Session(Context(source, corpus, settings, d)) for d in usable}
 

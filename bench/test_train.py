@@ -19,6 +19,7 @@ TRAIN_CASES: dict[str, tuple[str, TrainSetup]] = {
     "fp32-eager": (BASELINE, TrainSetup(attention="eager")),
     "bf16-autocast": (BASELINE, TrainSetup(precision="bf16")),
     "fp16-autocast": (BASELINE, TrainSetup(precision="fp16")),
+    "distilled-lora": ("distilled", TrainSetup(lora_rank=8)),  # seed 001: LoRA on the distilled student
 }
 SMOKE_CASES = ("fp32", "bf16-autocast", "fp16-autocast")
 

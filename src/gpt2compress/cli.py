@@ -2,8 +2,9 @@
 
     gpt2compress pipeline [--model tiny] [--data DIR] [--variants a,b,...]
         build each variant (cached) and print perplexity, size and latency per stage.
-    gpt2compress plot results.json [more.json ...] --out charts/
-        stage charts (PNG) and summary.md; several files = runs side by side.
+    gpt2compress plot results.json [more.json ...] --out charts/ [--gains A,B]
+        stage charts (PNG) and summary.md; several files = runs side by side;
+        --gains: the end-to-end gains table between variants A and B (default: fp32 vs the full stack).
     gpt2compress compare BASE.json NEW.json [--budgets bench/budgets.toml]
         per-stage regression check; exit 1 on a regression, 0 otherwise.
 """
@@ -64,10 +65,17 @@ def pipeline(args: argparse.Namespace) -> int:
 
 
 def plot(args: argparse.Namespace) -> int:
+    from .gains import check_pair
     from .plots import plot as draw
     from .report import load_run
 
-    for path in draw([load_run(p) for p in args.results], args.out):
+    runs = [load_run(p) for p in args.results]
+    pair = tuple(args.gains.split(",")) if args.gains else None
+    if pair is not None:
+        if len(pair) != 2:
+            raise ValueError(f"--gains takes two variants, A,B (e.g. fp32,distilled-lora-pruned-int8); got {args.gains!r}")
+        check_pair(runs, pair)
+    for path in draw(runs, args.out, pair):
         print(path)
     return 0
 
@@ -100,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     charts = commands.add_parser("plot", help="charts and summary.md from benchmark JSON")
     charts.add_argument("results", nargs="+")
     charts.add_argument("--out", default="charts")
+    charts.add_argument("--gains", default=None, metavar="A,B",
+                        help="gains table between these variants (default: fp32 vs the full stack in the run)")
     charts.set_defaults(func=plot)
     gate = commands.add_parser("compare", help="fail (exit 1) when NEW regresses against BASE")
     gate.add_argument("base")

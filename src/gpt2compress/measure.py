@@ -20,6 +20,7 @@ def footprint(built: Built) -> dict[str, Any]:
         "precision": built.info["precision"],
         "runtime": built.runtime,
         "chain": list(built.chain),
+        "stage_notes": built.info.get("stage_notes", {}),
     }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from .charts import bar_panels, fmt as _fmt, offsets, panels as _panels, save as _save
+from .gains import gains_section
 from .report import FORWARD, Run, summaries
 from .task_report import classify_section, confusion_charts, hellaswag_section
 from .throughput_report import generate_section, throughput_charts, train_section
@@ -148,24 +149,25 @@ def forward_charts(runs: list[Run], out: Path) -> list[Path]:
 
 
 # Each benchmark kind adds its summary section and its charts here; a kind absent from the runs adds nothing.
-SECTIONS: list[Callable[[list[Run]], list[str]]] = [forward_section, generate_section, train_section]
-CHARTS: list[Callable[[list[Run], Path], list[Path]]] = [forward_charts, throughput_charts]
-SECTIONS += [classify_section, hellaswag_section]
-CHARTS += [confusion_charts]
+# Seed 001's end-to-end gains table closes the summary; it alone also takes the `--gains` pair.
+SECTIONS: list[Callable[..., list[str]]] = [forward_section, generate_section, train_section, classify_section,
+                                            hellaswag_section, gains_section]
+CHARTS: list[Callable[[list[Run], Path], list[Path]]] = [forward_charts, throughput_charts, confusion_charts]
 
 
-def summary_markdown(runs: list[Run]) -> str:
+def summary_markdown(runs: list[Run], gains: tuple[str, str] | None = None) -> str:
+    """`gains`: the two variants of the gains table (default: fp32 vs the full stack in the run)."""
     lines = ["# gpt2compress summary", ""]
     for section in SECTIONS:
-        lines += section(runs)
+        lines += section(runs, gains) if section is gains_section else section(runs)
     lines.append("Ratios (×) divide by the fp32 baseline of the same run and device.")
     return "\n".join(lines) + "\n"
 
 
-def plot(runs: list[Run], out: str | Path) -> list[Path]:
+def plot(runs: list[Run], out: str | Path, gains: tuple[str, str] | None = None) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = [path for charts in CHARTS for path in charts(runs, out)]
     summary = out / "summary.md"
-    summary.write_text(summary_markdown(runs))
+    summary.write_text(summary_markdown(runs, gains))
     return paths + [summary]

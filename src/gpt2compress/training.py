@@ -32,6 +32,7 @@ class TrainSetup:
     steps: int = 5
     warmup_steps: int = 1
     learning_rate: float = 1e-3
+    lora_rank: int = 0  # > 0: the model is frozen and LoRA adapters of this rank train (seed 001)
 
 
 @dataclass
@@ -69,6 +70,10 @@ def _micro_batches(windows: Windows, setup: TrainSetup, count: int) -> list[dict
 
 def train_steps(model: torch.nn.Module, windows: Windows, setup: TrainSetup, progress: bool = True) -> TrainResult:
     """Run `warmup_steps + steps` optimizer steps; time and record the last `steps`."""
+    if setup.lora_rank:
+        from .stages.lora import AdapterSpec, with_adapters
+
+        model = with_adapters(model, AdapterSpec(rank=setup.lora_rank))
     device = model_device(model)
     accumulation = accumulation_steps(setup, windows.input_ids.shape[1])
     batches = [{k: v.to(device) for k, v in b.items()} for b in _micro_batches(windows, setup, accumulation)]

@@ -20,7 +20,7 @@ import torch
 
 from .cache import cached_dir, content_key
 from .data import Corpus, Windows, calibration_windows, eval_windows, train_windows
-from .io import load_model, save_model
+from .io import RECORD, load_model, save_model
 from .metrics import parameter_count
 from .sources import GPT2_RANDOM, TINY, Source
 from .stages import STAGES, check_chain
@@ -52,6 +52,11 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "pruned-finetuned-int8-scratch": ("prune", "finetune", "int8_scratch"),
     "pruned-finetuned-ov-int8-static": ("prune", "finetune", "openvino", "ov_int8_static"),
     "pruned-finetuned-inc-int8": ("prune", "finetune", "inc_int8"),
+    "distilled": ("distill",),
+    "distilled-lora": ("distill", "lora"),
+    "distilled-lora-pruned": ("distill", "lora_pruned"),
+    "distilled-lora-pruned-int8": ("distill", "lora_pruned", "inc_int8"),
+    "distilled-lora-pruned-nf4": ("distill", "lora_pruned", "bnb_nf4"),
 }
 
 
@@ -67,6 +72,10 @@ class Settings:
     finetune_samples: int | None = 1024
     finetune_lr: float = 5e-5
     calibration_samples: int = 64
+    distill_layers: tuple[int, ...] | None = None  # teacher blocks the student keeps; None: every other one
+    lora_rank: int = 8
+    lora_lr: float = 1e-3
+    adapter_sparsity: float = 0.8
 
     @classmethod
     def for_model(cls, model: str, **overrides: Any) -> Settings:
@@ -137,7 +146,9 @@ def _load(path: Path, runtime: str, device: str) -> Any:
 
 
 def _torch_info(model: torch.nn.Module, precision: str) -> dict:
-    return {"parameters": parameter_count(model), "heads_per_layer": heads_per_layer(model), "precision": precision}
+    """`stage_notes`: what stages recorded in the config (LoRA's trainable %, adapter sizes, ...), for the report."""
+    return {"parameters": parameter_count(model), "heads_per_layer": heads_per_layer(model), "precision": precision,
+            "stage_notes": getattr(model.config, RECORD, None) or {}}
 
 
 def build(name: str, ctx: Context, chain: tuple[str, ...] | None = None) -> Built:

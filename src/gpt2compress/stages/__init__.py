@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .attention import AttentionConfig, flash_attention_2, set_attention
 from .bnb import BnbConfig, bitsandbytes_missing, quantize_bnb
+from .distill import DistillConfig, distill
 from .finetune import FinetuneConfig, finetune
 from .int8_scratch import Int8Config, quantize_int8_scratch
 from .precision import PrecisionConfig, cast, mixed_precision, native_bf16
@@ -65,6 +66,28 @@ def _inc_int8(model, config):
     return quantize_inc(model, config)
 
 
+def _lora(model, config):
+    from .lora import lora_finetune
+
+    return lora_finetune(model, config)
+
+
+def _training(ctx: Context, learning_rate: float) -> FinetuneConfig:
+    """Every training stage (finetune, distill, lora): the run's fine-tuning data and budget."""
+    s = ctx.settings
+    return FinetuneConfig(ctx.train, epochs=s.finetune_epochs, max_steps=s.finetune_max_steps, learning_rate=learning_rate)
+
+
+def _distill_config(ctx: Context) -> DistillConfig:
+    return DistillConfig(_training(ctx, ctx.settings.finetune_lr), keep_layers=ctx.settings.distill_layers)
+
+
+def _lora_config(ctx: Context, sparsity: float = 0.0):
+    from .lora import AdapterSpec, LoraConfig
+
+    return LoraConfig(_training(ctx, ctx.settings.lora_lr), AdapterSpec(rank=ctx.settings.lora_rank), sparsity=sparsity)
+
+
 def _ov_config(ctx: Context):
     from .openvino import OpenVINOConfig
 
@@ -102,10 +125,7 @@ STAGES: dict[str, Stage] = {
         Stage("prune", prune_attention_heads,
               lambda ctx: PruneConfig(ctx.calibration, ctx.settings.prune_fraction), (CPU, CUDA),
               about="remove the least important attention heads of every layer (Michel et al. 2019)"),
-        Stage("finetune", finetune,
-              lambda ctx: FinetuneConfig(ctx.train, epochs=ctx.settings.finetune_epochs,
-                                         max_steps=ctx.settings.finetune_max_steps,
-                                         learning_rate=ctx.settings.finetune_lr), (CPU, CUDA),
+        Stage("finetune", finetune, lambda ctx: _training(ctx, ctx.settings.finetune_lr), (CPU, CUDA),
               about="recover quality with transformers.Trainer"),
         Stage("int8_scratch", quantize_int8_scratch, lambda ctx: Int8Config(), (CPU, CUDA), precision="int8-w",
               about="from-scratch per-tensor symmetric INT8 weights, dequantized in forward"),
@@ -117,6 +137,12 @@ STAGES: dict[str, Stage] = {
               precision="int8-wa", about="NNCF static INT8 (weights and activations) with calibration data"),
         Stage("inc_int8", _inc_int8, _inc_config, (CPU,), gives="inc", precision="int8-wa",
               about="Intel Neural Compressor 3.x static INT8 (PT2E)"),
+        Stage("distill", distill, _distill_config, (CPU, CUDA),
+              about="knowledge distillation into a shallower student initialised from the teacher's blocks"),
+        Stage("lora", _lora, _lora_config, (CPU, CUDA),
+              about="LoRA fine-tuning (peft), adapters merged back into the weights"),
+        Stage("lora_pruned", _lora, lambda ctx: _lora_config(ctx, ctx.settings.adapter_sparsity), (CPU, CUDA),
+              about="LoRA with L1-pruned adapters (mask kept through training), merged back"),
     ]
 }
 

@@ -7,11 +7,13 @@ and Trainer's progress bar shows the work.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
-from transformers import PreTrainedModel, Trainer, TrainingArguments, default_data_collator
+from transformers import PreTrainedModel, Trainer, TrainerState, TrainingArguments, default_data_collator
 
 from ..data import Windows
 
@@ -42,13 +44,20 @@ def _dataset(windows: Windows):
     return ds.with_format("torch")
 
 
-def finetune(model: PreTrainedModel, config: FinetuneConfig) -> PreTrainedModel:
+def run_trainer(model: PreTrainedModel, config: FinetuneConfig, trainer_class: type[Trainer] = Trainer,
+                save_steps: int = 0, output_dir: str | None = None, **trainer_kwargs) -> tuple[TrainerState, list[int]]:
+    """Train `model` in place on `config.data`; every stage that trains (finetune, distill, lora) goes through here.
+
+    `save_steps` > 0 writes a Trainer checkpoint that often, into `output_dir` (a temporary
+    directory unless given: the cache keeps the final model, not the trail). Returns the
+    trainer state (log history) and the steps that were checkpointed."""
     if not 0 < config.epochs <= 5 and config.max_steps <= 0:
         raise ValueError(f"fine-tuning runs 1-5 epochs (seed 000); got epochs={config.epochs}")
     use_cpu = next(model.parameters()).device.type == "cpu"
-    with tempfile.TemporaryDirectory(prefix="gpt2compress-trainer-") as out:
+    with tempfile.TemporaryDirectory(prefix="gpt2compress-trainer-") as tmp:
+        out = Path(output_dir or tmp)
         args = TrainingArguments(
-            output_dir=out,
+            output_dir=str(out),
             num_train_epochs=config.epochs,
             max_steps=config.max_steps,
             learning_rate=config.learning_rate,
@@ -57,7 +66,8 @@ def finetune(model: PreTrainedModel, config: FinetuneConfig) -> PreTrainedModel:
             weight_decay=config.weight_decay,
             lr_scheduler_type="cosine",
             logging_steps=50,
-            save_strategy="no",
+            save_strategy="steps" if save_steps > 0 else "no",
+            save_steps=max(save_steps, 1),
             report_to=[],
             seed=config.seed,
             data_seed=config.seed,
@@ -67,5 +77,18 @@ def finetune(model: PreTrainedModel, config: FinetuneConfig) -> PreTrainedModel:
             disable_tqdm=not config.show_progress,
         )
         model.train()
-        Trainer(model=model, args=args, train_dataset=_dataset(config.data), data_collator=default_data_collator).train()
+        trainer = trainer_class(model=model, args=args, train_dataset=_dataset(config.data),
+                                data_collator=default_data_collator, **trainer_kwargs)
+        trainer.train()
+        checkpoints = sorted(int(p.name.rsplit("-", 1)[1]) for p in out.glob("checkpoint-*"))
+    model.eval()
+    return trainer.state, checkpoints
+
+
+def steps_per_epoch(config: FinetuneConfig) -> int:
+    return math.ceil(len(config.data) / config.batch_size)
+
+
+def finetune(model: PreTrainedModel, config: FinetuneConfig) -> PreTrainedModel:
+    run_trainer(model, config)
     return model.eval()

@@ -52,7 +52,7 @@ def classify_sessions(news) -> dict[str, ClassifySession]:
 @pytest.fixture
 def classify_session(classify_sessions, session, device, news, pytestconfig) -> ClassifySession:
     if device not in classify_sessions:
-        settings = classify_settings(pytestconfig.getoption("--model"), pytestconfig.getoption("--smoke"))
+        settings = classify_settings(pytestconfig.getoption("--model"))
         ctx = classify_context(session.ctx.source, news, settings, session.ctx.corpus, device)
         classify_sessions[device] = ClassifySession(ctx)
     return classify_sessions[device]

@@ -25,9 +25,12 @@ SMOKE_CASES = ("fp32", "bf16-autocast", "fp16-autocast")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Cases on the baseline always run; a case that trains another variant runs when --stages selects it."""
     if "train_case" in metafunc.fixturenames:
-        smoke = metafunc.config.getoption("--smoke")
-        metafunc.parametrize("train_case", [c for c in TRAIN_CASES if not smoke or c in SMOKE_CASES])
+        smoke, chosen = metafunc.config.getoption("--smoke"), metafunc.config.getoption("--stages")
+        cases = [c for c, (variant, _) in TRAIN_CASES.items()
+                 if (not smoke or c in SMOKE_CASES) and (variant == BASELINE or not chosen or variant in chosen.split(","))]
+        metafunc.parametrize("train_case", cases)
 
 
 def unsupported(setup: TrainSetup, device: str) -> str | None:

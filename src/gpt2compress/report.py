@@ -23,6 +23,10 @@ class Run:
         """Rows of one benchmark kind: "forward", "generate", "train", "classify", ..."""
         return [r for r in self.rows if r["kind"] == kind]
 
+    def by_device(self, kind: str) -> list[tuple[str, list[dict]]]:
+        """(device, rows of `kind` on it) for each device that has any: one report table each."""
+        return [(d, rows) for d in self.devices if (rows := [r for r in self.of(kind) if r["device"] == d])]
+
     @property
     def devices(self) -> list[str]:
         return sorted({r["device"] for r in self.rows})

@@ -15,10 +15,7 @@ def classify_section(runs: list[Run]) -> list[str]:
     """Seed 004's results table, one per run and device; Δ and × against the fp32 classifier of that run."""
     lines = []
     for run in runs:
-        for device in run.devices:
-            rows = [r for r in run.of(CLASSIFY) if r["device"] == device]
-            if not rows:
-                continue
+        for device, rows in run.by_device(CLASSIFY):
             first = rows[0]
             lines += [f"## Classification ({first['dataset']}, seed 004): {run.label} — {device}", "",
                       f"{first['eval_rows']} eval rows, {first['train_rows']} fine-tuning rows, {first['seq_len']} "

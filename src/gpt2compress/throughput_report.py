@@ -49,10 +49,7 @@ def _ratio(row: dict, base: dict | None, key: str) -> float | None:
 def generate_section(runs: list[Run]) -> list[str]:
     lines = []
     for run in runs:
-        for device in run.devices:
-            rows = [r for r in run.of(GENERATE) if r["device"] == device]
-            if not rows:
-                continue
+        for device, rows in run.by_device(GENERATE):
             first = rows[0]
             lines += [f"## Generate: {run.label} — {device} (prompt {first['prompt_len']}, "
                       f"{first['new_tokens']} new tokens, greedy, KV cache)", "",
@@ -71,10 +68,7 @@ def generate_section(runs: list[Run]) -> list[str]:
 def train_section(runs: list[Run]) -> list[str]:
     lines = []
     for run in runs:
-        for device in run.devices:
-            rows = [r for r in run.of(TRAIN) if r["device"] == device]
-            if not rows:
-                continue
+        for device, rows in run.by_device(TRAIN):
             base = next((r for r in rows if r["variant"] == BASELINE), None)
             lines += [f"## Train: {run.label} — {device}", "",
                       "| setup | precision | attention | tokens/step (accumulation) | step ms | tokens/s | ×tokens/s "

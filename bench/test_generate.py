@@ -40,7 +40,7 @@ def generate_baseline(session, variant, gen_batch_size, pytestconfig) -> dict | 
 
 
 def test_generate(benchmark, variant, device, built, session, gen_batch_size, generate_baseline, gate, pytestconfig):
-    reason = cannot_generate(built.model)
+    reason = cannot_generate(built.model, gen_batch_size)
     if reason:
         pytest.skip(reason)
     prompt, new_tokens = _prompt(session, gen_batch_size, pytestconfig)

@@ -52,11 +52,14 @@ class TokenTimestamps(LogitsProcessor):
         return scores
 
 
-def cannot_generate(model: Any) -> str | None:
-    """Why a variant cannot be timed autoregressively (None if it can)."""
+def cannot_generate(model: Any, batch_size: int = 1) -> str | None:
+    """Why a variant cannot be timed autoregressively at this batch size (None if it can)."""
     if not callable(getattr(model, "generate", None)):
         return (f"{type(model).__name__} has no generate(): it is a forward-only graph without a KV cache "
                 "(its forward is benchmarked instead)")
+    limit = getattr(model, "max_batch_size", None)
+    if limit is not None and batch_size > limit:
+        return f"{type(model).__name__} generates at most {limit} sequence(s) at a time, not {batch_size}"
     return None
 
 

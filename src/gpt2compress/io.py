@@ -33,6 +33,7 @@ def auto_class(config):
 def save_model(model: PreTrainedModel, out_dir: str | os.PathLike, tokenizer=None) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    model.config.architectures = [type(model).__name__]  # as save_pretrained records it (converters read it)
     model.config.save_pretrained(out)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if "lm_head.weight" in state and model.lm_head.weight is model.transformer.wte.weight:

@@ -52,6 +52,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "pruned-finetuned-int8-scratch": ("prune", "finetune", "int8_scratch"),
     "pruned-finetuned-ov-int8-static": ("prune", "finetune", "openvino", "ov_int8_static"),
     "pruned-finetuned-inc-int8": ("prune", "finetune", "inc_int8"),
+    "llamacpp-f32": ("gguf_f32",),  # peer engine: the same model in llama.cpp
+    "llamacpp-q8_0": ("gguf_q8_0",),
     "distilled": ("distill",),
     "distilled-lora": ("distill", "lora"),
     "distilled-lora-pruned": ("distill", "lora_pruned"),
@@ -126,7 +128,7 @@ def _save(model: Any, runtime: str, out: Path, tokenizer) -> None:
     if runtime == "torch":
         save_model(model, out, tokenizer)
     else:
-        model.save_pretrained(out)  # OpenVINO IR, INC export, bitsandbytes: their own formats
+        model.save_pretrained(out)  # OpenVINO IR, INC export, bitsandbytes, GGUF: their own formats
 
 
 def _load(path: Path, runtime: str, device: str) -> Any:
@@ -140,6 +142,10 @@ def _load(path: Path, runtime: str, device: str) -> Any:
         from .stages.bnb import load_bnb
 
         return load_bnb(path, device)
+    if runtime == "llamacpp":
+        from .stages.llamacpp import load_llamacpp
+
+        return load_llamacpp(path)
     from .stages.inc import load_inc
 
     return load_inc(path)

@@ -3,7 +3,7 @@
 A stage is a plain function `(model, config) -> model`. The registry adds what a
 runner needs to chain them: how to make the config from the run's data and
 settings, which devices the result runs on, and which runtime it produces
-("torch", "openvino", "inc" or "bnb"), so a chain can be checked before anything is built.
+("torch", "openvino", "inc", "bnb" or "llamacpp"), so a chain can be checked before anything is built.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from .bnb import BnbConfig, bitsandbytes_missing, quantize_bnb
 from .distill import DistillConfig, distill
 from .finetune import FinetuneConfig, finetune
 from .int8_scratch import Int8Config, quantize_int8_scratch
+from .llamacpp import llama_cpp_missing
 from .precision import PrecisionConfig, cast, mixed_precision, native_bf16
 from .pruning import PruneConfig, prune_attention_heads
 
@@ -70,6 +71,18 @@ def _lora(model, config):
     from .lora import lora_finetune
 
     return lora_finetune(model, config)
+
+
+def _gguf(model, config):
+    from .llamacpp import to_gguf
+
+    return to_gguf(model, config)
+
+
+def _gguf_config(ctx: Context, outtype: str):
+    from .llamacpp import LlamaCppConfig
+
+    return LlamaCppConfig(outtype, tokenizer=ctx.source.tokenizer)
 
 
 def _training(ctx: Context, learning_rate: float) -> FinetuneConfig:
@@ -137,6 +150,12 @@ STAGES: dict[str, Stage] = {
               precision="int8-wa", about="NNCF static INT8 (weights and activations) with calibration data"),
         Stage("inc_int8", _inc_int8, _inc_config, (CPU,), gives="inc", precision="int8-wa",
               about="Intel Neural Compressor 3.x static INT8 (PT2E)"),
+        Stage("gguf_f32", _gguf, lambda ctx: _gguf_config(ctx, "f32"), (CPU,), gives="llamacpp", precision="fp32",
+              about="llama.cpp peer: GGUF f32 through llama.cpp's converter, run by llama-cpp-python",
+              unsupported=llama_cpp_missing),
+        Stage("gguf_q8_0", _gguf, lambda ctx: _gguf_config(ctx, "q8_0"), (CPU,), gives="llamacpp",
+              precision="int8-w (q8_0)", about="llama.cpp peer: GGUF Q8_0 (8-bit blocks of 32 weights, fp16 scale)",
+              unsupported=llama_cpp_missing),
         Stage("distill", distill, _distill_config, (CPU, CUDA),
               about="knowledge distillation into a shallower student initialised from the teacher's blocks"),
         Stage("lora", _lora, _lora_config, (CPU, CUDA),

@@ -1,0 +1,125 @@
+"""llama.cpp peer: the converter comes from the installed version's sdist, the stage skips cleanly without
+the extra, and (where llama-cpp-python is installed) the GGUF model computes what the PyTorch model does."""
+
+import io
+import subprocess
+import tarfile
+
+import pytest
+import torch
+
+from helpers import random_gpt2
+from gpt2compress.generation import cannot_generate, timed_generate
+from gpt2compress.stages import StageNotApplicable, check_chain
+from gpt2compress.stages import llamacpp
+from gpt2compress.stages.llamacpp import LlamaCppConfig, LlamaCppUnavailable, converter_dir, to_gguf
+
+
+def test_without_the_extra_the_stage_skips_naming_the_install(monkeypatch):
+    monkeypatch.setattr(llamacpp.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(StageNotApplicable, match=r"pip install -e '\.\[llamacpp\]'"):
+        check_chain(("gguf_q8_0",), "cpu")
+    with pytest.raises(StageNotApplicable, match="runs on: cpu"):
+        check_chain(("gguf_f32",), "cuda")
+
+
+def test_a_converter_dir_without_the_converter_names_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv(llamacpp.CONVERTER_ENV, str(tmp_path))
+    with pytest.raises(LlamaCppUnavailable, match="llama.cpp checkout"):
+        converter_dir()
+
+
+def _fake_sdist(path, version):
+    files = {"convert_hf_to_gguf.py": b"# converter", "conversion/gpt2.py": b"# gpt2", "gguf-py/gguf/__init__.py": b"",
+             "ggml/src/huge.c": b"not needed", "README.md": b"no"}
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"llama_cpp_python-{version}/vendor/llama.cpp/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_the_converter_is_extracted_from_the_installed_versions_sdist(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPT2COMPRESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(llamacpp.CONVERTER_ENV, raising=False)
+    monkeypatch.setattr(llamacpp.importlib.metadata, "version", lambda name: "9.9.9")
+    asked = []
+
+    def pip(command, **kwargs):
+        asked.append(command)
+        _fake_sdist(f"{command[command.index('-d') + 1]}/llama_cpp_python-9.9.9.tar.gz", "9.9.9")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(llamacpp.subprocess, "run", pip)
+    path = converter_dir()
+    assert "llama-cpp-python==9.9.9" in asked[0] and "--no-binary" in asked[0]
+    assert (path / "convert_hf_to_gguf.py").read_text() == "# converter"
+    assert (path / "conversion" / "gpt2.py").is_file() and (path / "gguf-py" / "gguf" / "__init__.py").is_file()
+    assert not (path / "ggml").exists() and not (path / "README.md").exists()
+    assert converter_dir() == path and len(asked) == 1  # cached: fetched once
+
+
+def test_a_failed_download_names_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPT2COMPRESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(llamacpp.CONVERTER_ENV, raising=False)
+    monkeypatch.setattr(llamacpp.importlib.metadata, "version", lambda name: "9.9.8")
+    monkeypatch.setattr(llamacpp.subprocess, "run",
+                        lambda command, **kw: subprocess.CompletedProcess(command, 1, "", "no network"))
+    with pytest.raises(LlamaCppUnavailable, match=llamacpp.CONVERTER_ENV):
+        converter_dir()
+    assert not list((tmp_path / "cache" / "llama.cpp").iterdir())  # nothing half-made is left to trust
+
+
+def test_models_llama_cpps_gpt2_cannot_hold_are_refused():
+    model = random_gpt2(n_layer=2, n_head=4, n_embd=64)
+    model.config.gpt2compress = {"pruned_heads": {"0": [1]}}  # what the prune stage records
+    with pytest.raises(StageNotApplicable, match="full, float model"):
+        to_gguf(model, LlamaCppConfig("f32"))
+
+
+# ---------------------------------------------------------------- with llama-cpp-python installed
+@pytest.fixture(scope="module")
+def gguf_pair(tmp_path_factory):
+    """A small random GPT-2 with a trained byte-level BPE, converted to GGUF f32 and q8_0."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip install -e '.[llamacpp]')")
+    from gpt2compress.tokenizer import train_bpe
+
+    out = tmp_path_factory.mktemp("gguf")
+    text = "\n".join(f"line {i}: the quick brown fox jumps over the lazy dog {i * 7}" for i in range(300))
+    tokenizer = train_bpe(text, 320, out / "tok")
+    model = random_gpt2(n_layer=2, n_head=4, n_embd=64, vocab_size=len(tokenizer), n_positions=64)
+    try:
+        converted = {t: to_gguf(model, LlamaCppConfig(t, tokenizer=tokenizer, threads=1)) for t in ("f32", "q8_0")}
+    except LlamaCppUnavailable as exc:
+        pytest.skip(str(exc))
+    return model, converted
+
+
+def test_gguf_f32_logits_match_pytorch_and_q8_0_stays_close(gguf_pair):
+    model, converted = gguf_pair
+    ids = torch.randint(0, model.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 16:] = 0  # right padding is skipped, as in the eval windows
+    with torch.inference_mode():
+        expected = model(input_ids=ids, attention_mask=mask).logits
+    f32 = converted["f32"](input_ids=ids, attention_mask=mask).logits
+    assert torch.allclose(f32[0], expected[0], atol=1e-3)
+    assert torch.allclose(f32[1, :16], expected[1, :16], atol=1e-3)
+    q8 = converted["q8_0"](input_ids=ids, attention_mask=mask).logits
+    assert (q8[0] - expected[0]).abs().max() < 0.05 * expected[0].abs().max()
+
+
+def test_gguf_greedy_generation_matches_transformers_token_for_token(gguf_pair):
+    model, converted = gguf_pair
+    prompt = torch.randint(0, model.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(1))
+    expected = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=10,
+                              min_new_tokens=10, pad_token_id=0)
+    assert torch.equal(converted["f32"].generate(prompt, max_new_tokens=10), expected)
+    llm, evaluated = converted["f32"]._decoder, []
+    real_eval = llm.eval
+    llm.eval = lambda tokens: (evaluated.append(len(tokens)), real_eval(tokens))[1]
+    timings = [timed_generate(converted["f32"], prompt, new_tokens=10) for _ in range(2)]
+    assert [len(t.decode_s) for t in timings] == [9, 9]
+    assert evaluated == [12] + [1] * 9 + [12] + [1] * 9  # every round's prefill evaluates the whole prompt
+    assert cannot_generate(converted["f32"], 1) is None
+    assert "1 sequence" in cannot_generate(converted["f32"], 8)

@@ -27,14 +27,26 @@ def test_decode_throughput_counts_every_sequence_and_excludes_the_first_token():
     summary = summarize([timing, GenerationTiming(8, 128, 0.7, [0.2] * 63)])
     assert summary["decode_tokens_per_s"] == pytest.approx(8 * 126 / (6.3 + 12.6))
     assert summary["ttft_samples_ms"] == pytest.approx([500, 700])
+    assert summary["per_token_stamps"] is True
     assert summary["decode_p99_ms"] == pytest.approx(200)
 
 
-def test_a_runtime_that_skips_the_logits_processor_is_refused(model, monkeypatch):
-    real = model.generate
-    monkeypatch.setattr(model, "generate", lambda **kw: real(**{**kw, "logits_processor": None}))
-    with pytest.raises(RuntimeError, match="per-token timestamps"):
-        timed_generate(model, torch.randint(0, 97, (1, 5)), new_tokens=3)
+def test_a_runtime_that_skips_the_logits_processor_falls_back_to_two_calls(model, monkeypatch):
+    real, asked = model.generate, []
+
+    def no_processors(**kw):
+        asked.append(kw["max_new_tokens"])
+        return real(**{**kw, "logits_processor": None})
+
+    monkeypatch.setattr(model, "generate", no_processors)
+    timing = timed_generate(model, torch.randint(0, 97, (2, 5)), new_tokens=12)
+    assert asked == [12, 1]  # the full generate, then a 1-token one: the prefill
+    assert not timing.stamped and timing.prefill_s > 0
+    assert len(timing.decode_s) == 11 and len(set(timing.decode_s)) == 1 and timing.decode_s[0] > 0
+    summary = summarize([timing, timing])
+    assert summary["per_token_stamps"] is False
+    assert summary["decode_p90_ms"] is None and summary["decode_p99_ms"] is None  # means have no tail
+    assert summary["decode_tokens_per_s"] == pytest.approx(2 / timing.decode_s[0])
 
 
 def test_forward_only_graphs_say_why_they_cannot_generate(model):

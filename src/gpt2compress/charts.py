@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .report import Run  # noqa: E402
 
 Values = Callable[[Run, str], dict[str, float]]  # (run, device) -> {category: value}
+LOG_SPAN = 30  # bars spanning more than this factor are drawn on a log axis
 
 
 def panels(runs: list[Run], title: str, devices: list[str] | None = None):
@@ -57,6 +58,10 @@ def bar_panels(runs: list[Run], out: Path, stem: str, title: str, ylabel: str, v
             if note(run, device):
                 ax.text(0.5, 0.95, note(run, device), transform=ax.transAxes, ha="center")
         ax.set_xticks(range(len(categories)), categories, rotation=35, ha="right")
+        shown = [v for vals in per_run for v in vals.values() if v > 0]
+        if shown and max(shown) > LOG_SPAN * min(shown):  # one outlier (emulated bf16) must not flatten the rest
+            ax.set_yscale("log")
+            ylabel = f"{ylabel} (log scale)"
         ax.set_ylabel(ylabel)
         ax.set_title(device)
         ax.legend()

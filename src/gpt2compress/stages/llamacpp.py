@@ -114,12 +114,14 @@ def to_gguf(model: Any, config: LlamaCppConfig) -> LlamaCppLM:
     converter = converter_dir()
     tmp = Path(tempfile.mkdtemp(prefix="gpt2compress-gguf-"))
     hf = save_model(model.float().cpu(), tmp / "hf", config.tokenizer)
-    settings = json.loads((hf / "config.json").read_text())  # the converter reads GPT-2's n_ctx, which
-    (hf / "config.json").write_text(json.dumps({"n_ctx": settings["n_positions"], **settings}))  # transformers 5 drops
+    config_json = hf / "config.json"  # the converter reads GPT-2's `n_ctx`, which transformers 5 no longer writes
+    settings = json.loads(config_json.read_text())
+    config_json.write_text(json.dumps({"n_ctx": settings["n_positions"], **settings}))
     command = [sys.executable, "-c", f"import sys; from {__name__} import convert; convert(*sys.argv[1:])",
                str(converter), str(hf), str(tmp / GGUF_FILE), config.outtype]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise RuntimeError(f"llama.cpp's convert_hf_to_gguf.py failed:\n{done.stderr[-2000:]}")
     return LlamaCppLM(tmp / GGUF_FILE, model.config.n_positions, config.threads, scratch=tmp)
 

@@ -42,7 +42,7 @@ def _fake_sdist(path, version):
 def test_the_converter_is_extracted_from_the_installed_versions_sdist(tmp_path, monkeypatch):
     monkeypatch.setenv("GPT2COMPRESS_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(llamacpp.CONVERTER_ENV, raising=False)
-    monkeypatch.setattr(llamacpp.importlib.metadata, "version", lambda name: "9.9.9")
+    monkeypatch.setattr(llamacpp, "installed_version", lambda: "9.9.9")
     asked = []
 
     def pip(command, **kwargs):
@@ -62,12 +62,19 @@ def test_the_converter_is_extracted_from_the_installed_versions_sdist(tmp_path, 
 def test_a_failed_download_names_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("GPT2COMPRESS_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(llamacpp.CONVERTER_ENV, raising=False)
-    monkeypatch.setattr(llamacpp.importlib.metadata, "version", lambda name: "9.9.8")
+    monkeypatch.setattr(llamacpp, "installed_version", lambda: "9.9.8")
     monkeypatch.setattr(llamacpp.subprocess, "run",
                         lambda command, **kw: subprocess.CompletedProcess(command, 1, "", "no network"))
     with pytest.raises(LlamaCppUnavailable, match=llamacpp.CONVERTER_ENV):
         converter_dir()
     assert not list((tmp_path / "cache" / "llama.cpp").iterdir())  # nothing half-made is left to trust
+
+
+def test_the_gguf_cache_key_changes_with_the_llama_cpp_version():
+    from gpt2compress.cache import content_key
+
+    keys = {content_key("src", [("gguf_q8_0", LlamaCppConfig("q8_0", v, tokenizer=object()))]) for v in ("0.3.36", "0.3.37")}
+    assert len(keys) == 2
 
 
 def test_models_llama_cpps_gpt2_cannot_hold_are_refused():

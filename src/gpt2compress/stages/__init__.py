@@ -80,9 +80,9 @@ def _gguf(model, config):
 
 
 def _gguf_config(ctx: Context, outtype: str):
-    from .llamacpp import LlamaCppConfig
+    from .llamacpp import LlamaCppConfig, installed_version
 
-    return LlamaCppConfig(outtype, tokenizer=ctx.source.tokenizer)
+    return LlamaCppConfig(outtype, installed_version(), tokenizer=ctx.source.tokenizer)
 
 
 def _training(ctx: Context, learning_rate: float) -> FinetuneConfig:

@@ -50,9 +50,18 @@ class LlamaCppUnavailable(RuntimeError):
     """llama.cpp's converter could not be had; the message names the fix."""
 
 
+def installed_version() -> str | None:
+    """llama-cpp-python's version: which converter to fetch, and part of the GGUF's cache key."""
+    try:
+        return importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 @dataclass(frozen=True)
 class LlamaCppConfig:
     outtype: str = "q8_0"
+    version: str | None = None  # llama-cpp-python's: an upgrade rebuilds the GGUF instead of reusing the old one
     tokenizer: Any = field(default=None, metadata={"hash": False})  # the source's: part of the source key already
     threads: int | None = field(default=None, metadata={"hash": False})  # default: torch's thread count
 
@@ -70,7 +79,7 @@ def converter_dir() -> Path:
         if not (path / CONVERTER_FILES[0]).is_file():
             raise LlamaCppUnavailable(f"${CONVERTER_ENV}={path} has no {CONVERTER_FILES[0]}: point it at a llama.cpp checkout")
         return path
-    version = importlib.metadata.version("llama-cpp-python")
+    version = installed_version()
     return cached_dir("llama.cpp", version, lambda out: _fetch_converter(version, out))
 
 
@@ -129,7 +138,6 @@ def to_gguf(model: Any, config: LlamaCppConfig) -> LlamaCppLM:
 class LlamaCppLM:
     """A GGUF model in llama.cpp behind the calls the bench makes of a transformers LM."""
 
-    runtime = "llamacpp"
     max_batch_size = 1  # generate: llama-cpp-python's Llama decodes one sequence
 
     def __init__(self, path: Path, n_ctx: int, threads: int | None = None, scratch: Path | None = None) -> None:

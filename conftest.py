@@ -74,3 +74,13 @@ def _nvidia_driver() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """$GPT2COMPRESS_CACHE_MAX: cap the build cache once the session no longer needs its entries."""
+    from gpt2compress.cache import apply_cap
+
+    capped = apply_cap()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if capped and reporter is not None:
+        reporter.write_line(capped)

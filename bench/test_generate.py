@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from gpt2compress.generation import cannot_generate, prompt_batch, summarize, timed_generate
+from gpt2compress.measure import provenance
 from gpt2compress.metrics import peak_memory
 from gpt2compress.variants import BASELINE, build
 
@@ -58,6 +59,7 @@ def test_generate(benchmark, variant, device, built, session, gen_batch_size, ge
     info.update(result)
     info.update({"kind": "generate", "variant": variant, "device": device, "model": pytestconfig.getoption("--model"),
                  "precision": built.info["precision"], "runtime": built.runtime, "chain": list(built.chain),
+                 "build": provenance(built),
                  "peak_memory_bytes": mem.peak, "peak_memory_reserved_bytes": mem.reserved})
     info["ratios"] = {"decode_tokens_per_s_ratio": result["decode_tokens_per_s"] / base["decode_tokens_per_s"],
                       "ttft_ratio": result["ttft_ms"] / base["ttft_ms"]}

@@ -9,6 +9,7 @@ import statistics
 import pytest
 
 from gpt2compress.data import packed_windows
+from gpt2compress.measure import provenance
 from gpt2compress.stages.precision import native_bf16
 from gpt2compress.training import TrainSetup, train_steps
 from gpt2compress.variants import BASELINE, build
@@ -50,7 +51,8 @@ def test_train(benchmark, train_case, device, session, gate, pytestconfig):
     if reason:
         pytest.skip(f"{train_case}: {reason}")
     ctx = session.ctx
-    model = build(variant, ctx).model
+    built = build(variant, ctx)
+    model = built.model
     windows = packed_windows(ctx.corpus, ctx.source.tokenizer, ctx.settings.seq_len)
     result = benchmark.pedantic(train_steps, args=(model, windows, setup), rounds=1, iterations=1)
     if train_case == "fp32":
@@ -64,6 +66,7 @@ def test_train(benchmark, train_case, device, session, gate, pytestconfig):
         "train_tokens_per_s": result.tokens_per_s, "step_ms": statistics.median(result.step_s) * 1e3,
         "step_samples_ms": [s * 1e3 for s in result.step_s], "losses": result.losses,
         "peak_memory_train_bytes": result.peak_memory_bytes, "peak_memory_reserved_bytes": result.peak_memory_reserved_bytes,
+        "build": provenance(built),
     })
     if session.train:
         info["ratios"] = {"train_tokens_per_s_ratio": result.tokens_per_s / session.train["tokens_per_s"],

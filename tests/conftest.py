@@ -2,6 +2,7 @@
 
 import pytest
 
+from gpt2compress.cache import release_all
 from gpt2compress.data import load_corpus
 from gpt2compress.io import save_model
 from gpt2compress.sources import Source
@@ -14,6 +15,8 @@ from helpers import random_gpt2, random_windows
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GPT2COMPRESS_CACHE", str(tmp_path / "cache"))
+    yield
+    release_all()  # each test's entries stop being "in use" by this process when it ends
 
 
 @pytest.fixture

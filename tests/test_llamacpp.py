@@ -70,13 +70,6 @@ def test_a_failed_download_names_the_fix(tmp_path, monkeypatch):
     assert not list((tmp_path / "cache" / "llama.cpp").iterdir())  # nothing half-made is left to trust
 
 
-def test_the_gguf_cache_key_changes_with_the_llama_cpp_version():
-    from gpt2compress.cache import content_key
-
-    keys = {content_key("src", [("gguf_q8_0", LlamaCppConfig("q8_0", v, tokenizer=object()))]) for v in ("0.3.36", "0.3.37")}
-    assert len(keys) == 2
-
-
 def test_models_llama_cpps_gpt2_cannot_hold_are_refused():
     model = random_gpt2(n_layer=2, n_head=4, n_embd=64)
     model.config.gpt2compress = {"pruned_heads": {"0": [1]}}  # what the prune stage records

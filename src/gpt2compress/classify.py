@@ -28,6 +28,7 @@ import torch
 from transformers import GPT2ForSequenceClassification
 
 from .cache import content_key, text_key
+from .fingerprint import fingerprint
 from .data import DataSourceError, Windows, _encode, _pad, tokenizer_key
 from .metrics import model_device
 from .sources import GPT2_RANDOM, TINY, Source
@@ -167,7 +168,7 @@ def classifier_source(lm: Source, classes: tuple[str, ...], seed: int = 0) -> So
     torch.manual_seed(seed)
     model = GPT2ForSequenceClassification(config)
     model.transformer.load_state_dict(lm.model.transformer.state_dict())
-    key = content_key("classifier", lm.key, classes, seed)
+    key = content_key("classifier", lm.key, classes, seed, fingerprint((__name__,), ("torch", "transformers")))
     return Source(f"{lm.name}-classifier", model.eval(), lm.tokenizer, key, lm.perplexity_meaningful)
 
 

@@ -7,6 +7,10 @@
         --gains: the end-to-end gains table between variants A and B (default: fp32 vs the full stack).
     gpt2compress compare BASE.json NEW.json [--budgets bench/budgets.toml]
         per-stage regression check; exit 1 on a regression, 0 otherwise.
+    gpt2compress cache ls
+        every cached build: kind, what it is, size, last used, code fingerprint.
+    gpt2compress cache prune --max-size 20G | --older-than 14
+        remove least recently used entries (never one a running process uses).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def pipeline(args: argparse.Namespace) -> int:
+    from .cache import apply_cap
     from .data import load_corpus
     from .measure import footprint, quality, speed
     from .stages import StageNotApplicable
@@ -61,6 +66,9 @@ def pipeline(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "data": corpus.name, "rows": rows}, f, indent=2)
+    capped = apply_cap()
+    if capped:
+        print(capped)
     return 0
 
 
@@ -94,6 +102,36 @@ def compare(args: argparse.Namespace) -> int:
     return 1 if regressions else 0
 
 
+def cache_ls(args: argparse.Namespace) -> int:
+    import time
+
+    from .cache import cache_root, entries, human
+
+    listed = entries()
+    print(f"{cache_root()}: {len(listed)} entries, {human(sum(e.size for e in listed))}")
+    print(f"{'kind':10} {'size':>10} {'last used':>16} {'fingerprint':16} {'key':16} what")
+    for e in reversed(listed):  # most recently used first
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
+        print(f"{e.kind:10} {human(e.size):>10} {used:>16} {e.fingerprint or '-':16} {e.path.name:16} {e.label}")
+    return 0
+
+
+def cache_prune(args: argparse.Namespace) -> int:
+    from .cache import cache_root, entries, human, parse_size, prune
+
+    if args.max_size is None and args.older_than is None:
+        raise ValueError("cache prune needs --max-size SIZE (e.g. 20G) or --older-than DAYS (or both)")
+    limit = parse_size(args.max_size) if args.max_size is not None else None
+    removed, busy = prune(max_size=limit, older_than_days=args.older_than)
+    for e in removed:
+        print(f"removed {e.kind}/{e.path.name} ({human(e.size)}) {e.label}")
+    for e in busy:
+        print(f"kept    {e.kind}/{e.path.name} ({human(e.size)}): in use by a running process")
+    left = sum(e.size for e in entries())
+    print(f"{cache_root()}: freed {human(sum(e.size for e in removed))}, {human(left)} left")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpt2compress", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     gate.add_argument("new")
     gate.add_argument("--budgets", default=None, help="budgets TOML whose [[compare]] entries override thresholds")
     gate.set_defaults(func=compare)
+    cache = commands.add_parser("cache", help="list or prune the build cache ($GPT2COMPRESS_CACHE)")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True)
+    cache_commands.add_parser("ls", help="every entry, most recently used first").set_defaults(func=cache_ls)
+    trim = cache_commands.add_parser("prune", help="remove least recently used entries")
+    trim.add_argument("--max-size", default=None, metavar="SIZE", help="shrink the cache to this size: 500M, 20G")
+    trim.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="remove entries unused this long")
+    trim.set_defaults(func=cache_prune)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -25,13 +25,15 @@ from typing import Iterator
 
 import torch
 
-from .cache import atomic_write_bytes, cache_root, content_key, text_key
+from .cache import cached_dir, content_key, text_key
+from .fingerprint import code_fingerprint
 
 EMBEDDED = "embedded"
 HUB_WIKITEXT = "wikitext2"
 MIN_SAMPLE_CHARS = 50
 TRAIN_CANDIDATES = ("wiki.train.raw", "wiki.train.tokens", "wiki.valid.raw", "wiki.valid.tokens")
 EVAL_FILE = "wiki.test.raw"
+WINDOWS_FILE = "windows.pt"
 
 
 class DataSourceError(ValueError):
@@ -167,17 +169,16 @@ def tokenizer_key(tokenizer) -> str:
 
 
 def _cached_windows(key: str, make) -> Windows:
-    path = cache_root() / "windows" / f"{key}.pt"
-    if path.exists():
-        saved = torch.load(path)
-        return Windows(saved["input_ids"], saved["attention_mask"], key)
-    ids, mask = make()
-    import io
+    """Tokenized once per (recipe, tokenizer, this module's code), then read back from the cache."""
+    key = content_key(key, code_fingerprint((__name__,)))
 
-    buffer = io.BytesIO()
-    torch.save({"input_ids": ids, "attention_mask": mask}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Windows(ids, mask, key)
+    def build(out: Path) -> None:
+        ids, mask = make()
+        torch.save({"input_ids": ids, "attention_mask": mask}, out / WINDOWS_FILE)
+
+    path = cached_dir("windows", key, build, meta={"label": "token windows"})
+    saved = torch.load(path / WINDOWS_FILE)
+    return Windows(saved["input_ids"], saved["attention_mask"], key)
 
 
 def _pad(samples: list[list[int]], seq_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .fingerprint import project_commit
 from .metrics import fixed_batch, forward_callable, latency_stats, peak_memory, perplexity, size_on_disk, time_calls
 from .variants import Built, Context
 
@@ -21,7 +22,14 @@ def footprint(built: Built) -> dict[str, Any]:
         "runtime": built.runtime,
         "chain": list(built.chain),
         "stage_notes": built.info.get("stage_notes", {}),
+        "build": provenance(built),
     }
+
+
+def provenance(built: Built) -> dict[str, Any]:
+    """Which code built the measured model (key, code fingerprints, library versions, git commit), and which
+    commit measured it: a warm cache can hold builds of an older commit whose code fingerprint still matches."""
+    return {**built.info.get("build", {}), "measured_with_commit": project_commit()}
 
 
 def quality(built: Built, ctx: Context, batch_size: int = 8) -> dict[str, Any]:

@@ -123,12 +123,20 @@ def parameter_count(model: Any) -> int:
     raise TypeError(f"parameter_count needs a torch module; record it before converting ({type(model).__name__})")
 
 
+NOT_MODEL_FILES = frozenset({  # saved beside a model, but not the model: the tokenizer and our records
+    "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
+    "added_tokens.json", "chat_template.jinja", "info.json", "generation_config.json",
+})
+
+
 def size_on_disk(path: str | os.PathLike) -> int:
-    """Bytes of a saved variant (a file, or every file under a directory)."""
+    """Bytes of a saved model (a file, or the model files under a directory: the tokenizer, which every
+    variant shares and a 50k-token vocabulary makes megabytes, and the cache's own records are not counted)."""
     path = Path(path)
     if path.is_file():
         return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in path.rglob("*")
+               if p.is_file() and p.name not in NOT_MODEL_FILES and not p.name.startswith("."))
 
 
 @dataclass

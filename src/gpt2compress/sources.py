@@ -8,10 +8,16 @@
   latency and memory at true scale. Its perplexity is meaningless (reported, never gated).
 - anything else: a Hugging Face hub id (`gpt2`, `distilgpt2`) or a local checkpoint
   directory (ours, pruned or INT8, or any `save_pretrained` output).
+
+A source's key is what its weights depend on: the recipe, corpus, code and library
+versions for the models built here; the resolved commit for a hub id (a new upload
+under the same name is a new key); the bytes of the files for a local directory
+(touching a file changes nothing, editing one changes the key).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -21,12 +27,19 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from .cache import cached_dir, content_key
+from .fingerprint import fingerprint
 from .data import Corpus, packed_windows
 from .io import load_model, save_model
 from .tokenizer import load_tokenizer, train_bpe
 
 TINY = "tiny"
 GPT2_RANDOM = "gpt2-random"
+BUILT_WITH = ("torch", "transformers", "tokenizers", "accelerate", "datasets")  # tiny's BPE and pretraining
+
+
+def _built_here() -> dict:
+    """The code and libraries that make `tiny` and `gpt2-random` (this module and all it imports)."""
+    return fingerprint((__name__,), BUILT_WITH)
 
 
 class ModelSourceError(ValueError):
@@ -76,7 +89,7 @@ def _need(corpus: Corpus | None, name: str) -> Corpus:
 
 
 def _tiny(corpus: Corpus, recipe: TinyRecipe) -> Source:
-    key = content_key("tiny", recipe, corpus.cache_key)
+    key = content_key("tiny", recipe, corpus.cache_key, _built_here())
 
     def build(out: Path) -> None:
         from .stages.finetune import FinetuneConfig, finetune
@@ -96,7 +109,7 @@ def _tiny(corpus: Corpus, recipe: TinyRecipe) -> Source:
         save_model(model, out, tok)
         (out / "recipe.json").write_text(str(asdict(recipe)))
 
-    path = cached_dir("tiny", key, build)
+    path = cached_dir("tiny", key, build, meta={"label": f"tiny on {corpus.name}", "fingerprint": _built_here()["code"]})
     return Source(TINY, load_model(path), load_tokenizer(path), key)
 
 
@@ -114,20 +127,23 @@ def _gpt2_random(corpus: Corpus, tokenizer: str | None) -> Source:
         tok = _tiny_tokenizer(corpus)
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config()).eval()
-    return Source(GPT2_RANDOM, model, tok, content_key("gpt2-random", 0, tok.name_or_path), perplexity_meaningful=False)
+    key = content_key("gpt2-random", 0, tok.name_or_path, _built_here())
+    return Source(GPT2_RANDOM, model, tok, key, perplexity_meaningful=False)
 
 
 def _tiny_tokenizer(corpus: Corpus):
     recipe = TinyRecipe()
-    path = cached_dir("tokenizer", content_key(recipe.vocab_size, corpus.cache_key),
-                      lambda out: train_bpe(corpus.train_text, recipe.vocab_size, out))
+    trained_by = fingerprint(("gpt2compress.tokenizer",), ("tokenizers", "transformers"))
+    path = cached_dir("tokenizer", content_key(recipe.vocab_size, corpus.cache_key, trained_by),
+                      lambda out: train_bpe(corpus.train_text, recipe.vocab_size, out),
+                      meta={"label": f"tiny's BPE on {corpus.name}", "fingerprint": trained_by["code"]})
     return load_tokenizer(path)
 
 
 def _pretrained(name: str) -> Source:
     path = Path(name).expanduser()
     if path.is_dir():
-        return Source(path.name, load_model(path), load_tokenizer(path), content_key("dir", str(path.resolve()), _mtime(path)))
+        return Source(path.name, load_model(path), load_tokenizer(path), content_key("dir", files_key(path)))
     if name.startswith((".", "/", "~")):
         raise ModelSourceError(f"model directory {name} does not exist")
     try:
@@ -142,8 +158,27 @@ def _pretrained(name: str) -> Source:
             f"did not answer ({type(exc).__name__}). Offline, use --model {TINY} (embedded, trained here) or "
             f"--model {GPT2_RANDOM} (GPT-2 124M shape, random weights), or a local checkpoint directory."
         ) from exc
-    return Source(name, model.eval(), tok, content_key("hub", name, model.config.to_json_string()))
+    return Source(name, model.eval(), tok, content_key("hub", name, hub_revision(model)))
 
 
-def _mtime(path: Path) -> float:
-    return max(p.stat().st_mtime for p in path.iterdir())
+def hub_revision(model: PreTrainedModel) -> str:
+    """The commit the hub (or its local cache) resolved the name to; the weights' own hash if none was recorded."""
+    commit = getattr(model.config, "_commit_hash", None)
+    if commit:
+        return commit
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return f"weights:{digest.hexdigest()[:16]}"
+
+
+def files_key(path: Path) -> str:
+    """The bytes of every file in a checkpoint directory (names included), not their modification times."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]

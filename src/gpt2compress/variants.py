@@ -1,16 +1,17 @@
 """Variants: named chains of stages, built once and cached on disk.
 
-`build(name, ctx)` walks the chain; every prefix is cached under a key hashed from
-the source model, the stage names and their configs (data included by content),
-so a warm run loads instead of rebuilding and a changed recipe never reuses stale
-weights. Each cached directory also holds `info.json` (parameters, heads per
-layer, precision) recorded while the model was still a PyTorch module.
+`build(name, ctx)` walks the chain; every prefix is cached under a key chained from
+the source model's key and, per stage, its name, its config (data included by
+content), its code fingerprint and the versions of the libraries it runs (see
+`plan`), so a warm run loads instead of rebuilding, and a changed recipe, stage
+code or library never reuses stale weights. Each cached directory also holds
+`info.json`: parameters, heads per layer, precision, and which code built it.
 """
 
 from __future__ import annotations
 
-import copy
 import json
+import time
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -20,10 +21,11 @@ import torch
 
 from .cache import cached_dir, content_key
 from .data import Corpus, Windows, calibration_windows, eval_windows, train_windows
-from .io import RECORD, load_model, save_model
+from .fingerprint import fingerprint, project_commit
+from .io import fresh_copy, notes, precision_of
 from .metrics import parameter_count
+from .registry import TORCH_LIBRARIES, Stage, check_chain, runtime, stage
 from .sources import GPT2_RANDOM, TINY, Source
-from .stages import STAGES, check_chain
 from .stages.pruning import heads_per_layer
 
 BASELINE = "fp32"
@@ -124,37 +126,45 @@ class Built:
     info: dict
 
 
-def _save(model: Any, runtime: str, out: Path, tokenizer) -> None:
-    if runtime == "torch":
-        save_model(model, out, tokenizer)
-    else:
-        model.save_pretrained(out)  # OpenVINO IR, INC export, bitsandbytes, GGUF: their own formats
+@dataclass(frozen=True)
+class Step:
+    """One prefix of a chain: the stage that ends it (None: the source model), its config and its cache key."""
+
+    stage: Stage | None
+    config: Any
+    key: str
+    fingerprint: dict
 
 
-def _load(path: Path, runtime: str, device: str) -> Any:
-    if runtime == "torch":
-        return load_model(path).to(device)
-    if runtime == "openvino":
-        from .stages.openvino import load_openvino
-
-        return load_openvino(path)
-    if runtime == "bnb":
-        from .stages.bnb import load_bnb
-
-        return load_bnb(path, device)
-    if runtime == "llamacpp":
-        from .stages.llamacpp import load_llamacpp
-
-        return load_llamacpp(path)
-    from .stages.inc import load_inc
-
-    return load_inc(path)
+def plan(chain: tuple[str, ...], ctx: Context) -> list[Step]:
+    """Every prefix's key: the source's key, then, per stage, its name, config, code fingerprint and library
+    versions, each chained onto the previous key. A change to a stage re-keys it and everything after it."""
+    saver = runtime("torch")
+    code = fingerprint((saver.module,), TORCH_LIBRARIES + saver.libraries)
+    key = content_key(ctx.source.key, code)
+    steps = [Step(None, None, key, code)]
+    for name in chain:
+        stage_ = stage(name)
+        config, code = stage_.make_config(ctx), stage_.fingerprint()
+        key = content_key(key, name, config, code)
+        steps.append(Step(stage_, config, key, code))
+    return steps
 
 
-def _torch_info(model: torch.nn.Module, precision: str) -> dict:
+def _torch_info(model: torch.nn.Module) -> dict:
     """`stage_notes`: what stages recorded in the config (LoRA's trainable %, adapter sizes, ...), for the report."""
-    return {"parameters": parameter_count(model), "heads_per_layer": heads_per_layer(model), "precision": precision,
-            "stage_notes": getattr(model.config, RECORD, None) or {}}
+    return {"parameters": parameter_count(model), "heads_per_layer": heads_per_layer(model),
+            "precision": precision_of(model), "stage_notes": notes(model.config)}
+
+
+def _provenance(ctx: Context, chain: tuple[str, ...], steps: list[Step]) -> dict:
+    """Which code and libraries built this entry: recorded in info.json and carried by every benchmark row."""
+    libraries: dict = {}
+    for step in steps:
+        libraries.update(step.fingerprint["libraries"])
+    return {"key": steps[-1].key, "source": ctx.source.key, "git_commit": project_commit(),
+            "code": {step.stage.name if step.stage else "source": step.fingerprint["code"] for step in steps},
+            "libraries": libraries, "built_at": time.time()}
 
 
 def build(name: str, ctx: Context, chain: tuple[str, ...] | None = None) -> Built:
@@ -163,34 +173,38 @@ def build(name: str, ctx: Context, chain: tuple[str, ...] | None = None) -> Buil
         raise KeyError(f"unknown variant {name!r}; known variants: {', '.join(VARIANTS)}")
     chain = VARIANTS[name] if chain is None else chain
     check_chain(chain, ctx.device)
-    model, runtime, info, path = None, "torch", {}, None
-    for depth in range(len(chain) + 1):
-        steps = [(s, STAGES[s].make_config(ctx)) for s in chain[:depth]]
+    steps = plan(chain, ctx)
+    model, current, info, path = None, "torch", {}, None
+    for depth, step in enumerate(steps):
         built_now = False
 
         def make(out: Path) -> None:
-            nonlocal model, runtime, info, built_now
-            if depth == 0:  # a private copy: stages work in place and the source is shared
-                model = copy.deepcopy(ctx.source.model).float()
-                info = _torch_info(model, "fp32")
+            nonlocal model, current, info, built_now
+            if step.stage is None:  # a private copy: stages work in place and the source is shared
+                model = fresh_copy(ctx.source.model)
             else:
-                stage_name, config = steps[-1]
-                stage = STAGES[stage_name]
-                model = _load(path, runtime, ctx.device) if model is None else model
-                model = stage.apply(model.to(ctx.device) if runtime == "torch" else model, config)
-                runtime, info = stage.gives, {**info, "precision": stage.precision or info["precision"]}
-                if runtime == "torch":
-                    info.update(_torch_info(model, info["precision"]))
-            _save(model, runtime, out, ctx.source.tokenizer)
-            (out / "info.json").write_text(json.dumps({**info, "runtime": runtime}))
+                model = runtime(current).load(path, ctx.device) if model is None else model
+                model = step.stage.apply(model.to(ctx.device) if current == "torch" else model, step.config)
+                current = step.stage.gives
+                info = {**info, "precision": step.stage.precision or info["precision"]}
+            if current == "torch":
+                info = {**info, **_torch_info(model)}
+            else:  # what an exporter says of its output (e.g. whether INC's embedding stayed float)
+                info = {**info, "stage_notes": {**info.get("stage_notes", {}), **getattr(model, "stage_notes", {})}}
+            runtime(current).save(model, out, ctx.source.tokenizer)
+            info = {**info, "runtime": current, "build": _provenance(ctx, chain[:depth], steps[: depth + 1])}
+            (out / "info.json").write_text(json.dumps(info))
             built_now = True
 
-        path = cached_dir("variants", content_key(ctx.source.key, steps), make)
+        label = f"{ctx.source.name}: {' > '.join(chain[:depth]) or 'source'}"
+        path = cached_dir("variants", step.key, make, meta={"label": label, "fingerprint": step.fingerprint["code"]})
         if not built_now:  # cached: read its record, load the model only if something needs it
             info = json.loads((path / "info.json").read_text())
-            runtime, model = info.pop("runtime"), None
+            current, model = info["runtime"], None
     if model is None:
-        model = _load(path, runtime, ctx.device)
-    elif runtime == "torch":
+        model = runtime(current).load(path, ctx.device)
+    elif current == "torch":
         model = model.to(ctx.device)
-    return Built(name, chain, model, path, runtime, info)
+    if current == "torch":
+        info = {**info, "precision": precision_of(model)}  # what was loaded, not what the recipe says
+    return Built(name, chain, model, path, current, info)

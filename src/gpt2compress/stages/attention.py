@@ -15,6 +15,7 @@ import torch
 from transformers import PreTrainedModel
 
 from ..io import record
+from ..registry import CPU, CUDA, register_restorer, register_stage
 
 IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
 
@@ -36,8 +37,18 @@ def flash_attention_2(device: str) -> str | None:
     return None
 
 
+@register_stage("attn_eager", lambda ctx: AttentionConfig("eager"), devices=(CPU, CUDA),
+                about="explicit softmax(QK^T)V attention instead of the default SDPA kernel")
+@register_stage("attn_flash2", lambda ctx: AttentionConfig("flash_attention_2"), devices=(CUDA,),
+                about="FlashAttention-2 kernels (Ampere+, half precision)", unsupported=flash_attention_2,
+                libraries=("flash-attn",))
 def set_attention(model: PreTrainedModel, config: AttentionConfig) -> PreTrainedModel:
     if config.implementation not in IMPLEMENTATIONS:
         raise ValueError(f"unknown attention {config.implementation!r}; choose one of {IMPLEMENTATIONS}")
     model.set_attn_implementation(config.implementation)
     return record(model, "attn_implementation", config.implementation)
+
+
+@register_restorer("attn_implementation")
+def _restore_attention(model: PreTrainedModel, implementation: str) -> PreTrainedModel:
+    return set_attention(model, AttentionConfig(implementation))

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoConfig, BitsAndBytesConfig, PreTrainedModel
 
-from ..io import RECORD, auto_class, save_model
+from ..io import auto_class, notes, save_model
+from ..registry import CUDA, StageNotApplicable, register_runtime, register_stage
 
 MODES = ("int8", "nf4")
 
@@ -49,11 +50,15 @@ def quantization_config(config: BnbConfig) -> BitsAndBytesConfig:
                               bnb_4bit_use_double_quant=config.double_quant, bnb_4bit_compute_dtype=compute)
 
 
+@register_stage("bnb_int8", lambda ctx: BnbConfig("int8", device=ctx.device), devices=(CUDA,), gives="bnb",
+                precision="int8-w (LLM.int8)", about="bitsandbytes LLM.int8() weights with fp16 outlier columns",
+                unsupported=bitsandbytes_missing)
+@register_stage("bnb_nf4", lambda ctx: BnbConfig("nf4", device=ctx.device), devices=(CUDA,), gives="bnb",
+                precision="nf4", about="bitsandbytes 4-bit NF4, double quantization, fp16 compute (QLoRA)",
+                unsupported=bitsandbytes_missing)
 def quantize_bnb(model: PreTrainedModel, config: BnbConfig) -> PreTrainedModel:
-    from . import StageNotApplicable
-
-    notes = getattr(model.config, RECORD, None) or {}
-    blocking = sorted(k for k in ("pruned_heads", "int8_scratch", "autocast") if notes.get(k))
+    recorded = notes(model.config)
+    blocking = sorted(k for k in ("pruned_heads", "int8_scratch", "autocast") if recorded.get(k))
     if blocking:
         raise StageNotApplicable(f"bitsandbytes loads through from_pretrained, which cannot rebuild {blocking}; "
                                  "quantize an unpruned fp32/fp16 model")
@@ -66,3 +71,10 @@ def quantize_bnb(model: PreTrainedModel, config: BnbConfig) -> PreTrainedModel:
 def load_bnb(path, device: str) -> PreTrainedModel:
     """A saved bitsandbytes checkpoint: its config carries the quantization, so it loads pre-quantized."""
     return auto_class(AutoConfig.from_pretrained(path)).from_pretrained(path, device_map={"": device}).eval()
+
+
+def save_bnb(model: PreTrainedModel, out, tokenizer=None) -> None:
+    model.save_pretrained(out)  # pre-quantized: the config carries the quantization
+
+
+register_runtime("bnb", save=save_bnb, load=load_bnb, libraries=("bitsandbytes", "accelerate"))

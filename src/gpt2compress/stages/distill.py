@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from transformers import GPT2LMHeadModel, PreTrainedModel, Trainer
 
-from ..io import RECORD, record
-from .finetune import FinetuneConfig, run_trainer, steps_per_epoch
+from ..io import notes, record, register_note
+from ..registry import CPU, CUDA, register_stage
+from .finetune import TRAINING_LIBRARIES, FinetuneConfig, run_trainer, steps_per_epoch, training_config
+
+if TYPE_CHECKING:
+    from ..variants import Context
 
 UNSUPPORTED_TEACHER = ("pruned_heads", "int8_scratch")  # records whose blocks cannot be copied into a plain GPT-2
 
@@ -53,8 +58,7 @@ def every_other_layer(n_layer: int) -> tuple[int, ...]:
 
 
 def _check_teacher(teacher: PreTrainedModel, keep: tuple[int, ...]) -> None:
-    notes = getattr(teacher.config, RECORD, None) or {}
-    done = [k for k in UNSUPPORTED_TEACHER if notes.get(k)]
+    done = [k for k in UNSUPPORTED_TEACHER if notes(teacher.config).get(k)]
     if done:
         raise ValueError(f"distillation copies whole blocks into a plain GPT-2; this teacher was changed by "
                          f"{', '.join(done)}. Distil before pruning or quantizing (put `distill` first in the chain)")
@@ -108,6 +112,12 @@ def mixed_loss(student_out, teacher: PreTrainedModel, batch: dict[str, torch.Ten
     return alpha * soft + (1 - alpha) * student_out.loss
 
 
+def distill_config(ctx: Context) -> DistillConfig:
+    return DistillConfig(training_config(ctx, ctx.settings.finetune_lr), keep_layers=ctx.settings.distill_layers)
+
+
+@register_stage("distill", distill_config, devices=(CPU, CUDA), libraries=TRAINING_LIBRARIES,
+                about="knowledge distillation into a shallower student initialised from the teacher's blocks")
 def distill(teacher: PreTrainedModel, config: DistillConfig) -> PreTrainedModel:
     if not 0 <= config.alpha <= 1 or config.temperature <= 0:
         raise ValueError(f"distillation needs 0 ≤ alpha ≤ 1 and temperature > 0; got alpha={config.alpha}, "
@@ -125,3 +135,6 @@ def distill(teacher: PreTrainedModel, config: DistillConfig) -> PreTrainedModel:
         "alpha": config.alpha, "steps": state.global_step, "checkpoint_steps": checkpoints,
         "final_loss": losses[-1] if losses else None,
     })
+
+
+register_note("distill")

@@ -11,11 +11,18 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import PreTrainedModel, Trainer, TrainerState, TrainingArguments, default_data_collator
 
 from ..data import Windows
+from ..registry import CPU, CUDA, register_stage
+
+if TYPE_CHECKING:
+    from ..variants import Context
+
+TRAINING_LIBRARIES = ("accelerate", "datasets")  # Trainer's loop and the dataset it reads
 
 
 @dataclass(frozen=True)
@@ -76,11 +83,14 @@ def run_trainer(model: PreTrainedModel, config: FinetuneConfig, trainer_class: t
             dataloader_num_workers=0,
             disable_tqdm=not config.show_progress,
         )
+        use_cache = getattr(model.config, "use_cache", None)
         model.train()
         trainer = trainer_class(model=model, args=args, train_dataset=_dataset(config.data),
                                 data_collator=default_data_collator, **trainer_kwargs)
         trainer.train()
         checkpoints = sorted(int(p.name.rsplit("-", 1)[1]) for p in out.glob("checkpoint-*"))
+    if use_cache is not None:  # Trainer turns the KV cache off for training; generate and exports need it back
+        model.config.use_cache = use_cache
     model.eval()
     return trainer.state, checkpoints
 
@@ -89,6 +99,14 @@ def steps_per_epoch(config: FinetuneConfig) -> int:
     return math.ceil(len(config.data) / config.batch_size)
 
 
+def training_config(ctx: Context, learning_rate: float) -> FinetuneConfig:
+    """Every training stage (finetune, distill, lora): the run's fine-tuning data and budget."""
+    s = ctx.settings
+    return FinetuneConfig(ctx.train, epochs=s.finetune_epochs, max_steps=s.finetune_max_steps, learning_rate=learning_rate)
+
+
+@register_stage("finetune", lambda ctx: training_config(ctx, ctx.settings.finetune_lr), devices=(CPU, CUDA),
+                libraries=TRAINING_LIBRARIES, about="recover quality with transformers.Trainer")
 def finetune(model: PreTrainedModel, config: FinetuneConfig) -> PreTrainedModel:
     run_trainer(model, config)
     return model.eval()

@@ -20,6 +20,7 @@ from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
 from ..io import record
+from ..registry import CPU, CUDA, register_restorer, register_stage
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class TiedInt8Head(nn.Module):
         return F.linear(x, self.embedding.dequantized(x.dtype))
 
 
+@register_stage("int8_scratch", lambda ctx: Int8Config(), devices=(CPU, CUDA), precision="int8-w",
+                about="from-scratch per-tensor symmetric INT8 weights, dequantized in forward")
 def quantize_int8_scratch(model: PreTrainedModel, config: Int8Config = Int8Config()) -> PreTrainedModel:
     model = model.float()
     for parent in list(model.modules()):
@@ -93,3 +96,9 @@ def quantize_int8_scratch(model: PreTrainedModel, config: Int8Config = Int8Confi
             model.lm_head = TiedInt8Head(transformer.wte) if tied else Int8Linear.from_float(head.weight, None)
     record(model, "int8_scratch", {"embeddings": config.embeddings})
     return model.eval()
+
+
+@register_restorer("int8_scratch")
+def _restore_int8(model: PreTrainedModel, recorded: dict) -> PreTrainedModel:
+    """The same layers, holding the fp32 weights' INT8 until the saved tensors replace them."""
+    return quantize_int8_scratch(model, Int8Config(**recorded))

@@ -32,13 +32,19 @@ import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers.modeling_outputs import CausalLMOutput
 
 from ..cache import cached_dir
-from ..io import RECORD, save_model
+from ..io import notes, save_model
+from ..registry import CPU, StageNotApplicable, register_runtime, register_stage
+
+if TYPE_CHECKING:
+    from ..variants import Context
+
+LLAMACPP_LIBRARIES = ("llama-cpp-python",)
 
 GGUF_FILE = "model.gguf"
 OUTTYPES = ("f32", "f16", "q8_0")
@@ -60,8 +66,7 @@ def installed_version() -> str | None:
 
 @dataclass(frozen=True)
 class LlamaCppConfig:
-    outtype: str = "q8_0"
-    version: str | None = None  # llama-cpp-python's: an upgrade rebuilds the GGUF instead of reusing the old one
+    outtype: str = "q8_0"  # (llama-cpp-python's version is in the stage's fingerprint: an upgrade rebuilds)
     tokenizer: Any = field(default=None, metadata={"hash": False})  # the source's: part of the source key already
     threads: int | None = field(default=None, metadata={"hash": False})  # default: torch's thread count
 
@@ -104,17 +109,25 @@ def _fetch_converter(version: str, out: Path) -> None:
 
 def _plain_gpt2(model: Any) -> str | None:
     """Why llama.cpp's GPT-2 graph cannot hold this model (it has one head count and float weights)."""
-    notes = getattr(model.config, RECORD, None) or {}
+    recorded = notes(model.config) if hasattr(model, "config") else {}
     if not isinstance(model, torch.nn.Module) or getattr(model.config, "model_type", None) != "gpt2":
         return f"a {type(model).__name__} is not a PyTorch GPT-2 LM"
-    if notes.get("pruned_heads") or "int8_scratch" in notes:
-        return f"llama.cpp's GPT-2 needs the full, float model (this one has {', '.join(notes)})"
+    if recorded.get("pruned_heads") or "int8_scratch" in recorded:
+        return f"llama.cpp's GPT-2 needs the full, float model (this one has {', '.join(recorded)})"
     return None
 
 
-def to_gguf(model: Any, config: LlamaCppConfig) -> LlamaCppLM:
-    from . import StageNotApplicable
+def gguf_config(ctx: Context, outtype: str) -> LlamaCppConfig:
+    return LlamaCppConfig(outtype, tokenizer=ctx.source.tokenizer)
 
+
+@register_stage("gguf_f32", lambda ctx: gguf_config(ctx, "f32"), devices=(CPU,), gives="llamacpp", precision="fp32",
+                libraries=LLAMACPP_LIBRARIES, unsupported=llama_cpp_missing,
+                about="llama.cpp peer: GGUF f32 through llama.cpp's converter, run by llama-cpp-python")
+@register_stage("gguf_q8_0", lambda ctx: gguf_config(ctx, "q8_0"), devices=(CPU,), gives="llamacpp",
+                precision="int8-w (q8_0)", libraries=LLAMACPP_LIBRARIES, unsupported=llama_cpp_missing,
+                about="llama.cpp peer: GGUF Q8_0 (8-bit blocks of 32 weights, fp16 scale)")
+def to_gguf(model: Any, config: LlamaCppConfig) -> LlamaCppLM:
     reason = _plain_gpt2(model)
     if reason:
         raise StageNotApplicable(reason)
@@ -199,6 +212,14 @@ class LlamaCppLM:
 def load_llamacpp(path: str | os.PathLike) -> LlamaCppLM:
     path = Path(path)
     return LlamaCppLM(path / GGUF_FILE, json.loads((path / "llamacpp.json").read_text())["n_ctx"])
+
+
+def save_llamacpp(model: LlamaCppLM, out: str | os.PathLike, tokenizer: Any = None) -> None:
+    model.save_pretrained(out)
+
+
+register_runtime("llamacpp", save=save_llamacpp, load=lambda path, device: load_llamacpp(path),
+                 libraries=LLAMACPP_LIBRARIES)
 
 
 def convert(converter: str, hf_dir: str, out: str, outtype: str) -> None:

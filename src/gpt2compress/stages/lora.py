@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import peft
@@ -26,8 +27,12 @@ from torch import nn
 from torch.nn.utils import prune
 from transformers import PreTrainedModel
 
-from ..io import RECORD, record
-from .finetune import FinetuneConfig, run_trainer
+from ..io import notes, record, register_note
+from ..registry import CPU, CUDA, register_stage
+from .finetune import TRAINING_LIBRARIES, FinetuneConfig, run_trainer, training_config
+
+if TYPE_CHECKING:
+    from ..variants import Context
 
 GPT2_CONV1D = ("c_attn", "c_proj", "c_fc")
 SPARSITY_TOLERANCE = 0.005  # per-tensor rounding of the pruned count is far below this
@@ -51,7 +56,7 @@ class LoraConfig:
 
 def with_adapters(model: PreTrainedModel, spec: AdapterSpec = AdapterSpec()) -> peft.PeftModel:
     """The model, frozen, with trainable LoRA adapters injected in place (peft)."""
-    if (getattr(model.config, RECORD, None) or {}).get("int8_scratch"):
+    if notes(model.config).get("int8_scratch"):
         raise ValueError("LoRA trains float weights; this model was quantized by int8_scratch. "
                          "Put `lora` before quantization in the chain")
     lora = peft.LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
@@ -107,6 +112,16 @@ def _check_sparsity(model: nn.Module, wanted: float) -> float:
     return measured
 
 
+def lora_config(ctx: Context, sparsity: float = 0.0) -> LoraConfig:
+    return LoraConfig(training_config(ctx, ctx.settings.lora_lr), AdapterSpec(rank=ctx.settings.lora_rank),
+                      sparsity=sparsity)
+
+
+@register_stage("lora", lora_config, devices=(CPU, CUDA), libraries=TRAINING_LIBRARIES + ("peft",),
+                about="LoRA fine-tuning (peft), adapters merged back into the weights")
+@register_stage("lora_pruned", lambda ctx: lora_config(ctx, ctx.settings.adapter_sparsity), devices=(CPU, CUDA),
+                libraries=TRAINING_LIBRARIES + ("peft",),
+                about="LoRA with L1-pruned adapters (mask kept through training), merged back")
 def lora_finetune(model: PreTrainedModel, config: LoraConfig) -> PreTrainedModel:
     """Train LoRA adapters on `config.train.data`, then merge them: returns a plain GPT-2."""
     adapted = with_adapters(model, config.adapters)
@@ -125,3 +140,6 @@ def lora_finetune(model: PreTrainedModel, config: LoraConfig) -> PreTrainedModel
         "trainable_parameters": trainable, "total_parameters": total, "trainable_percent": 100 * trainable / total,
         "adapter_sparsity": sparsity, **sizes, "steps": state.global_step, "final_loss": losses[-1] if losses else None,
     })
+
+
+register_note("lora")

@@ -18,15 +18,23 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from ..data import Windows
 from ..io import auto_class
+from ..registry import CPU, register_runtime, register_stage
+
+if TYPE_CHECKING:
+    from ..variants import Context
 
 
 RUNTIME = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+OV_LIBRARIES = ("openvino", "optimum-intel", "optimum")
+IR_FILE = "openvino_model.xml"
+NNCF = ("nncf",)
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,10 @@ class OpenVINOConfig:
     smooth_quant_alpha: float = 0.5
     calibration_samples: int = 64
     runtime: dict = field(default_factory=lambda: dict(RUNTIME), metadata={"hash": False})
+
+
+def openvino_config(ctx: Context) -> OpenVINOConfig:
+    return OpenVINOConfig(calibration=ctx.calibration, seq_len=ctx.settings.seq_len)
 
 
 def _is_classifier(config) -> bool:
@@ -72,6 +84,16 @@ def _export_config(model, use_cache: bool, task: str):
     return PrunableGPT2Config(model.config, task=task, use_past=use_cache, use_past_in_inputs=use_cache)
 
 
+def save_openvino(model: Any, out: Path, tokenizer: Any = None) -> None:
+    model.save_pretrained(out)  # the IR (xml + bin) and its config
+
+
+register_runtime("openvino", save=save_openvino, load=lambda path, device: load_openvino(path),
+                 libraries=OV_LIBRARIES)
+
+
+@register_stage("openvino", openvino_config, devices=(CPU,), gives="openvino", precision="fp32",
+                libraries=OV_LIBRARIES, about="export to OpenVINO IR through optimum-intel")
 def to_openvino(model, config: OpenVINOConfig):
     """A classifier exports as text-classification: one forward, no KV cache to keep."""
     from optimum.exporters.openvino import export_from_model
@@ -83,7 +105,36 @@ def to_openvino(model, config: OpenVINOConfig):
     with tempfile.TemporaryDirectory(prefix="gpt2compress-ov-") as out:
         export_from_model(model, out, task=f"{task}-with-past" if use_cache else task, stateful=use_cache,
                           custom_export_configs={"model": _export_config(model, use_cache, task)})
+        fold_constant_shapes(Path(out) / IR_FILE)
         return load_openvino(out, config.runtime)  # the IR is read into memory; the builder saves it
+
+
+def fold_constant_shapes(xml: Path) -> int:
+    """Replace each ShapeOf of a weight by the shape itself; returns how many.
+
+    A trained model's export keeps `ShapeOf(wte)` (the hidden size is read off the embedding table; a fresh
+    model's LayerNorms fold it away). NNCF then quantizes the table for its Gather and MatMul but the fp32
+    table stays in the IR for that ShapeOf alone: an INT8 model larger than its fp32 one."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    model = ov.Core().read_model(xml)
+    folded = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "ShapeOf" and op.input_value(0).get_node().get_type_name() == "Constant":
+            dtype = np.int64 if op.get_output_element_type(0) == ov.Type.i64 else np.int32
+            shape = ops.constant(np.array(list(op.input_value(0).get_shape()), dtype=dtype))
+            for target in list(op.output(0).get_target_inputs()):
+                target.replace_source_output(shape.output(0))
+            folded += 1
+    if folded:
+        model.validate_nodes_and_infer_types()
+        with tempfile.TemporaryDirectory(dir=xml.parent) as tmp:
+            ov.save_model(model, Path(tmp) / xml.name, compress_to_fp16=False)
+            del model  # the old .bin may be mapped while it is read
+            for written in Path(tmp).iterdir():
+                written.replace(xml.parent / written.name)
+    return folded
 
 
 def _quantize(ov_model, config: OpenVINOConfig, quantization_config, calibration=None):
@@ -96,6 +147,8 @@ def _quantize(ov_model, config: OpenVINOConfig, quantization_config, calibration
         return load_openvino(out, config.runtime)
 
 
+@register_stage("ov_int8_weights", openvino_config, devices=(CPU,), takes="openvino", gives="openvino",
+                precision="int8-w", libraries=OV_LIBRARIES + NNCF, about="NNCF weight-only INT8 of the OpenVINO IR")
 def quantize_weights_int8(ov_model, config: OpenVINOConfig):
     from optimum.intel import OVWeightQuantizationConfig
 
@@ -116,6 +169,9 @@ def _calibration_inputs(ov_model, windows: Windows) -> list[dict[str, np.ndarray
     return items
 
 
+@register_stage("ov_int8_static", openvino_config, devices=(CPU,), takes="openvino", gives="openvino",
+                precision="int8-wa", libraries=OV_LIBRARIES + NNCF,
+                about="NNCF static INT8 (weights and activations) with calibration data")
 def quantize_static_int8(ov_model, config: OpenVINOConfig):
     import nncf
     from optimum.intel import OVQuantizationConfig

@@ -17,6 +17,7 @@ from transformers import PreTrainedModel
 
 from ..hardware import has_native_bf16
 from ..io import record
+from ..registry import CPU, CUDA, register_restorer, register_stage
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ALLOW_EMULATED_BF16 = "GPT2COMPRESS_ALLOW_EMULATED_BF16"
@@ -47,10 +48,16 @@ def native_bf16(device: str) -> str | None:
             f"(set {ALLOW_EMULATED_BF16}=1 to measure it anyway)")
 
 
+@register_stage("bf16", lambda ctx: PrecisionConfig("bf16"), devices=(CPU, CUDA), precision="bf16",
+                about="cast weights and compute to bfloat16 (CPU with AVX-512 BF16/AMX; Ampere+ GPUs)",
+                unsupported=native_bf16)
+@register_stage("fp16", lambda ctx: PrecisionConfig("fp16"), devices=(CUDA,), precision="fp16",
+                about="cast weights and compute to float16 (GPU tensor cores)")
 def cast(model: PreTrainedModel, config: PrecisionConfig) -> PreTrainedModel:
     return model.to(_dtype(config.dtype))
 
 
+@register_restorer("autocast")
 def enable_autocast(model: PreTrainedModel, dtype: str) -> PreTrainedModel:
     """Wrap `model.forward` (what `model(...)` and `generate` call) in autocast on the model's device."""
     half = _dtype(dtype)
@@ -63,10 +70,13 @@ def enable_autocast(model: PreTrainedModel, dtype: str) -> PreTrainedModel:
             return forward(*args, **kwargs)
 
     model.forward = autocast_forward
-    return model
+    return record(model, "autocast", dtype)
 
 
+@register_stage("mixed_fp16", lambda ctx: PrecisionConfig("fp16"), devices=(CUDA,), precision="mixed-fp16",
+                about="fp32 weights, forward under torch.autocast(float16) (seed 002's Mixed)")
+@register_stage("mixed_bf16", lambda ctx: PrecisionConfig("bf16"), devices=(CPU, CUDA), precision="mixed-bf16",
+                about="fp32 weights, forward under torch.autocast(bfloat16)", unsupported=native_bf16)
 def mixed_precision(model: PreTrainedModel, config: PrecisionConfig) -> PreTrainedModel:
     """fp32 weights, half-precision compute: the stage seed 002 calls "Mixed"."""
-    model = model.float()
-    return enable_autocast(record(model, "autocast", config.dtype), config.dtype)
+    return enable_autocast(model.float(), config.dtype)

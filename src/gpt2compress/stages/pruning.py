@@ -27,7 +27,8 @@ from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
 from ..data import Windows
-from ..io import RECORD, record
+from ..io import notes, record
+from ..registry import CPU, CUDA, register_restorer, register_stage
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,7 @@ def _slice_conv1d(layer: Conv1D, index: torch.Tensor, dim: int) -> Conv1D:
 
 def prune_heads(model: PreTrainedModel, heads: dict[int, list[int]]) -> PreTrainedModel:
     """Remove `heads[layer]` (indices into the layer's *current* heads) in place."""
-    notes = getattr(model.config, RECORD, None) or {}
-    pruned = {int(k): list(v) for k, v in notes.get("pruned_heads", {}).items()}
+    pruned = {int(k): list(v) for k, v in notes(model.config).get("pruned_heads", {}).items()}
     for layer, drop in heads.items():
         if not drop:
             continue
@@ -128,12 +128,15 @@ def prune_heads(model: PreTrainedModel, heads: dict[int, list[int]]) -> PreTrain
     return model
 
 
+@register_restorer("pruned_heads")
 def restore_pruned_shapes(model: PreTrainedModel, pruned_heads: dict) -> PreTrainedModel:
     """Re-apply a recorded pruning (original head indices) to a freshly built model."""
     record(model, "pruned_heads", {})
     return prune_heads(model, {int(layer): list(heads) for layer, heads in pruned_heads.items()})
 
 
+@register_stage("prune", lambda ctx: PruneConfig(ctx.calibration, ctx.settings.prune_fraction), devices=(CPU, CUDA),
+                about="remove the least important attention heads of every layer (Michel et al. 2019)")
 def prune_attention_heads(model: PreTrainedModel, config: PruneConfig) -> PreTrainedModel:
     """The stage: score heads on data, drop the lowest `fraction` of every layer."""
     scores = head_importance(model, config.data, config.batch_size)

@@ -1,0 +1,161 @@
+"""The cache: one complete entry per key across processes, listed, pruned least-recently-used first, never
+under a process that uses it, and capped by $GPT2COMPRESS_CACHE_MAX."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gpt2compress import cache
+from gpt2compress.cache import cached_dir, entries, parse_size, prune
+from gpt2compress.cli import main
+
+BUILD_SLOWLY = """
+import os, sys, time
+from pathlib import Path
+from gpt2compress.cache import cached_dir
+
+def build(out):
+    with open(sys.argv[1], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    time.sleep(1.5)  # long enough for the other process to arrive while this one builds
+    (out / "payload").write_text(f"built by {os.getpid()}")
+
+path = cached_dir("demo", "same-key", build, meta={"label": "demo"})
+print((path / "payload").read_text())
+"""
+
+
+def test_two_processes_building_one_key_end_with_one_complete_entry(tmp_path):
+    env = {**os.environ, "GPT2COMPRESS_CACHE": str(tmp_path / "cache")}
+    log = tmp_path / "builds.log"
+    runs = [subprocess.Popen([sys.executable, "-c", BUILD_SLOWLY, str(log)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert len(log.read_text().split()) == 1  # built once; the second process waited and used it
+    assert outputs[0][0] == outputs[1][0] and outputs[0][0].startswith("built by")
+    kind_dir = tmp_path / "cache" / "demo"
+    assert [p.name for p in kind_dir.iterdir()] == ["same-key"]  # no temporary leftovers
+    assert (kind_dir / "same-key" / cache.COMPLETE_MARK).exists()
+
+
+def _entry(name: str, size: int, used: float) -> Path:
+    path = cached_dir("demo", name, lambda out: (out / "blob").write_bytes(b"x" * size), meta={"label": name})
+    os.utime(path / cache.LAST_USED, (used, used))
+    return path
+
+
+@pytest.fixture
+def three_entries():
+    now = time.time()
+    paths = [_entry("old", 3000, now - 3 * 86400), _entry("mid", 3000, now - 2 * 86400), _entry("new", 3000, now)]
+    cache.release_all()  # as if the process that built them had ended
+    return paths
+
+
+def test_prune_removes_least_recently_used_first(three_entries):
+    removed, busy = prune(max_size=7000)
+    assert [e.path.name for e in removed] == ["old"] and not busy
+    assert [e.path.name for e in entries()] == ["mid", "new"]
+    removed, _ = prune(older_than_days=1)
+    assert [e.path.name for e in removed] == ["mid"]
+
+
+def test_using_an_entry_makes_it_recent(three_entries):
+    cached_dir("demo", "old", lambda out: pytest.fail("a complete entry is never rebuilt"))
+    cache.release_all()
+    removed, _ = prune(max_size=7000)
+    assert [e.path.name for e in removed] == ["mid"]
+
+
+HOLD = """
+import sys, time
+from gpt2compress.cache import cached_dir
+cached_dir("demo", sys.argv[1], lambda out: None)
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+def test_an_entry_in_use_by_a_running_process_is_never_pruned(three_entries, tmp_path):
+    env = {**os.environ, "GPT2COMPRESS_CACHE": str(cache.cache_root())}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, "old"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        removed, busy = prune(max_size=0)
+        assert [e.path.name for e in busy] == ["old"]
+        assert [e.path.name for e in removed] == ["mid", "new"]
+        assert (cache.cache_root() / "demo" / "old" / cache.COMPLETE_MARK).exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    removed, busy = prune(max_size=0)
+    assert [e.path.name for e in removed] == ["old"] and not busy
+
+
+def test_this_process_keeps_what_it_uses_until_released(three_entries):
+    cached_dir("demo", "old", lambda out: None)  # in use by this process now
+    removed, busy = prune(max_size=0)
+    assert [e.path.name for e in busy] == ["old"]
+
+
+def test_cap_at_the_end_of_a_session(three_entries, monkeypatch):
+    assert cache.apply_cap() is None  # unset: nothing happens
+    monkeypatch.setenv(cache.MAX_SIZE_ENV, "6500B")
+    line = cache.apply_cap()
+    assert "removed 1 entries" in line
+    assert [e.path.name for e in entries()] == ["mid", "new"]
+
+
+def test_cli_lists_and_prunes(three_entries, capsys):
+    assert main(["cache", "ls"]) == 0
+    out = capsys.readouterr().out
+    assert "3 entries" in out and out.index(" new") < out.index(" old")  # most recently used first
+    assert main(["cache", "prune", "--max-size", "4K"]) == 0
+    out = capsys.readouterr().out
+    assert "removed demo/old" in out and "removed demo/mid" in out and "demo/new" not in out
+    assert main(["cache", "prune"]) == 2
+    assert "--max-size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text,size", [("500", 500), ("2K", 2048), ("1.5GiB", 3 * 2**29), ("10gb", 10 * 2**30),
+                                       ("3M", 3 * 2**20)])
+def test_sizes_read_as_users_write_them(text, size):
+    assert parse_size(text) == size
+
+
+def test_an_unreadable_size_names_the_form():
+    with pytest.raises(ValueError, match="like 500M"):
+        parse_size("lots")
+
+
+def test_a_failed_build_leaves_nothing_and_a_partial_dir_is_pruned(tmp_path):
+    def boom(out: Path) -> None:
+        (out / "half").write_text("x")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        cached_dir("demo", "k", boom)
+    assert not [e for e in entries() if e.path.name != "k"]
+    leftover = cache.cache_root() / "demo" / ".tmp-k-deadbeef"  # a crashed process's half-written build
+    leftover.mkdir(parents=True)
+    (leftover / "half").write_text("x")
+    assert [e.complete for e in entries()] == [False]
+    removed, _ = prune(max_size=0)
+    assert len(removed) == 1 and not leftover.exists()
+
+
+def test_entries_record_what_built_them(ctx):
+    from gpt2compress.variants import build
+
+    built = build("int8-scratch", ctx)
+    listed = {e.path.name: e for e in entries() if e.kind == "variants"}
+    assert listed[built.path.name].label == "test: int8_scratch"
+    info = json.loads((built.path / "info.json").read_text())
+    assert listed[built.path.name].fingerprint == info["build"]["code"]["int8_scratch"]
+    assert info["build"]["libraries"]["torch"] and "git_commit" in info["build"]

@@ -116,3 +116,11 @@ def test_baseline_absolute_latency_is_gated_only_when_asked(aa_runs, tmp_path, c
     budgets = tmp_path / "b.toml"
     budgets.write_text('version = 1\n[[compare]]\nmatch = "cpu/fp32"\nmetric = "latency"\nthreshold = 0.25\n')
     assert main(["compare", str(aa_runs[0]), str(slow), "--budgets", str(budgets)]) == 1
+
+
+def test_rows_say_which_code_built_what_they_measured(aa_runs):
+    rows = {b["extra_info"]["variant"]: b["extra_info"] for b in json.loads(aa_runs[1].read_text())["benchmarks"]}
+    build = rows["int8-scratch"]["build"]
+    assert set(build["code"]) == {"source", "int8_scratch"} and build["libraries"]["torch"]
+    assert build["key"] == rows["int8-scratch"]["build"]["key"] != rows["fp32"]["build"]["key"]
+    assert "git_commit" in build and "measured_with_commit" in build

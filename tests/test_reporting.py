@@ -7,19 +7,17 @@ import pytest
 from gpt2compress.cli import main
 from gpt2compress.plots import pareto_frontier
 
-from gpt2compress.io import save_model
-from gpt2compress.tokenizer import load_tokenizer
-
-from helpers import random_gpt2, run_bench
+from helpers import run_bench
 
 STAGES = "fp32,pruned,int8-scratch"
-# Two processes on these 2-core runners disagree on a variant's latency ratio to fp32 far beyond what rounds
-# inside one process show: measured on an AVX-512 EPYC, A/A ratios of a 2 ms model moved by up to +120 %
-# (int8-scratch 0.45 -> 1.00, old and new code alike), of a 15 ms one (below) by up to 26 %. The default 10 %
-# gate cries wolf on such pairs (issue 14 replaces it with thresholds from measured cross-process noise); the A/A
-# pair here is gated at 50 % on latency, and the planted regressions below (x3) at the default thresholds.
-AA_NOISE = 'version = 1\n[[compare]]\nmetric = "latency"\nthreshold = 0.5\n' \
-           '[[compare]]\nmetric = "tokens_per_s"\nthreshold = 0.5\n'
+# Latency between two processes is not gated in the A/A test: on this project's 2-core runners a variant's ratio to
+# fp32 moves between processes far beyond anything rounds inside one process show. Measured on an AVX-512 EPYC,
+# old and new code alike: int8-scratch 0.45 -> 1.00 on this 2 ms model, and 0.84 -> 1.58 on a 15 ms one (6 runs).
+# compare's 10 % gate cries wolf on such pairs (issue 14 replaces it with thresholds from cross-process noise).
+# Here latency and tokens/s are reported with a limit no A/A pair reaches; perplexity, size and memory are gated
+# as usual, and the planted regressions below are checked at the default thresholds.
+AA_TIMING_UNGATED = 'version = 1\n[[compare]]\nmetric = "latency"\nthreshold = 10.0\n' \
+                    '[[compare]]\nmetric = "tokens_per_s"\nthreshold = 10.0\n'
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +25,10 @@ def aa_runs(local_checkpoint, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("runs")
     budgets = tmp / "open.toml"
     budgets.write_text("version = 1\n")
-    checkpoint = save_model(random_gpt2(n_layer=4, n_head=4, n_embd=256, vocab_size=300, n_positions=128),
-                            tmp / "ckpt", load_tokenizer(local_checkpoint))  # ~15 ms a forward: compute, not dispatch
     paths = []
     for name in ("a", "b"):
         out = tmp / f"{name}.json"
-        run = run_bench(checkpoint, out, "--stages", STAGES, "--budgets", str(budgets), cache=tmp / "cache")
+        run = run_bench(local_checkpoint, out, "--stages", STAGES, "--budgets", str(budgets), cache=tmp / "cache")
         assert run.returncode == 0, run.stdout[-3000:]
         paths.append(out)
     return paths
@@ -48,9 +44,12 @@ def test_plot_writes_every_chart_and_the_summary(aa_runs, tmp_path, capsys):
 
 
 def test_compare_passes_an_aa_pair(aa_runs, capsys, tmp_path):
-    (tmp_path / "noise.toml").write_text(AA_NOISE)
-    assert main(["compare", *map(str, aa_runs), "--budgets", str(tmp_path / "noise.toml")]) == 0
-    assert "0 regression(s)" in capsys.readouterr().out
+    (tmp_path / "timing.toml").write_text(AA_TIMING_UNGATED)
+    assert main(["compare", *map(str, aa_runs), "--budgets", str(tmp_path / "timing.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "0 regression(s)" in out
+    compared = {tuple(line.split()[:2]) for line in out.splitlines()[1:] if line.startswith("cpu/")}
+    assert {("cpu/int8-scratch", "perplexity"), ("cpu/int8-scratch", "size"), ("cpu/int8-scratch", "latency")} <= compared
 
 
 def plant(path, out, variant, **scale):

@@ -157,7 +157,7 @@ def _torch_info(model: torch.nn.Module) -> dict:
             "precision": precision_of(model), "stage_notes": notes(model.config)}
 
 
-def _provenance(ctx: Context, chain: tuple[str, ...], steps: list[Step]) -> dict:
+def _provenance(ctx: Context, steps: list[Step]) -> dict:
     """Which code and libraries built this entry: recorded in info.json and carried by every benchmark row."""
     libraries: dict = {}
     for step in steps:
@@ -192,7 +192,7 @@ def build(name: str, ctx: Context, chain: tuple[str, ...] | None = None) -> Buil
             else:  # what an exporter says of its output (e.g. whether INC's embedding stayed float)
                 info = {**info, "stage_notes": {**info.get("stage_notes", {}), **getattr(model, "stage_notes", {})}}
             runtime(current).save(model, out, ctx.source.tokenizer)
-            info = {**info, "runtime": current, "build": _provenance(ctx, chain[:depth], steps[: depth + 1])}
+            info = {**info, "runtime": current, "build": _provenance(ctx, steps[: depth + 1])}
             (out / "info.json").write_text(json.dumps(info))
             built_now = True
 

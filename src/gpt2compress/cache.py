@@ -36,6 +36,7 @@ ENTRY_FILE = ".entry.json"  # kind, key, label, fingerprint, created: what `cach
 LAST_USED = ".last-used"
 IN_USE = ".in-use"
 LOCKS = ".locks"
+TMP_PREFIX = ".tmp-"
 MAX_SIZE_ENV = "GPT2COMPRESS_CACHE_MAX"
 _held: dict[Path, int] = {}  # entry -> fd of its shared in-use lock, held for the life of this process
 
@@ -85,6 +86,15 @@ def _flock(path: Path, mode: int) -> Iterator[bool]:
         os.close(fd)  # closing releases the lock
 
 
+def _tmp_dir(kind_dir: Path, key: str) -> Path:
+    """Where a build of `key` is written until complete; `_key_of` reads the key back."""
+    return kind_dir / f"{TMP_PREFIX}{key}-{uuid.uuid4().hex[:8]}"
+
+
+def _key_of(path: Path) -> str:
+    return path.name.removeprefix(TMP_PREFIX).rsplit("-", 1)[0] if path.name.startswith(TMP_PREFIX) else path.name
+
+
 def _build_lock(kind_dir: Path, key: str) -> Path:
     return kind_dir.parent / LOCKS / kind_dir.name / f"{key}.lock"
 
@@ -122,7 +132,7 @@ def cached_dir(kind: str, key: str, build: Callable[[Path], None], meta: dict | 
         return final
     with _flock(_build_lock(final.parent, key), fcntl.LOCK_EX):  # another process building this key: wait for it
         if not _use(final):
-            tmp = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+            tmp = _tmp_dir(final.parent, key)
             tmp.mkdir(parents=True)
             try:
                 build(tmp)
@@ -178,8 +188,7 @@ def entries(root: Path | None = None) -> list[Entry]:
 
 def _remove(entry: Entry) -> bool:
     """Delete an entry no process is using or building; False (and nothing touched) otherwise."""
-    key = entry.path.name.removeprefix(".tmp-").rsplit("-", 1)[0] if entry.path.name.startswith(".tmp-") else entry.path.name
-    with _flock(_build_lock(entry.path.parent, key), fcntl.LOCK_EX | fcntl.LOCK_NB) as building_free:
+    with _flock(_build_lock(entry.path.parent, _key_of(entry.path)), fcntl.LOCK_EX | fcntl.LOCK_NB) as building_free:
         if not building_free:
             return False
         if entry.complete:
@@ -240,8 +249,9 @@ def apply_cap() -> str | None:
 
 
 def human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+    if size < 1024:
+        return f"{size:.0f} B"
+    for unit in ("KiB", "MiB", "GiB"):
         size /= 1024
-    return f"{size:.1f} GiB"
+        if size < 1024 or unit == "GiB":
+            return f"{size:.1f} {unit}"

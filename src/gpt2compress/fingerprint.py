@@ -125,6 +125,7 @@ def code_fingerprint(modules: tuple[str, ...], root: Path | None = None) -> dict
     return {m: source_hash(module_file(m, root)) for m in build_modules(modules, root)}
 
 
+@functools.lru_cache(maxsize=None)
 def _installed(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)

@@ -110,7 +110,8 @@ def precision_of(model: torch.nn.Module) -> str:
     for t in tensors:
         if t.is_floating_point():
             by_size[t.dtype] = by_size.get(t.dtype, 0) + t.numel()
-    dtype = DTYPE_NAMES.get(max(by_size, key=by_size.get), str(max(by_size, key=by_size.get)))
+    largest = max(by_size, key=by_size.get)
+    dtype = DTYPE_NAMES.get(largest, str(largest))
     autocast = notes(model.config).get("autocast") if hasattr(model, "config") else None
     return f"mixed-{autocast}" if autocast else dtype
 

@@ -90,7 +90,13 @@ def register_stage(name: str, make_config: Callable[[Context], Any], *, devices:
     return decorator
 
 
-def register_runtime(name: str, *, save: Callable, load: Callable, libraries: tuple[str, ...] = ()) -> Runtime:
+def save_pretrained(model: Any, out: Path, tokenizer: Any = None) -> None:
+    """What every non-torch runtime's model does to save itself, in its own format (IR, export, GGUF, ...)."""
+    model.save_pretrained(out)
+
+
+def register_runtime(name: str, *, load: Callable, save: Callable = save_pretrained,
+                     libraries: tuple[str, ...] = ()) -> Runtime:
     RUNTIMES[name] = Runtime(name, save, load, tuple(libraries), load.__module__)
     return RUNTIMES[name]
 

@@ -89,7 +89,8 @@ def _need(corpus: Corpus | None, name: str) -> Corpus:
 
 
 def _tiny(corpus: Corpus, recipe: TinyRecipe) -> Source:
-    key = content_key("tiny", recipe, corpus.cache_key, _built_here())
+    built_by = _built_here()
+    key = content_key("tiny", recipe, corpus.cache_key, built_by)
 
     def build(out: Path) -> None:
         from .stages.finetune import FinetuneConfig, finetune
@@ -109,7 +110,7 @@ def _tiny(corpus: Corpus, recipe: TinyRecipe) -> Source:
         save_model(model, out, tok)
         (out / "recipe.json").write_text(str(asdict(recipe)))
 
-    path = cached_dir("tiny", key, build, meta={"label": f"tiny on {corpus.name}", "fingerprint": _built_here()["code"]})
+    path = cached_dir("tiny", key, build, meta={"label": f"tiny on {corpus.name}", "fingerprint": built_by["code"]})
     return Source(TINY, load_model(path), load_tokenizer(path), key)
 
 

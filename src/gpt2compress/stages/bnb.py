@@ -73,8 +73,4 @@ def load_bnb(path, device: str) -> PreTrainedModel:
     return auto_class(AutoConfig.from_pretrained(path)).from_pretrained(path, device_map={"": device}).eval()
 
 
-def save_bnb(model: PreTrainedModel, out, tokenizer=None) -> None:
-    model.save_pretrained(out)  # pre-quantized: the config carries the quantization
-
-
-register_runtime("bnb", save=save_bnb, load=load_bnb, libraries=("bitsandbytes", "accelerate"))
+register_runtime("bnb", load=load_bnb, libraries=("bitsandbytes", "accelerate"))  # saved pre-quantized

@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -227,8 +227,4 @@ def load_inc(path: Path) -> INCModel:
     return INCModel(load(str(path)))
 
 
-def save_inc(model: INCModel, out: Path, tokenizer: Any = None) -> None:
-    model.save_pretrained(out)
-
-
-register_runtime("inc", save=save_inc, load=lambda path, device: load_inc(path), libraries=INC_LIBRARIES)
+register_runtime("inc", load=lambda path, device: load_inc(path), libraries=INC_LIBRARIES)

@@ -214,12 +214,7 @@ def load_llamacpp(path: str | os.PathLike) -> LlamaCppLM:
     return LlamaCppLM(path / GGUF_FILE, json.loads((path / "llamacpp.json").read_text())["n_ctx"])
 
 
-def save_llamacpp(model: LlamaCppLM, out: str | os.PathLike, tokenizer: Any = None) -> None:
-    model.save_pretrained(out)
-
-
-register_runtime("llamacpp", save=save_llamacpp, load=lambda path, device: load_llamacpp(path),
-                 libraries=LLAMACPP_LIBRARIES)
+register_runtime("llamacpp", load=lambda path, device: load_llamacpp(path), libraries=LLAMACPP_LIBRARIES)
 
 
 def convert(converter: str, hf_dir: str, out: str, outtype: str) -> None:

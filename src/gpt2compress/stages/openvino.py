@@ -18,7 +18,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from transformers import AutoConfig, AutoModelForSequenceClassification
@@ -84,12 +84,7 @@ def _export_config(model, use_cache: bool, task: str):
     return PrunableGPT2Config(model.config, task=task, use_past=use_cache, use_past_in_inputs=use_cache)
 
 
-def save_openvino(model: Any, out: Path, tokenizer: Any = None) -> None:
-    model.save_pretrained(out)  # the IR (xml + bin) and its config
-
-
-register_runtime("openvino", save=save_openvino, load=lambda path, device: load_openvino(path),
-                 libraries=OV_LIBRARIES)
+register_runtime("openvino", load=lambda path, device: load_openvino(path), libraries=OV_LIBRARIES)
 
 
 @register_stage("openvino", openvino_config, devices=(CPU,), gives="openvino", precision="fp32",

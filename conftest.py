@@ -8,36 +8,9 @@ import pytest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("gpt2compress", "GPT-2 compression benchmark")
-    group.addoption("--model", default="tiny", help="tiny (default) | gpt2-random | hub id | local checkpoint dir")
-    group.addoption("--data", default=None, help="embedded (default) | wikitext2 (hub) | a WikiText-2 dir; "
-                                                 "env GPT2COMPRESS_DATA")
-    group.addoption("--tokenizer", default=None, help="tokenizer dir or hub id for gpt2-random")
-    group.addoption("--device", default="auto", help="auto (every available) | cpu | cuda | cpu,cuda")
-    group.addoption("--budgets", default=None, help="budgets TOML (default bench/budgets.toml)")
-    group.addoption("--stages", default=None, help="comma-separated variants to run (default: all)")
-    group.addoption("--seq-len", type=int, default=None, help="tokens per window (default 128)")
-    group.addoption("--eval-samples", type=int, default=None, help="eval windows for perplexity (default: all)")
-    group.addoption("--batch-size", type=int, default=1, help="batch of the timed forward (default 1)")
-    group.addoption("--profile", default=None, metavar="DIR", help="torch.profiler traces per stage here")
-    group.addoption("--memray", default=None, metavar="DIR", help="memray captures per stage here")
-    group.addoption("--smoke", action="store_true", help="only the fast smoke selection (what CI runs)")
-    group.addoption("--prompt-len", type=int, default=None,
-                    help="generate: prompt tokens (default 128, fewer if the model's context is shorter)")
-    group.addoption("--new-tokens", type=int, default=64, help="generate: tokens generated (default 64)")
-    group.addoption("--gen-batch-sizes", default="1,8", help="generate: comma-separated batch sizes (default 1,8)")
-    group.addoption("--gen-rounds", type=int, default=3, help="generate: timed rounds (default 3)")
-    group.addoption("--train-tokens", type=int, default=4096,
-                    help="train: effective batch per optimizer step in tokens, reached by gradient accumulation")
-    group.addoption("--train-micro-batch", type=int, default=4, help="train: sequences per micro-batch (default 4)")
-    group.addoption("--train-steps", type=int, default=5, help="train: timed optimizer steps (default 5)")
-    group.addoption("--agnews", default=None, metavar="DIR",
-                    help="classify: AG News dir with test.csv + classes.txt, or ag_news (hub); env GPT2COMPRESS_AGNEWS")
-    group.addoption("--hellaswag", default=None, metavar="PATH",
-                    help="forward: also score HellaSwag (a jsonl file, or hellaswag for the hub's validation set)")
-    group.addoption("--hellaswag-samples", type=int, default=None, help="hellaswag: first N examples (default: all)")
-    group.addoption("--finetune-steps", type=int, default=None,
-                    help="optimizer steps of every training stage (finetune, distill, lora); default: one epoch")
+    from gpt2compress.options import add_pytest_options
+
+    add_pytest_options(parser.getgroup("gpt2compress", "GPT-2 compression benchmark"))
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

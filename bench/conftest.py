@@ -1,73 +1,72 @@
-"""Fixtures: build each variant once per session (from the on-disk cache when warm) and hand it to the tests."""
+"""Fixtures: each kind's reference, measured once per session; each case built, measured into its record,
+journaled the moment it exists, then gated by its budget.
+
+The case matrix is `gpt2compress.cases`; one hook parametrizes every test from it. A test module names
+its kind (`KIND`) and takes `case`, `device` (and, for generate, `gen_batch_size`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 import torch
 
-from gpt2compress.budgets import budget_for, load_budgets
+from gpt2compress.budgets import load_budgets
+from gpt2compress.cases import Case, names as case_names, select
+from gpt2compress.catalog import CLASSIFY, FORWARD, GENERATE, TRAIN
 from gpt2compress.data import load_corpus
-from gpt2compress.measure import footprint, quality, speed
+from gpt2compress.isolation import Crashed, run_isolated
+from gpt2compress.journal import Journal
+from gpt2compress.measure import (Reference, classify_reference, forward_reference, generate_reference,
+                                  measure_case, measure_in_child, train_record)
 from gpt2compress.metrics import fixed_batch
+from gpt2compress.options import NO_GPU, resolve_devices
+from gpt2compress.records import Record
+from gpt2compress.registry import StageNotApplicable, output_runtime, stage
 from gpt2compress.sources import load_source
-from gpt2compress.stages import StageNotApplicable
-from gpt2compress.variants import BASELINE, VARIANTS, Built, Context, Settings, build
+from gpt2compress.variants import Context, ContextSpec, Settings, build
 
 DEFAULT_BUDGETS = Path(__file__).with_name("budgets.toml")
-SMOKE = ("fp32", "pruned", "int8-scratch", "ov-int8-static", "fp16", "bnb-nf4")
 SMOKE_EVAL_SAMPLES = 128  # --smoke checks that everything runs; full-corpus perplexity is the main job's
-NO_GPU = "no CUDA GPU visible (torch.cuda.is_available() is False): the CUDA cases run on the T4 runners"
+DEFAULT_PROMPT_LEN = 128
 
 
 def devices(config: pytest.Config) -> list[str]:
-    """`auto` lists cuda even without a GPU, so a CPU runner reports every CUDA case as skipped, with the reason."""
-    wanted = config.getoption("--device")
-    if wanted == "auto":
-        return ["cpu", "cuda"]
-    chosen = wanted.split(",")
-    unknown = [d for d in chosen if d not in ("cpu", "cuda")]
-    if unknown:
-        raise pytest.UsageError(f"--device: unknown {unknown}; use auto, cpu, cuda or cpu,cuda")
-    if "cuda" in chosen and not torch.cuda.is_available():
-        raise pytest.UsageError(f"--device cuda: {NO_GPU}; use --device cpu (or auto)")
-    return chosen
+    try:
+        return resolve_devices(config.getoption("--device"), torch.cuda.is_available())
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
 
 
-def variant_names(config: pytest.Config) -> list[str]:
+def chosen_stages(config: pytest.Config) -> list[str] | None:
     names = config.getoption("--stages")
-    names = names.split(",") if names else list(VARIANTS)
-    unknown = [n for n in names if n not in VARIANTS]
+    if not names:
+        return None
+    unknown = [n for n in names.split(",") if n not in case_names()]
     if unknown:
-        raise pytest.UsageError(f"--stages: unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
-    return [n for n in names if n in SMOKE] if config.getoption("--smoke") else names
+        raise pytest.UsageError(f"--stages: unknown variant(s) {unknown}; known: {', '.join(case_names())}")
+    return names.split(",")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "variant" in metafunc.fixturenames:
-        metafunc.parametrize("variant", variant_names(metafunc.config))
+    """The one parametrize hook: cases of the module's kind, generate's batch sizes, devices."""
+    kind = getattr(metafunc.module, "KIND", None)
+    if kind is None or "case" not in metafunc.fixturenames:
+        return
+    smoke = metafunc.config.getoption("--smoke")
+    chosen = select(kind, chosen_stages(metafunc.config), smoke)
+    metafunc.parametrize("case", chosen, ids=[c.variant for c in chosen])
     if "gen_batch_size" in metafunc.fixturenames:
         sizes = [int(b) for b in metafunc.config.getoption("--gen-batch-sizes").split(",")]
-        metafunc.parametrize("gen_batch_size", sizes[:1] if metafunc.config.getoption("--smoke") else sizes)
-    if "device" in metafunc.fixturenames:
-        metafunc.parametrize("device", devices(metafunc.config))
-
-
-@dataclass
-class Session:
-    """What one device's run shares: the context and the baseline's numbers (variants are not kept:
-    each test loads its own from the disk cache and frees it, so peak memory is that stage's)."""
-
-    ctx: Context
-    baseline: dict = field(default_factory=dict)
-    baseline_quality: dict = field(default_factory=dict)
-    generate: dict = field(default_factory=dict)  # fp32's generate summary per batch size
-    train: dict = field(default_factory=dict)  # fp32's training summary
+        metafunc.parametrize("gen_batch_size", sizes[:1] if smoke else sizes)
+    metafunc.parametrize("device", devices(metafunc.config))
 
 
 @pytest.fixture(scope="session")
@@ -86,13 +85,128 @@ def source(pytestconfig, corpus):
 
 
 @pytest.fixture(scope="session")
-def sessions(pytestconfig, corpus, source) -> dict[str, Session]:
+def contexts(pytestconfig, corpus, source) -> dict[str, Context]:
     opt = pytestconfig.getoption
     eval_samples = opt("--eval-samples") or (SMOKE_EVAL_SAMPLES if opt("--smoke") else None)
     settings = Settings.for_model(opt("--model"), seq_len=opt("--seq-len"), eval_samples=eval_samples,
                                   finetune_max_steps=opt("--finetune-steps"))
-    usable = [d for d in devices(pytestconfig) if d == "cpu" or torch.cuda.is_available()]
-    return {d: Session(Context(source, corpus, settings, d)) for d in usable}
+    out = {}
+    for device in devices(pytestconfig):
+        if device == "cpu" or torch.cuda.is_available():
+            spec = ContextSpec(opt("--model"), opt("--data"), opt("--tokenizer"), settings, device)
+            out[device] = Context(source, corpus, settings, device, spec)
+    return out
+
+
+@pytest.fixture
+def ctx(contexts, case: Case, device: str) -> Context:
+    """This device's context, or a skip that says why the case cannot run here (from the stage registry)."""
+    if device not in contexts:
+        pytest.skip(NO_GPU)
+    reason = case.unsupported(device)
+    if reason:
+        pytest.skip(reason)
+    return contexts[device]
+
+
+@pytest.fixture(scope="session")
+def _references() -> dict[tuple, Reference]:
+    return {}
+
+
+def _reference(cache: dict, key: tuple, measure: Callable[[], Reference]) -> Reference:
+    """Each reference once per session, whatever `--stages` and `-k` select; never changed afterwards."""
+    if key not in cache:
+        cache[key] = measure()
+    return cache[key]
+
+
+@pytest.fixture(scope="session")
+def hellaswag(pytestconfig):
+    """HellaSwag examples with `--hellaswag PATH` (forward rows then carry acc / acc_norm), else None."""
+    from gpt2compress.hellaswag import load_hellaswag
+
+    spec = pytestconfig.getoption("--hellaswag")
+    return load_hellaswag(spec, pytestconfig.getoption("--hellaswag-samples")) if spec else None
+
+
+@pytest.fixture
+def forward_ref(_references, ctx, pytestconfig, hellaswag) -> Reference:
+    batch = fixed_batch(ctx.eval, pytestconfig.getoption("--batch-size"), ctx.settings.seq_len)
+    key = (FORWARD, ctx.device, tuple(batch["input_ids"].shape))
+    return _reference(_references, key, lambda: forward_reference(ctx, batch, hellaswag))
+
+
+def prompt(ctx: Context, batch_size: int, config: pytest.Config):
+    from gpt2compress.generation import prompt_batch
+
+    prompt_len, new_tokens = config.getoption("--prompt-len"), config.getoption("--new-tokens")
+    limit = ctx.source.model.config.n_positions
+    if prompt_len is None:  # default: 128 tokens, shortened to fit a short-context model and the eval windows
+        prompt_len = min(DEFAULT_PROMPT_LEN, limit - new_tokens, ctx.settings.seq_len)
+    if prompt_len < 1 or prompt_len + new_tokens > limit:
+        pytest.fail(f"--prompt-len {prompt_len} + --new-tokens {new_tokens} exceeds the model's {limit} positions: "
+                    "lower one of them", pytrace=False)
+    return prompt_batch(ctx.eval.input_ids, batch_size, prompt_len), new_tokens
+
+
+@pytest.fixture
+def generate_ref(_references, ctx, gen_batch_size, pytestconfig) -> Reference:
+    ids, new_tokens = prompt(ctx, gen_batch_size, pytestconfig)
+    key = (GENERATE, ctx.device, gen_batch_size)
+    return _reference(_references, key, lambda: generate_reference(ctx, ids, new_tokens))
+
+
+def train_setup(case: Case, config: pytest.Config):
+    opt = config.getoption
+    return dataclasses.replace(case.setup, tokens_per_step=opt("--train-tokens"), micro_batch=opt("--train-micro-batch"),
+                               steps=opt("--train-steps"))
+
+
+@pytest.fixture
+def train_ref(_references, ctx, case, pytestconfig) -> Reference:
+    from gpt2compress.cases import case as find_case
+    from gpt2compress.catalog import reference_of
+
+    reference = find_case(TRAIN, reference_of(TRAIN))
+
+    def measure() -> Reference:
+        built = build(reference.trains, ctx, reference.chain)
+        record = train_record(built, ctx, reference.variant, train_setup(reference, pytestconfig), None)
+        return Reference(record, lambda: None)
+
+    return _reference(_references, (TRAIN, ctx.device), measure)
+
+
+@pytest.fixture(scope="session")
+def news(pytestconfig):
+    from gpt2compress.classify import load_ag_news
+    from gpt2compress.data import DataSourceError
+
+    try:
+        return load_ag_news(pytestconfig.getoption("--agnews"))
+    except DataSourceError as reason:
+        pytest.skip(f"no AG News data: {reason}")
+
+
+@pytest.fixture(scope="session")
+def _classify_contexts() -> dict:
+    return {}
+
+
+@pytest.fixture
+def classify_ctx(_classify_contexts, ctx, news, pytestconfig):
+    from gpt2compress.classify import classify_context, classify_settings
+
+    if ctx.device not in _classify_contexts:
+        settings = classify_settings(pytestconfig.getoption("--model"))
+        _classify_contexts[ctx.device] = classify_context(ctx.source, news, settings, ctx.corpus, ctx.device, ctx.spec)
+    return _classify_contexts[ctx.device]
+
+
+@pytest.fixture
+def classify_ref(_references, classify_ctx) -> Reference:
+    return _reference(_references, (CLASSIFY, classify_ctx.device), lambda: classify_reference(classify_ctx))
 
 
 @contextlib.contextmanager
@@ -112,60 +226,104 @@ def memray_capture(directory: str | None, name: str):
                    check=False, capture_output=True)
 
 
-@pytest.fixture
-def session(sessions, device) -> Session:
-    if device not in sessions:
-        pytest.skip(NO_GPU)
-    return sessions[device]
+def benchmark_runner(benchmark) -> Callable:
+    """measure.Runner on pytest-benchmark: it times the variant's rounds (and owns their statistics); `setup`, the
+    reference's paired call, runs untimed by it before each round."""
+
+    def runner(target, setup, rounds, warmup):
+        benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=warmup, iterations=1)
+        return list(benchmark.stats.stats.data)
+
+    return runner
+
+
+def report_rounds(benchmark, seconds: list[float]) -> None:
+    """Rounds timed elsewhere (an isolated child, a reference's fixture) into pytest-benchmark's row: it has no
+    public call for that, so this does what its `pedantic` does with each round it times."""
+    stats = benchmark._make_stats(1)
+    for s in seconds:
+        stats.update(s)
 
 
 @pytest.fixture
-def built(session, variant, device, pytestconfig) -> Built:
-    """The variant on this device, or a skip that says why it does not apply."""
-    try:
-        with memray_capture(pytestconfig.getoption("--memray"), f"{device}-{variant}-build"):
-            return build(variant, session.ctx)
-    except StageNotApplicable as reason:
-        pytest.skip(str(reason))
+def measure(benchmark, case: Case, device: str, pytestconfig) -> Callable[..., Record]:
+    """`measure(ctx, reference, **options)`: build the case and measure it into its record — in this process, or,
+    for a runtime of native code (`isolated=True`), in a child whose crash fails this case only."""
+
+    def run(ctx: Context, reference: Reference, **options: Any) -> Record:
+        benchmark.group = f"{case.kind}-{device}" + (f"-b{options['batch_size']}" if "batch_size" in options else "")
+        options.pop("batch_size", None)
+        if case.kind == TRAIN:
+            options.update(variant=case.variant, setup=train_setup(case, pytestconfig))
+        if output_runtime(case.chain).isolated:
+            modules = tuple(dict.fromkeys(stage(name).module for name in case.chain))
+            try:
+                record, rounds = run_isolated(measure_in_child, case.kind, case.trains or case.variant, case.chain,
+                                              ctx.spec, reference.record, reference.inputs, options, modules=modules)
+            except Crashed as crash:
+                pytest.fail(f"{case.variant} on {device}: {crash}", pytrace=False)
+            except StageNotApplicable as reason:
+                pytest.skip(str(reason))
+            report_rounds(benchmark, rounds or [s / 1e3 for s in getattr(record, "step_samples_ms", [])])
+            return _named(record, case)
+        try:
+            with memray_capture(pytestconfig.getoption("--memray"), f"{device}-{case.variant}-build"):
+                built = build(case.trains or case.variant, ctx, case.chain)
+            record = measure_case(case.kind, built, ctx, reference, benchmark_runner(benchmark), options)
+        except StageNotApplicable as reason:  # the chain, or this kind, does not apply (e.g. no KV-cache generate)
+            pytest.skip(str(reason))
+        if case.kind == TRAIN:  # timed inside train_steps, one round per optimizer step
+            report_rounds(benchmark, [s / 1e3 for s in record.step_samples_ms])
+        return _named(record, case)
+
+    return run
 
 
-@pytest.fixture
-def batch(session, pytestconfig):
-    return fixed_batch(session.ctx.eval, pytestconfig.getoption("--batch-size"), session.ctx.settings.seq_len)
-
-
-@pytest.fixture
-def baseline(session, batch) -> dict:
-    """fp32's numbers in this session: the reference every ratio divides by."""
-    if not session.baseline:
-        base = build(BASELINE, session.ctx)
-        timing = speed(base, session.ctx, batch_size=batch["input_ids"].shape[0])
-        session.baseline_quality = quality(base, session.ctx)  # fp32's test reuses it: perplexity is deterministic
-        session.baseline = {**footprint(base), **session.baseline_quality, **timing, "median_ms": timing["p50_ms"]}
-    return session.baseline
+def _named(record: Record, case: Case) -> Record:
+    record.variant = case.variant
+    return record
 
 
 @pytest.fixture(scope="session")
-def hellaswag(pytestconfig):
-    """HellaSwag examples with `--hellaswag PATH` (forward rows then carry acc / acc_norm), else None."""
-    from gpt2compress.hellaswag import load_hellaswag
-
-    spec = pytestconfig.getoption("--hellaswag")
-    return load_hellaswag(spec, pytestconfig.getoption("--hellaswag-samples")) if spec else None
+def journal(request) -> Journal | None:
+    """Every record, appended as it is measured: `--journal PATH`, default beside `--benchmark-json`."""
+    config = request.config
+    path = config.getoption("--journal")
+    target = config.getoption("--benchmark-json", None)
+    if path is None and target is not None:
+        path = Path(target).with_suffix(".jsonl")
+    if path is None:
+        return None
+    machine = config.hook.pytest_benchmark_generate_machine_info(config=config)
+    config.hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine)
+    return Journal(path, machine)
 
 
 @pytest.fixture
-def gate(budgets, pytestconfig):
-    """`gate(info, measured)`: record the budget that applies in `info`, then fail on any broken limit.
+def gate(benchmark, budgets, journal, pytestconfig):
+    """`gate(record)`: the record goes into pytest-benchmark's row and the journal first, then its budget is
+    checked: a broken budget fails the test without losing a number."""
 
-    Called after `info` (the JSON's extra_info) is complete, so a failing budget never loses the numbers."""
-
-    def check(info: dict, measured: dict, meaningful: bool = True, extra: tuple[str, ...] = ()) -> None:
-        budget = budget_for(budgets, info["device"], pytestconfig.getoption("--model"), info["variant"])
-        info["budget"] = {k: v for k, v in budget.__dict__.items() if v is not None}
-        broken = budget.violations(measured, meaningful) + [e for e in extra if e]
+    def check(record: Record) -> None:
+        budget = budgets.budget_for(record.device, pytestconfig.getoption("--model"), record.variant)
+        record.budget = budget.of(record.kind)
+        benchmark.extra_info.update(record.to_extra_info())
+        if journal is not None:
+            journal.append(record)
+        broken = budget.violations(record)
         if broken:
-            pytest.fail(f"{info['variant']} on {info['device']} is over budget:\n  " + "\n  ".join(broken),
-                        pytrace=False)
+            pytest.fail(f"{record.where()} is over budget:\n  " + "\n  ".join(broken), pytrace=False)
 
     return check
+
+
+@pytest.fixture
+def reuse(benchmark) -> Callable[[Reference], Record]:
+    """The reference case's own row: the measurement its fixture made once (not a second, different one)."""
+
+    def row(reference: Reference) -> Record:
+        record = copy.deepcopy(reference.record)
+        report_rounds(benchmark, [s / 1e3 for s in getattr(record, "step_samples_ms", [])])
+        return record
+
+    return row

@@ -31,9 +31,9 @@ def random_windows(n=6, seq_len=16, vocab_size=97, seed=0, ragged=True) -> Windo
     return Windows(ids, mask, f"random-{n}-{seq_len}-{seed}-{ragged}")
 
 
-def run_bench(checkpoint, out_json, *args, cache=None, suite="test_forward.py"):
+def run_bench(checkpoint, out_json, *args, cache=None, suite="test_forward.py", env=None):
     """`pytest bench/<suite>` in a subprocess, as a user runs it (forward only unless `suite` says otherwise)."""
-    env = {**os.environ, "GPT2COMPRESS_DATA": "embedded"}
+    env = {**os.environ, "GPT2COMPRESS_DATA": "embedded", **(env or {})}
     if cache:
         env["GPT2COMPRESS_CACHE"] = str(cache)
     return subprocess.run(

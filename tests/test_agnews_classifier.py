@@ -8,11 +8,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from gpt2compress.budgets import budget_for, load_budgets
+from gpt2compress.budgets import Budget, load_budgets
 from gpt2compress.cli import main
 from gpt2compress.classify import (CLASSIFY_BASELINE, CLASSIFY_VARIANTS, classification_metrics, classifier_source,
                                    classify_context, evaluate, load_ag_news)
 from gpt2compress.data import DataSourceError
+from gpt2compress.records import ClassifyRecord
 from gpt2compress.stages.int8_scratch import Int8Linear
 from gpt2compress.variants import build
 
@@ -105,13 +106,18 @@ def test_finetuned_classifier_learns_and_int8_keeps_it(cctx):
     assert base >= 0.75  # chance is 0.25
     int8 = build("cls-int8-scratch", cctx, CLASSIFY_VARIANTS["cls-int8-scratch"])
     assert int8.info["precision"] == "int8-w" and isinstance(int8.model.score, Int8Linear)
-    budget = budget_for(load_budgets(ROOT / "bench" / "budgets.toml"), "cpu", "tiny", "cls-int8-scratch")
-    drop = lambda model: 100 * (base - evaluate(model, cctx.eval, 4)["accuracy"])  # noqa: E731
-    assert budget.max_accuracy_drop is not None and budget.violations({"accuracy_drop": drop(int8.model)}) == []
+    limits = load_budgets(ROOT / "bench" / "budgets.toml").budget_for("cpu", "tiny", "cls-int8-scratch").limits
+    budget = Budget({"max_accuracy_drop": limits["max_accuracy_drop"]})
+
+    def scored(model) -> ClassifyRecord:
+        return ClassifyRecord(variant="cls-int8-scratch", device="cpu", reference_values={"accuracy": base},
+                              **evaluate(model, cctx.eval, 4))
+
+    assert budget.violations(scored(int8.model)) == []
     for module in int8.model.modules():
         if isinstance(module, Int8Linear):
             module.scale.mul_(8)
-    assert budget.violations({"accuracy_drop": drop(int8.model)})[0].startswith("max_accuracy_drop")
+    assert budget.violations(scored(int8.model))[0].startswith("max_accuracy_drop")
 
 
 def test_bench_gates_accuracy_keeps_the_rows_and_reports_them(tmp_path, local_checkpoint):
@@ -120,9 +126,9 @@ def test_bench_gates_accuracy_keeps_the_rows_and_reports_them(tmp_path, local_ch
     budgets = tmp_path / "b.toml"
     budgets.write_text("version = 1\n[cpu.'*'.cls-int8-scratch]\nmax_size_ratio = 0.01\nmax_accuracy_drop = 0.5\n")
     out = tmp_path / "results.json"
-    run = run_bench(local_checkpoint, out, "--agnews", str(agnews), "--budgets", str(budgets), "--stages", "fp32",
-                    "--hellaswag", str(ROOT / "tests" / "data" / "hellaswag_tiny.jsonl"), "-k",
-                    "cls-fp32 or cls-int8-scratch or cls-bnb-nf4 or test_forward", suite="")
+    run = run_bench(local_checkpoint, out, "--agnews", str(agnews), "--budgets", str(budgets), "--stages",
+                    "fp32,cls-fp32,cls-int8-scratch,cls-bnb-nf4", "-k", "classify or test_forward",
+                    "--hellaswag", str(ROOT / "tests" / "data" / "hellaswag_tiny.jsonl"), suite="")
     assert run.returncode == 1, run.stdout[-3000:]
     assert "max_size_ratio: measured" in run.stdout and "SKIPPED" in run.stdout.upper()
     rows = [b["extra_info"] for b in json.loads(out.read_text())["benchmarks"]]
@@ -131,7 +137,7 @@ def test_bench_gates_accuracy_keeps_the_rows_and_reports_them(tmp_path, local_ch
     info = classify["cls-int8-scratch"]
     assert info["budget"] == {"max_size_ratio": 0.01, "max_accuracy_drop": 0.5}
     assert len(info["confusion_matrix"]) == 4 and sum(map(sum, info["confusion_matrix"])) == info["eval_rows"]
-    assert info["ratios"]["compression"] > 2 and classify["cls-fp32"]["accuracy_drop"] == 0
+    assert info["compression"] > 2 and classify["cls-fp32"]["accuracy_drop"] == 0
     forward = next(r for r in rows if r["kind"] == "forward")
     assert forward["hellaswag_examples"] == 8 and 0 <= forward["hellaswag_acc_norm"] <= 1
 

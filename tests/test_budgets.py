@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from gpt2compress.budgets import Budget, BudgetFileError, budget_for, load_budgets
+from gpt2compress.budgets import Budget, BudgetFileError, load_budgets
 from gpt2compress.metrics import perplexity
+from gpt2compress.records import ClassifyRecord, ForwardRecord, GenerateRecord
 from gpt2compress.stages.int8_scratch import Int8Linear, quantize_int8_scratch
 
 from helpers import ROOT, random_gpt2, random_windows, run_bench
@@ -19,14 +20,14 @@ def write(tmp_path, text):
 
 def test_shipped_budgets_load():
     budgets = load_budgets(SHIPPED)
-    assert budget_for(budgets, "cpu", "tiny", "int8-scratch").max_perplexity_ratio == pytest.approx(1.02)
+    assert budgets.budget_for("cpu", "tiny", "int8-scratch").limits["max_perplexity_ratio"] == pytest.approx(1.02)
 
 
 def test_model_specific_entries_override_the_wildcard():
     budgets = load_budgets(SHIPPED)
-    b = budget_for(budgets, "cpu", "gpt2-random", "ov-int8-static")
-    assert b.max_latency_ratio == pytest.approx(0.90) and b.max_perplexity_ratio == pytest.approx(1.05)
-    assert budget_for(budgets, "cpu", "tiny", "ov-int8-static").max_latency_ratio is None
+    b = budgets.budget_for("cpu", "gpt2-random", "ov-int8-static").limits
+    assert b["max_latency_ratio"] == pytest.approx(0.90) and b["max_perplexity_ratio"] == pytest.approx(1.05)
+    assert "max_latency_ratio" not in budgets.budget_for("cpu", "tiny", "ov-int8-static").limits
 
 
 @pytest.mark.parametrize("text,message", [
@@ -36,6 +37,9 @@ def test_model_specific_entries_override_the_wildcard():
     ("[cpu.'*'.fp32]\nmax_latency_ratio = 1\n", "version = 1"),
     ("version = 1\ncpu = 3\n", "table of tables"),
     ("version = 1\n[cpu\n", "not valid TOML"),
+    ("version = 1\n[[compare]]\nmetric = 'speed'\nthreshold = 0.1\n", "unknown metric 'speed'; known: perplexity"),
+    ("version = 1\n[[compare]]\nmetric = 'ttft'\nthreshold = 'x'\n", "threshold must be a number"),
+    ("version = 1\n[[compare]]\nmetric = 'ttft'\nkind = 'gen'\nthreshold = 0.1\n", "unknown kind 'gen'"),
 ])
 def test_malformed_budgets_say_where_and_what(tmp_path, text, message):
     with pytest.raises(BudgetFileError, match=message.replace("(", r"\(")):
@@ -47,27 +51,60 @@ def test_missing_budgets_file_names_the_option(tmp_path):
         load_budgets(tmp_path / "none.toml")
 
 
+def forward(**ratios) -> ForwardRecord:
+    return ForwardRecord(variant="x", device="cpu", ratios=ratios, reference_values=dict.fromkeys(ratios, 1.0))
+
+
 def test_violations_report_measured_and_allowed():
-    budget = Budget(max_perplexity_ratio=1.05, min_tokens_per_s_ratio=2.0)
-    lines = budget.violations({"perplexity_ratio": 1.2, "tokens_per_s_ratio": 1.5})
+    budget = Budget({"max_perplexity_ratio": 1.05, "min_tokens_per_s_ratio": 2.0})
+    lines = budget.violations(forward(perplexity=1.2, tokens_per_s=1.5))
     assert lines == ["max_perplexity_ratio: measured 1.2, allowed ≤ 1.05",
                      "min_tokens_per_s_ratio: measured 1.5, allowed ≥ 2"]
-    assert budget.violations({"perplexity_ratio": 1.2}, perplexity_meaningful=False) == []
-    assert budget.violations({"perplexity_ratio": float("nan")})  # NaN never passes
+    random_weights = forward(perplexity=1.2, tokens_per_s=3.0)
+    random_weights.perplexity_meaningful = False
+    assert budget.violations(random_weights) == []
+    assert budget.violations(forward(perplexity=float("nan"), tokens_per_s=3.0))  # NaN never passes
+
+
+def test_a_budget_on_an_unmeasured_metric_fails_and_says_why():
+    budget = Budget({"max_latency_ratio": 0.9, "min_energy_efficiency": 1.2, "max_size_mb": 100.0})
+    record = forward()
+    record.missing["energy_per_sample"] = "energy is measured on CUDA GPUs only"
+    lines = budget.violations(record)
+    assert lines[0].startswith("max_latency_ratio: latency was not measured (this forward row has no median_ms)")
+    assert "min_energy_efficiency: energy_per_sample was not measured (energy is measured on CUDA GPUs only)" in lines[1]
+    assert lines[2].startswith("max_size_mb: size was not measured (this forward row has no size_mb)")
+    drop = Budget({"max_accuracy_drop": 1.0}).violations(ClassifyRecord(variant="cls-x", device="cpu", accuracy=0.9))
+    assert drop == ["max_accuracy_drop: accuracy was not measured (the reference of classify rows has no accuracy in "
+                    "this run); a budget on it cannot pass"]
+
+
+def test_a_budget_gates_only_the_kinds_of_its_metric():
+    budget = Budget({"max_ttft_ratio": 1.1, "max_perplexity_ratio": 1.05})
+    assert budget.violations(forward(perplexity=1.0)) == []
+    assert budget.violations(GenerateRecord(variant="x", device="cpu", ratios={"ttft": 1.3}))[0].startswith(
+        "max_ttft_ratio: measured 1.3")
+
+
+def test_problems_the_record_flags_fail_the_gate():
+    record = forward(perplexity=1.0)
+    record.problems.append("wall-clock 1 ms is below the GPU's own 3 ms")
+    assert Budget({}).violations(record) == ["wall-clock 1 ms is below the GPU's own 3 ms"]
 
 
 def test_wrecked_int8_scale_fails_its_perplexity_budget():
     """The shipped int8-scratch budget passes a correct quantization and fails one with a broken scale."""
-    budget = budget_for(load_budgets(SHIPPED), "cpu", "tiny", "int8-scratch")
+    budget = Budget({"max_perplexity_ratio": load_budgets(SHIPPED).budget_for("cpu", "tiny", "int8-scratch")
+                     .limits["max_perplexity_ratio"]})
     windows = random_windows(n=8, seq_len=32)
     model = random_gpt2()
     reference = perplexity(model, windows)
     quantize_int8_scratch(model)
-    assert budget.violations({"perplexity_ratio": perplexity(model, windows) / reference}) == []
+    assert budget.violations(forward(perplexity=perplexity(model, windows) / reference)) == []
     for module in model.modules():
         if isinstance(module, Int8Linear):
             module.scale.mul_(8)  # the wrecked scale
-    broken = budget.violations({"perplexity_ratio": perplexity(model, windows) / reference})
+    broken = budget.violations(forward(perplexity=perplexity(model, windows) / reference))
     assert broken and broken[0].startswith("max_perplexity_ratio")
 
 
@@ -98,5 +135,5 @@ def test_generate_and_train_budgets_gate_and_keep_their_rows(tmp_path, local_che
     generate = {(r["variant"], r["batch_size"]) for r in rows if r["kind"] == "generate"}
     assert generate == {("fp32", 1), ("fp32", 2), ("int8-scratch", 1), ("int8-scratch", 2)}
     train = {r["variant"]: r for r in rows if r["kind"] == "train"}
-    assert set(train) == {"fp32", "fp32-eager"} and train["fp32-eager"]["ratios"]["train_tokens_per_s_ratio"] > 0
+    assert set(train) == {"fp32", "fp32-eager"} and train["fp32-eager"]["ratios"]["train_tokens_per_s"] > 0
     assert all(r["losses"][-1] < r["losses"][0] for r in train.values())

@@ -1,17 +1,29 @@
-"""Chart primitives: a bar panel switches to a log axis only when one value would flatten the others."""
+"""Charts and summary tables read records: a bar panel switches to a log axis only when one value would flatten
+the others, axes carry the catalog's labels, and every × in a table is the record's own ratio (paired rounds),
+not a division of medians done by the report."""
 
 from types import SimpleNamespace
 
 import pytest
 
 from gpt2compress import charts
+from gpt2compress.catalog import METRICS
+from gpt2compress.plots import summary_markdown
+from gpt2compress.records import ClassifyRecord, ForwardRecord, GenerateRecord, TrainRecord
+from gpt2compress.report import Run
+from gpt2compress.throughput_report import throughput_charts
+
+# Paired rounds whose per-pair ratios have median 2 while their medians' ratio is 4 / 3: a table showing "1.33"
+# divided the medians itself instead of reading `record.ratios`.
+VARIANT_ROUNDS, REFERENCE_ROUNDS = [2.0, 4.0, 9.0], [1.0, 4.0, 3.0]
 
 
 @pytest.fixture
 def axes_scale(monkeypatch):
     seen = {}
     monkeypatch.setattr(charts, "save", lambda fig, out, name: seen.update(
-        scale=fig.axes[0].get_yscale(), label=fig.axes[0].get_ylabel()) or out / f"{name}.png")
+        {name: fig.axes[0].get_ylabel()}, scale=fig.axes[0].get_yscale(), label=fig.axes[0].get_ylabel())
+        or out / f"{name}.png")
     return seen
 
 
@@ -22,3 +34,63 @@ def test_log_axis_only_for_values_spanning_more_than_the_limit(values, scale, ax
     charts.bar_panels([run], tmp_path, "ttft", "TTFT", "ms", lambda r, device: values)
     assert axes_scale["scale"] == scale
     assert ("log scale" in axes_scale["label"]) == (scale == "log")
+
+
+def forward(variant: str, rounds: list[float], **fields) -> ForwardRecord:
+    return ForwardRecord(variant=variant, device="cpu", precision="fp32", batch_shape=[1, 8],
+                         latency_samples_ms=rounds, **fields)
+
+
+def generate(variant: str, rounds: list[float], decode: list[float]) -> GenerateRecord:
+    return GenerateRecord(variant=variant, device="cpu", prompt_len=8, new_tokens=4, ttft_samples_ms=rounds,
+                          ttft_ms=sorted(rounds)[1], decode_tokens_per_s_samples=decode,
+                          decode_tokens_per_s=sum(decode) / len(decode))
+
+
+def train(variant: str, tokens_per_s: float) -> TrainRecord:
+    return TrainRecord(variant=variant, device="cpu", precision="fp32", attention="sdpa", tokens_per_step=64,
+                       accumulation=1, step_ms=64 / tokens_per_s * 1e3, train_tokens_per_s=tokens_per_s,
+                       peak_memory_train_bytes=2**20, losses=[5.0, 4.0])
+
+
+def classify(variant: str, accuracy: float, size: int) -> ClassifyRecord:
+    return ClassifyRecord(variant=variant, device="cpu", chain=[variant], precision="fp32", dataset="ag_news",
+                          batch_size=4, accuracy=accuracy, f1_macro=accuracy, precision_macro=accuracy,
+                          recall_macro=accuracy, size_on_disk_bytes=size, latency_samples_ms=[4.0])
+
+
+@pytest.fixture
+def run() -> Run:
+    fp32 = forward("fp32", REFERENCE_ROUNDS, perplexity=10.0, size_on_disk_bytes=4 * 2**20, energy_per_sample_mj=8.0)
+    int8 = forward("int8", VARIANT_ROUNDS, perplexity=11.0, size_on_disk_bytes=2**20, chain=["int8_scratch"],
+                   energy_per_sample_mj=2.0, peak_memory_reserved_bytes=2**21)
+    gen_fp32 = generate("fp32", REFERENCE_ROUNDS, [20.0, 20.0, 20.0])
+    gen_int8 = generate("int8", VARIANT_ROUNDS, [10.0, 30.0, 40.0])  # paired ×decode 1.5; means' ratio 1.33
+    train_fp32, cls_fp32 = train("fp32", 1000.0), classify("cls-fp32", 0.90, 4 * 2**20)
+    return Run("run", {}, [fp32, int8.against(fp32), gen_fp32, gen_int8.against(gen_fp32), train_fp32,
+                           train("int8", 1500.0).against(train_fp32), cls_fp32.against(cls_fp32),
+                           classify("cls-int8", 0.88, 2**20).against(cls_fp32)])
+
+
+def cells(summary: str, start: str) -> list[str]:
+    line = next(line for line in summary.splitlines() if line.startswith(start))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_summary_shows_each_records_own_ratios(run):
+    summary = summary_markdown([run])
+    assert "## Forward: run — cpu" in summary
+    assert cells(summary, "| int8 | int8_scratch |")[3:7] == ["11.00", "1.1", "4.00", "2"]  # ×latency: paired
+    assert cells(summary, "| int8 | int8_scratch |")[10] == "0.25"  # ×size
+    assert cells(summary, "| fp32 | (baseline) |")[4] == "–"  # no ratios kept: a dash, never a division here
+    assert cells(summary, "| int8 | – | 2 |")[-1] == "4"  # reserved 2 MiB; ×energy efficiency: 8 mJ / 2 mJ
+    assert cells(summary, "| int8 | 1 |")[2:4] == ["4.0", "2"] and cells(summary, "| int8 | 1 |")[-1] == "1.5"
+    assert cells(summary, "| int8 | fp32 | sdpa |")[6] == "1.5"  # ×tokens/s of training
+    assert cells(summary, "| cls-int8 | cls-int8 |")[-2:] == ["4.00", "-2.00"]  # compression ×, Δ accuracy points
+    assert cells(summary, "| cls-fp32 | cls-fp32 |")[-1] == "+0.00"
+
+
+def test_chart_axes_carry_the_catalog_labels(run, axes_scale, tmp_path):
+    throughput_charts([run], tmp_path)
+    assert axes_scale["ttft"] == METRICS["ttft"].label
+    assert axes_scale["train_memory"] == METRICS["train_peak_memory"].label

@@ -15,7 +15,7 @@ MIB = 2**20
 def forward(variant, median_ms, ppl, peak_mib):
     return {"kind": "forward", "variant": variant, "device": "cpu", "median_ms": median_ms, "perplexity": ppl,
             "tokens_per_s": 128 / (median_ms / 1e3), "peak_memory_forward_bytes": peak_mib * MIB,
-            "peak_memory_eval_bytes": 0, "latency_samples_ms": [median_ms]}
+            "peak_memory_eval_bytes": 0, "latency_samples_ms": [median_ms], "batch_shape": [1, 128]}
 
 
 def generate(variant, tokens_per_s, p50_ms):

@@ -10,6 +10,7 @@ import torch
 
 from gpt2compress import metrics
 from gpt2compress.budgets import Budget
+from gpt2compress.records import ForwardRecord
 from gpt2compress.energy import PowerSampler, energy_per_sample, gpu_power_source
 from gpt2compress.io import load_model, save_model
 from gpt2compress.plots import plot
@@ -108,10 +109,19 @@ def test_cuda_only_stages_skip_with_a_reason_on_cpu(monkeypatch):
 
 
 def test_energy_efficiency_budget_fails_a_hungrier_variant():
-    budget = Budget(min_energy_efficiency=1.2)
-    assert budget.violations({"energy_efficiency": 1.5}) == []
-    assert "min_energy_efficiency" in budget.violations({"energy_efficiency": 0.9})[0]
-    assert budget.violations({}) == []  # no sensor: nothing to gate
+    budget = Budget({"min_energy_efficiency": 1.2})
+
+    def variant(energy_mj: float | None) -> ForwardRecord:
+        record = ForwardRecord(variant="fp16", device="cuda", energy_per_sample_mj=energy_mj)
+        if energy_mj is None:
+            record.missing["energy_per_sample"] = "no GPU power sensor readable (NVML or nvidia-smi)"
+        return record.against(ForwardRecord(variant="fp32", device="cuda", energy_per_sample_mj=6.0))
+
+    assert budget.violations(variant(4.0)) == []  # efficiency 6 / 4 = 1.5
+    assert "min_energy_efficiency: measured 0.75" in budget.violations(variant(8.0))[0]
+    assert budget.violations(variant(None)) == [  # no sensor: a budget on energy cannot pass
+        "min_energy_efficiency: energy_per_sample was not measured (no GPU power sensor readable (NVML or "
+        "nvidia-smi)); a budget on it cannot pass"]
 
 
 def _row(device, variant, energy=None, ms=10.0):

@@ -31,3 +31,56 @@ def test_unknown_names_list_the_known_ones():
     for lookup, kind in ((stage, "stages"), (runtime, "runtimes"), (restorer, "recorded changes")):
         with pytest.raises(KeyError, match=f"known {kind}: "):
             lookup("magic")
+
+
+SOURCES = [*(ROOT / "src" / "gpt2compress").rglob("*.py"), *(ROOT / "bench").glob("*.py"), ROOT / "conftest.py"]
+
+
+def defining(pattern: str) -> set[str]:
+    import re
+
+    return {p.name for p in SOURCES if re.search(pattern, p.read_text())}
+
+
+def test_ratios_metrics_and_thresholds_are_defined_in_one_place():
+    """grep finds each: a ratio is computed in catalog.ratio (records derive theirs through it), metric names and
+    default thresholds live in catalog.METRICS, references in catalog.REFERENCES, smoke lists in cases.SMOKE."""
+    assert defining(r"def (\w*_)?ratios?\w*\(") == {"catalog.py", "records.py", "report.py"}  # ratio / derive / fill
+    assert defining(r"Metric\(") == {"catalog.py"}
+    assert defining(r"\b0\.10\b") == {"catalog.py"}  # the default threshold of a timing metric: 10 %
+    assert defining(r'"cls-fp32"') == {"catalog.py"} and defining(r'REFERENCES = ') == {"catalog.py"}
+    assert defining(r"\bSMOKE(_CASES)?\s*=") == {"cases.py"}
+    assert defining(r"def pytest_generate_tests") == {"conftest.py"}  # bench/conftest.py: the one hook
+    assert defining(r"\.addoption\(|add_argument\(\"--(model|device|seq-len)") == {"options.py"}
+    assert defining(r"tomllib\.loads") == {"budgets.py"}  # one reader of the budgets file
+    assert not defining(r"[^_]latency_ratio|median_ms_ratio|[^_]tokens_per_s_ratio")  # old names; budget keys stay
+
+
+def test_options_are_shared_by_pytest_and_the_cli(capsys):
+    import pytest
+
+    from gpt2compress.cli import main
+    from gpt2compress.options import OPTIONS
+
+    with pytest.raises(SystemExit):
+        main(["pipeline", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for option in OPTIONS:
+        assert (option.flag in shown) == option.cli, option.flag
+    assert "auto (every device" in shown  # the same --device default and help as pytest's
+
+
+def test_every_case_runs_where_the_stage_registry_says():
+    from gpt2compress.cases import cases, select
+    from gpt2compress.registry import StageNotApplicable, check_chain
+
+    for case in cases():
+        for device in ("cpu", "cuda"):
+            try:
+                check_chain(case.rule_chain, device)
+                assert case.unsupported(device) is None
+            except StageNotApplicable:
+                assert case.unsupported(device)
+    assert [c.variant for c in select("train", ["int8-scratch"], False)] == []
+    assert [c.variant for c in select("classify", ["int8-scratch"], False)] == ["cls-int8-scratch"]
+    assert {c.variant for c in select("train", ["fp32"], True)} == {"fp32", "bf16-autocast", "fp16-autocast"}

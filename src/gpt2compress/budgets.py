@@ -1,21 +1,31 @@
-"""Budgets: what each stage may cost, per device and per model, from a versioned TOML file.
+"""Budgets: what each stage may cost, per device and per model, from a versioned TOML file (the one reader of it).
 
     version = 1
     [cpu."*".pruned]                 # device, model ("*" = any), variant
     max_perplexity_ratio = 1.5       # perplexity / fp32 perplexity
-    max_latency_ratio = 1.1          # median latency / fp32 median, same session
+    max_latency_ratio = 1.1          # latency / fp32's, paired rounds of the same session
 
-Entries for a specific model override those under "*". Ratios measured in one
-session are the gate; absolute numbers (`max_peak_memory_mb`, `max_size_mb`) are
-for limits a deployment really has.
+    [[compare]]                      # `gpt2compress compare`: override a metric's default threshold
+    match = "cpu/ov-.*"              # regex on "device/variant"
+    metric = "latency"               # a metric of catalog.METRICS
+    kind = "forward"                 # optional: only rows of this kind
+    threshold = 0.20
+
+Entries for a specific model override those under "*". Budget keys and metric names come from
+`catalog.py`; an unknown one is an error that lists the known ones. A budget applies to the
+records of its metric's kinds, and a budget whose metric was not measured fails, saying why.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from .catalog import BUDGET_KEYS, KINDS, METRICS, budget_value
+from .records import Record
 
 SUPPORTED_VERSION = 1
 
@@ -25,41 +35,65 @@ class BudgetFileError(ValueError):
 
 
 @dataclass(frozen=True)
+class CompareRule:
+    pattern: re.Pattern
+    metric: str
+    threshold: float
+    kind: str | None = None
+
+    def matches(self, record: Record, metric: str) -> bool:
+        return (metric == self.metric and self.kind in (None, record.kind)
+                and self.pattern.fullmatch(f"{record.device}/{record.variant}") is not None)
+
+
+@dataclass(frozen=True)
+class Budgets:
+    limits: dict = field(default_factory=dict)  # device -> model -> variant -> {budget key: limit}
+    compare: tuple[CompareRule, ...] = ()
+
+    def budget_for(self, device: str, model: str, variant: str) -> Budget:
+        models = self.limits.get(device, {})
+        merged = {**models.get("*", {}).get(variant, {}), **models.get(model, {}).get(variant, {})}
+        return Budget({k: float(v) for k, v in merged.items()})
+
+
+@dataclass(frozen=True)
 class Budget:
-    max_perplexity_ratio: float | None = None
-    max_latency_ratio: float | None = None
-    max_size_ratio: float | None = None
-    max_peak_memory_mb: float | None = None
-    max_size_mb: float | None = None
-    min_tokens_per_s_ratio: float | None = None
-    min_energy_efficiency: float | None = None  # fp32 energy per sample / this variant's (CUDA with a sensor)
-    min_decode_tokens_per_s_ratio: float | None = None  # generate: decode tokens/s / fp32's, same batch
-    max_ttft_ratio: float | None = None  # generate: time to first token / fp32's
-    min_train_tokens_per_s_ratio: float | None = None  # train: tokens/s / the fp32 setup's
-    max_train_memory_ratio: float | None = None  # train: peak memory / the fp32 setup's
-    max_accuracy_drop: float | None = None  # classify: accuracy points below the fp32 classifier's, same run
+    limits: dict[str, float] = field(default_factory=dict)  # budget key -> limit
 
-    def violations(self, measured: dict[str, float | None], perplexity_meaningful: bool = True) -> list[str]:
-        """One line per broken limit: 'name: measured X, allowed Y'. Missing measurements are not checked."""
+    def of(self, kind: str) -> dict[str, float]:
+        """The limits that gate records of `kind`."""
+        return {k: v for k, v in self.limits.items() if kind in BUDGET_KEYS[k].kinds}
+
+    def violations(self, record: Record) -> list[str]:
+        """One line per broken limit ('key: measured X, allowed ≤ Y'), per budgeted metric that was not measured,
+        and per measurement the record itself flags as untrustworthy."""
         out = []
-        for f in fields(self):
-            limit = getattr(self, f.name)
-            value = measured.get(f.name.removeprefix("max_").removeprefix("min_"))
-            if limit is None or value is None:
+        for key, limit in self.of(record.kind).items():
+            m = BUDGET_KEYS[key]
+            if m.ungated(record):
+                continue  # e.g. perplexity of random weights: reported, never gated
+            value = budget_value(key, record)
+            if value is None:
+                out.append(f"{key}: {m.name} was not measured ({_why_missing(m.name, record)}); a budget on it "
+                           "cannot pass")
                 continue
-            if f.name == "max_perplexity_ratio" and not perplexity_meaningful:
-                continue  # random weights: perplexity is reported, never gated
-            broken = value < limit if f.name.startswith("min_") else not value <= limit or math.isnan(value)
-            if broken:
-                bound = "≥" if f.name.startswith("min_") else "≤"
-                out.append(f"{f.name}: measured {value:.4g}, allowed {bound} {limit:.4g}")
-        return out
+            bound = "≥" if key.startswith("min_") else "≤"
+            if (value < limit) if bound == "≥" else (not value <= limit or math.isnan(value)):
+                out.append(f"{key}: measured {value:.4g}, allowed {bound} {limit:.4g}")
+        return out + list(record.problems)
 
 
-KNOWN = {f.name for f in fields(Budget)}
+def _why_missing(metric: str, record: Record) -> str:
+    m = METRICS[metric]
+    if metric in record.missing:
+        return record.missing[metric]
+    if m.value(record) is None:
+        return f"this {record.kind} row has no {m.field}"
+    return f"the reference of {record.kind} rows has no {metric} in this run"
 
 
-def load_budgets(path: str | Path) -> dict:
+def load_budgets(path: str | Path) -> Budgets:
     path = Path(path)
     if not path.is_file():
         raise BudgetFileError(f"budgets file {path} not found; pass --budgets FILE (default: bench/budgets.toml)")
@@ -70,27 +104,36 @@ def load_budgets(path: str | Path) -> dict:
     if data.get("version") != SUPPORTED_VERSION:
         raise BudgetFileError(f"{path}: `version = {SUPPORTED_VERSION}` is required at the top "
                               f"(found {data.get('version')!r})")
-    for device, models in data.items():
-        if device in ("version", "compare"):  # [[compare]] thresholds: read by gpt2compress.compare
-            continue
+    limits = {k: v for k, v in data.items() if k not in ("version", "compare")}
+    for device, models in limits.items():
         for model, variants in _table(path, device, models).items():
             for variant, entry in _table(path, f"{device}.{model}", variants).items():
                 where = f"[{device}.{model!r}.{variant}]"
                 for key, value in _table(path, where, entry).items():
-                    if key not in KNOWN:
-                        raise BudgetFileError(f"{path} {where}: unknown budget {key!r}; known: {', '.join(sorted(KNOWN))}")
+                    if key not in BUDGET_KEYS:
+                        raise BudgetFileError(f"{path} {where}: unknown budget {key!r}; known: "
+                                              f"{', '.join(sorted(BUDGET_KEYS))}")
                     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                         raise BudgetFileError(f"{path} {where}: {key} must be a positive number, got {value!r}")
-    return data
+    return Budgets(limits, tuple(_rule(path, rule) for rule in data.get("compare", [])))
+
+
+def _rule(path: Path, rule: dict) -> CompareRule:
+    metric, threshold, kind = rule.get("metric"), rule.get("threshold"), rule.get("kind")
+    if metric not in METRICS:
+        raise BudgetFileError(f"{path} [[compare]] {rule}: unknown metric {metric!r}; known: {', '.join(METRICS)}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold < 0:
+        raise BudgetFileError(f"{path} [[compare]] {rule}: threshold must be a number ≥ 0 (a fraction: 0.2 = 20 %)")
+    if kind is not None and kind not in KINDS:
+        raise BudgetFileError(f"{path} [[compare]] {rule}: unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    try:
+        pattern = re.compile(rule.get("match", ".*"))
+    except re.error as err:
+        raise BudgetFileError(f"{path} [[compare]] {rule}: match is not a regular expression ({err})") from err
+    return CompareRule(pattern, metric, float(threshold), kind)
 
 
 def _table(path: Path, where: str, value) -> dict:
     if not isinstance(value, dict):
         raise BudgetFileError(f"{path}: {where} must be a table of tables ([device.model.variant]), got {value!r}")
     return value
-
-
-def budget_for(budgets: dict, device: str, model: str, variant: str) -> Budget:
-    models = budgets.get(device, {})
-    merged = {**models.get("*", {}).get(variant, {}), **models.get(model, {}).get(variant, {})}
-    return Budget(**{k: float(v) for k, v in merged.items()})

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .catalog import Metric  # noqa: E402
+from .records import Record  # noqa: E402
 from .report import Run  # noqa: E402
 
 Values = Callable[[Run, str], dict[str, float]]  # (run, device) -> {category: value}
@@ -29,6 +31,11 @@ def save(fig, out: Path, name: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def axis_label(metric: Metric) -> str:
+    """A catalog metric's label with its direction, for a chart title."""
+    return f"{metric.label} ({metric.better} is better)"
 
 
 def fmt(value, spec: str = ".3g") -> str:
@@ -66,3 +73,15 @@ def bar_panels(runs: list[Run], out: Path, stem: str, title: str, ylabel: str, v
         ax.set_title(device)
         ax.legend()
     return save(fig, out, stem)
+
+
+def metric_bars(runs: list[Run], out: Path, stem: str, kind: str, metric: Metric, per: str,
+                label: Callable[[Record], str] = lambda r: r.variant,
+                note: Callable[[Run, str], str | None] = lambda run, device: None) -> Path | None:
+    """One catalog metric of one kind's records, a bar per `label`: the metric's label on the axis and its
+    direction in the title, the same in every chart."""
+
+    def values(run: Run, device: str) -> dict[str, float]:
+        return {label(r): v for r in run.of(kind, device) if (v := metric.value(r)) is not None}
+
+    return bar_panels(runs, out, stem, f"{axis_label(metric)} {per}", metric.label, values, note)

@@ -28,6 +28,7 @@ import torch
 from transformers import GPT2ForSequenceClassification
 
 from .cache import content_key, text_key
+from .catalog import CLASSIFY, REFERENCES
 from .fingerprint import fingerprint
 from .data import DataSourceError, Windows, _encode, _pad, tokenizer_key
 from .metrics import model_device
@@ -37,7 +38,7 @@ from .variants import Context, Settings
 AGNEWS_ENV = "GPT2COMPRESS_AGNEWS"
 HUB_AGNEWS = "ag_news"
 AGNEWS_CLASSES = ("World", "Sports", "Business", "Sci/Tech")
-CLASSIFY_BASELINE = "cls-fp32"
+CLASSIFY_BASELINE = REFERENCES[CLASSIFY]
 
 # Every chain starts with the fine-tune: the fp32 classifier every ratio divides by.
 CLASSIFY_VARIANTS: dict[str, tuple[str, ...]] = {
@@ -194,8 +195,10 @@ class ClassifyContext(Context):
         return self._split(self.news.train, self.settings.calibration_samples, "train")
 
 
-def classify_context(lm: Source, news: News, settings: Settings, corpus, device: str = "cpu") -> ClassifyContext:
-    return ClassifyContext(classifier_source(lm, news.classes), corpus, settings, device, news=news)
+def classify_context(lm: Source, news: News, settings: Settings, corpus, device: str = "cpu",
+                     spec: Any = None) -> ClassifyContext:
+    """`spec`: the LM's ContextSpec, so records name the model as the user did."""
+    return ClassifyContext(classifier_source(lm, news.classes), corpus, settings, device, spec, news=news)
 
 
 @torch.inference_mode()

@@ -5,8 +5,9 @@
     gpt2compress plot results.json [more.json ...] --out charts/ [--gains A,B]
         stage charts (PNG) and summary.md; several files = runs side by side;
         --gains: the end-to-end gains table between variants A and B (default: fp32 vs the full stack).
-    gpt2compress compare BASE.json NEW.json [--budgets bench/budgets.toml]
-        per-stage regression check; exit 1 on a regression, 0 otherwise.
+    gpt2compress compare BASE.json NEW.json [--budgets bench/budgets.toml] [--markdown]
+        regression check of every kind (forward, generate, train, classify); exit 1 on a regression.
+        Either file may be a session's journal (results.jsonl), which survives a crash.
     gpt2compress cache ls
         every cached build: kind, what it is, size, last used, code fingerprint.
     gpt2compress cache prune --max-size 20G | --older-than 14
@@ -21,48 +22,27 @@ import sys
 
 from . import sources
 from .data import DataSourceError
+from .options import add_cli_options
 from .sources import ModelSourceError
 from .variants import VARIANTS
 
 WALKTHROUGH = ("fp32", "pruned", "pruned-finetuned", "pruned-finetuned-ov-int8-static")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=sources.TINY, help="tiny | gpt2-random | hub id | local checkpoint dir")
-    parser.add_argument("--data", default=None, help="embedded (default) | wikitext2 | a WikiText-2 directory")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer dir or hub id (gpt2-random only)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--seq-len", type=int, default=None)
-    parser.add_argument("--eval-samples", type=int, default=None)
-
-
 def pipeline(args: argparse.Namespace) -> int:
+    import torch
+
     from .cache import apply_cap
     from .data import load_corpus
-    from .measure import footprint, quality, speed
-    from .stages import StageNotApplicable
-    from .variants import Context, Settings, build
+    from .options import resolve_devices
 
     corpus = load_corpus(args.data)
     source = sources.load_source(args.model, corpus, args.tokenizer)
-    settings = Settings.for_model(args.model, seq_len=args.seq_len, eval_samples=args.eval_samples)
-    ctx = Context(source, corpus, settings, args.device)
     rows = []
-    header = f"{'variant':36} {'ppl':>9} {'size MB':>9} {'b1 ms':>9} {'p90 ms':>9} {'params':>11} heads/layer"
-    print(header)
-    for name in args.variants.split(","):
-        try:
-            built = build(name, ctx)
-        except StageNotApplicable as reason:
-            print(f"{name:36} skipped: {reason}")
-            continue
-        row = {"variant": name, **footprint(built), **quality(built, ctx), **speed(built, ctx, rounds=args.rounds)}
-        rows.append(row)
-        ppl = f"{row['perplexity']:9.2f}" + ("" if row["perplexity_meaningful"] else "*")
-        print(f"{name:36} {ppl:>9} {row['size_on_disk_bytes'] / 1e6:9.2f} {row['mean_ms']:9.2f} "
-              f"{row['p90_ms']:9.2f} {row['parameters']:11,} {row['heads_per_layer']}", flush=True)
-    if not source.perplexity_meaningful:
-        print("* random weights: perplexity is not meaningful")
+    for device in resolve_devices(args.device, torch.cuda.is_available()):
+        if device == "cuda" and not torch.cuda.is_available():
+            continue  # auto: the CPU only, on a machine without a GPU
+        rows += _pipeline_rows(args, source, corpus, device)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "data": corpus.name, "rows": rows}, f, indent=2)
@@ -70,6 +50,34 @@ def pipeline(args: argparse.Namespace) -> int:
     if capped:
         print(capped)
     return 0
+
+
+def _pipeline_rows(args: argparse.Namespace, source, corpus, device: str) -> list[dict]:
+    from .measure import footprint, quality, speed
+    from .stages import StageNotApplicable
+    from .variants import Context, ContextSpec, Settings, build
+
+    settings = Settings.for_model(args.model, seq_len=args.seq_len, eval_samples=args.eval_samples,
+                                  finetune_max_steps=args.finetune_steps)
+    spec = ContextSpec(args.model, args.data, args.tokenizer, settings, device)
+    ctx = Context(source, corpus, settings, device, spec)
+    rows = []
+    print(f"{'variant':36} {'ppl':>9} {'size MB':>9} {'b1 ms':>9} {'p90 ms':>9} {'params':>11} heads/layer ({device})")
+    for name in args.variants.split(","):
+        try:
+            built = build(name, ctx)
+        except StageNotApplicable as reason:
+            print(f"{name:36} skipped: {reason}")
+            continue
+        row = {"variant": name, "device": device, **footprint(built), **quality(built, ctx),
+               **speed(built, ctx, rounds=args.rounds)}
+        rows.append(row)
+        ppl = f"{row['perplexity']:9.2f}" + ("" if row["perplexity_meaningful"] else "*")
+        print(f"{name:36} {ppl:>9} {row['size_on_disk_bytes'] / 1e6:9.2f} {row['mean_ms']:9.2f} "
+              f"{row['p90_ms']:9.2f} {row['parameters']:11,} {row['heads_per_layer']}", flush=True)
+    if not source.perplexity_meaningful:
+        print("* random weights: perplexity is not meaningful")
+    return rows
 
 
 def plot(args: argparse.Namespace) -> int:
@@ -89,14 +97,16 @@ def plot(args: argparse.Namespace) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from .compare import compare_runs, format_table, machine_differences, thresholds_from
+    from .budgets import load_budgets
+    from .compare import compare_runs, format_markdown, format_table, machine_differences
     from .report import load_run
 
     base, new = load_run(args.base), load_run(args.new)
     for difference in machine_differences(base, new):
         print(f"warning: machines differ, compare with care: {difference}", file=sys.stderr)
-    findings = compare_runs(base, new, thresholds_from(args.budgets))
-    print(format_table(findings))
+    rules = load_budgets(args.budgets).compare if args.budgets else ()
+    findings = compare_runs(base, new, rules)
+    print(format_markdown(findings) if args.markdown else format_table(findings))
     regressions = [f for f in findings if f.regression]
     print(f"\n{len(regressions)} regression(s) in {len(findings)} comparisons")
     return 1 if regressions else 0
@@ -137,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("pipeline", help="build variants and print their metrics")
-    _common(run)
+    add_cli_options(run)
     run.add_argument("--variants", default=",".join(WALKTHROUGH),
                      help=f"comma-separated; known: {', '.join(VARIANTS)}")
     run.add_argument("--rounds", type=int, default=10, help="timed forward passes per variant")
@@ -153,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     gate.add_argument("base")
     gate.add_argument("new")
     gate.add_argument("--budgets", default=None, help="budgets TOML whose [[compare]] entries override thresholds")
+    gate.add_argument("--markdown", action="store_true", help="the table as GitHub-flavoured markdown (job summary)")
     gate.set_defaults(func=compare)
     cache = commands.add_parser("cache", help="list or prune the build cache ($GPT2COMPRESS_CACHE)")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True)

@@ -1,121 +1,94 @@
-"""`gpt2compress compare BASE.json NEW.json`: did this commit make any stage slower, bigger or worse?
+"""`gpt2compress compare BASE NEW`: did this commit make any case slower, bigger or worse — every kind?
 
-Every (device, variant) in both runs is compared metric by metric, each with its
-direction and a relative threshold. Latency must be worse by more than its
-threshold (medians), by more than MIN_CHANGE_MS in absolute terms, and
-significantly so (one-sided Mann-Whitney U on the raw timed rounds, p < alpha).
-Within-run rounds cannot see process-to-process variation (an A/A pair of a
-1 ms model differed by 17 % with p = 4e-8), hence the absolute floor.
+Each case in both runs (kind, device, variant, shape) is compared on every metric of its kind
+(`catalog.metrics_of`): forward latency, tokens/s, perplexity, size, memory, energy, HellaSwag;
+generate TTFT, decode tokens/s and its p99; training tokens/s and peak memory; classification
+accuracy and F1. A metric regresses when it is worse by more than its threshold (the catalog's
+default, or a `[[compare]]` rule of the budgets file), by more than its noise floor in absolute
+terms (1 ms of latency; for accuracy two standard errors of the eval set, 2·sqrt(p(1−p)/n)),
+and — where both runs have at least MIN_SAMPLES rounds — significantly (one-sided Mann-Whitney
+U, p < ALPHA).
 
-Two runs happen in different processes at different times, and a machine's speed
-drifts between them (load, clocks, a neighbour: +50 % was seen on an A/A pair). So
-a stage's latency is compared relative to the fp32 baseline of its own run — drift
-cancels, what the stage costs remains. The baseline's absolute time is shown but
-not gated here unless a [[compare]] rule sets a threshold for it: absolute timing
-is gated by pytest-benchmark's own history (`bench/run-with-history.sh`).
-Thresholds default below and are overridden from the budgets file:
-
-    [[compare]]
-    match = "cpu/ov-.*"      # regex on "device/variant"
-    metric = "latency"       # or perplexity, peak_memory, size, tokens_per_s
-    threshold = 0.20
+Timing is compared as each run's ratio to its own reference (paired rounds: fp32 ran just before
+each of the variant's), so a machine that is faster or slower as a whole cancels. The reference
+itself is compared in absolute time, shown but not gated unless a rule sets a threshold for it.
+Rounds inside one process do not see how another process differs, so the p-value is a floor on
+evidence, not proof; `history gate` (issue 14) measures the spread across processes.
 """
 
 from __future__ import annotations
 
-import re
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 
 from scipy.stats import mannwhitneyu
 
-from .report import BASELINE, FORWARD, Run, summary_row
+from .budgets import CompareRule
+from .catalog import Metric, metrics_of, pair_ratios, reference_of
+from .records import Record
+from .report import Run
 
-# metric -> (summary key, +1 if higher is worse / -1 if lower is worse, default relative threshold)
-METRICS = {
-    "latency": ("median_ms", +1, 0.10),  # relative to the run's fp32; fp32 itself: BASELINE_LATENCY
-    "perplexity": ("perplexity", +1, 0.01),
-    "peak_memory": ("peak_memory_mb", +1, 0.10),
-    "size": ("size_mb", +1, 0.01),
-    "tokens_per_s": ("tokens_per_s", -1, 0.10),
-}
 ALPHA = 0.01
-MIN_CHANGE_MS = 1.0  # below this a latency change is timer and allocator noise, whatever its percentage
+MIN_SAMPLES = 5  # with fewer rounds a side, a one-sided Mann-Whitney test cannot reach p < ALPHA at all
 
 
 @dataclass
 class Finding:
-    device: str
-    variant: str
+    where: str  # kind/device/variant[-bN]
     metric: str
     base: float
     new: float
     change: float  # relative, signed so that > 0 is worse
-    threshold: float | None
+    threshold: float | None  # None: shown, not gated
     p_value: float | None
     regression: bool
+    compared_as: str  # "ratio to the run's reference" or "value"
 
 
-def thresholds_from(budgets_path: str | Path | None) -> list[tuple[re.Pattern, str, float]]:
-    if not budgets_path:
-        return []
-    rules = tomllib.loads(Path(budgets_path).read_text()).get("compare", [])
-    out = []
-    for rule in rules:
-        if rule.get("metric") not in METRICS or not isinstance(rule.get("threshold"), (int, float)):
-            raise ValueError(f"{budgets_path}: each [[compare]] needs match, metric (one of {', '.join(METRICS)}) "
-                             f"and a numeric threshold; got {rule}")
-        out.append((re.compile(rule.get("match", ".*")), rule["metric"], float(rule["threshold"])))
-    return out
+def _is_reference(record: Record) -> bool:
+    return record.variant == reference_of(record.kind)
 
 
-def _threshold(metric: str, where: str, rules, absolute_timing: bool = False) -> float | None:
-    """None: shown, not gated (the baseline's absolute timing, unless a rule asks for it)."""
-    chosen = None if absolute_timing and metric in ("latency", "tokens_per_s") else METRICS[metric][2]
-    for pattern, rule_metric, value in rules:  # the last matching rule wins
-        if rule_metric == metric and pattern.fullmatch(where):
-            chosen = value
+def _observed(m: Metric, record: Record) -> tuple[float | None, list[float]]:
+    """The value compared and its rounds: timing as the ratio to the run's reference (per-pair ratios as rounds)."""
+    if m.timing and not _is_reference(record):
+        rounds = pair_ratios(getattr(record, m.samples), record.reference_rounds.get(m.samples)) if m.samples else []
+        return record.ratios.get(m.name), rounds
+    return m.value(record), list(getattr(record, m.samples, None) or []) if m.samples else []
+
+
+def _threshold(m: Metric, record: Record, rules: tuple[CompareRule, ...]) -> float | None:
+    chosen = None if m.timing and _is_reference(record) else m.threshold
+    for rule in rules:  # the last matching rule wins
+        if rule.matches(record, m.name):
+            chosen = rule.threshold
     return chosen
 
 
-def _relative(run: Run, row: dict) -> tuple[dict, list[float]]:
-    """The row's summary and latency samples, timing divided by its own run's fp32 median (fp32: as is)."""
-    summary, samples = summary_row(row, None), list(row["samples_ms"])
-    base = run.row(row["device"], BASELINE)
-    if row["variant"] != BASELINE and base and base.get("median_ms"):
-        unit = base["median_ms"]
-        summary["median_ms"] /= unit
-        summary["tokens_per_s"] = summary["tokens_per_s"] * unit if summary["tokens_per_s"] else None
-        samples = [s / unit for s in samples]
-    return summary, samples
+def _p_value(m: Metric, old: list[float], new: list[float]) -> float | None:
+    if len(old) < MIN_SAMPLES or len(new) < MIN_SAMPLES:
+        return None
+    return float(mannwhitneyu(new, old, alternative="greater" if m.direction > 0 else "less").pvalue)
 
 
-def compare_runs(base: Run, new: Run, rules=()) -> list[Finding]:
+def compare_metric(m: Metric, old: Record, new: Record, rules: tuple[CompareRule, ...] = ()) -> Finding | None:
+    (a, old_rounds), (b, new_rounds) = _observed(m, old), _observed(m, new)
+    if a is None or b is None or a == 0 or m.ungated(new):
+        return None
+    change = m.direction * (b - a) / a
+    limit = _threshold(m, new, rules)
+    absolute = abs(change) * abs(m.value(old) or 0) if m.timing else abs(b - a)  # in the metric's unit
+    p = _p_value(m, old_rounds, new_rounds)
+    worse = limit is not None and change > limit and absolute > m.floor(old) and (p is None or p < ALPHA)
+    compared_as = "ratio to the run's reference" if m.timing and not _is_reference(new) else "value"
+    return Finding(new.where(), m.name, a, b, change, limit, p, worse, compared_as)
+
+
+def compare_runs(base: Run, new: Run, rules: tuple[CompareRule, ...] = ()) -> list[Finding]:
     findings = []
-    for row in new.of(FORWARD):  # other kinds are charted, not (yet) compared
-        old = base.row(row["device"], row["variant"])
-        if old is None:
-            continue
-        (a, old_samples), (b, new_samples) = _relative(base, old), _relative(new, row)
-        p_value = None
-        if old_samples and new_samples:
-            p_value = mannwhitneyu(new_samples, old_samples, alternative="greater").pvalue
-        for metric, (key, direction, _) in METRICS.items():
-            if a[key] is None or b[key] is None or a[key] == 0:
-                continue
-            if metric == "perplexity" and not b["perplexity_meaningful"]:
-                continue
-            change = direction * (b[key] - a[key]) / a[key]
-            where = f"{row['device']}/{row['variant']}"
-            limit = _threshold(metric, where, rules, absolute_timing=row["variant"] == BASELINE)
-            timed = metric in ("latency", "tokens_per_s")
-            worse = limit is not None and change > limit
-            if timed:
-                change_ms = change * (old.get("median_ms") or 0)
-                worse = worse and change_ms > MIN_CHANGE_MS and (p_value is None or p_value < ALPHA)
-            findings.append(Finding(row["device"], row["variant"], metric, a[key], b[key], change, limit,
-                                    p_value if timed else None, worse))
+    for record in new.records:
+        old = base.find(record.case)
+        if old is not None:
+            findings += [f for m in metrics_of(record.kind) if (f := compare_metric(m, old, record, rules))]
     return findings
 
 
@@ -127,12 +100,26 @@ def machine_differences(base: Run, new: Run) -> list[str]:
     return out
 
 
+def _cells(f: Finding) -> list[str]:
+    verdict = "REGRESSION" if f.regression else ("better" if f.change < 0 else "ok")
+    return [f.where, f.metric, f"{f.base:.4g}", f"{f.new:.4g}", f"{f.change:+.1%}",
+            "info" if f.threshold is None else f"{f.threshold:.0%}", "" if f.p_value is None else f"{f.p_value:.1e}",
+            verdict]
+
+
+HEADER = ["kind/device/variant", "metric", "base", "new", "change", "limit", "p", "verdict"]
+
+
 def format_table(findings: list[Finding]) -> str:
-    lines = [f"{'device/variant':40} {'metric':13} {'base':>11} {'new':>11} {'change':>8} {'limit':>7} {'p':>8}  verdict"]
-    for f in findings:
-        p = "" if f.p_value is None else f"{f.p_value:.1e}"
-        verdict = "REGRESSION" if f.regression else ("better" if f.change < 0 else "ok")
-        limit = "info" if f.threshold is None else f"{f.threshold:.0%}"
-        lines.append(f"{f.device + '/' + f.variant:40} {f.metric:13} {f.base:11.4g} {f.new:11.4g} "
-                     f"{f.change:+8.1%} {limit:>7} {p:>8}  {verdict}")
+    widths = (44, 20, 11, 11, 8, 7, 8, 0)
+    lines = [" ".join(f"{h:{w}}" for h, w in zip(HEADER, widths)).rstrip()]
+    lines += [" ".join(f"{c:{w}}" for c, w in zip(_cells(f), widths)).rstrip() for f in findings]
+    return "\n".join(lines)
+
+
+def format_markdown(findings: list[Finding]) -> str:
+    """GitHub-flavoured markdown (for $GITHUB_STEP_SUMMARY): regressions first, then the rest."""
+    ordered = sorted(findings, key=lambda f: not f.regression)
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(c.replace("REGRESSION", "**REGRESSION**") for c in _cells(f)) + " |" for f in ordered]
     return "\n".join(lines)

@@ -9,7 +9,8 @@ rebuilds nothing; changing a line of code rebuilds the stages that run it.
 
 Some modules are not build code and stop the walk: `registry`, `stages/__init__` and
 `variants` (which functions a name calls, in which order: the chain itself is in every
-key), `cache` and this module (where a build is stored, under which key). None of them
+key), `cache` and this module (where a build is stored, under which key), and `catalog` (metric names and
+thresholds: what is gated, never what is built). None of them
 changes what a build contains; whatever touches a model lives in a stage module or `io`. Imports under
 `if TYPE_CHECKING:` are for type hints only and are not followed.
 
@@ -25,11 +26,12 @@ import hashlib
 import importlib.metadata
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
 PACKAGE = "gpt2compress"
-NOT_BUILD_CODE = frozenset({f"{PACKAGE}.{m}" for m in ("registry", "cache", "fingerprint", "stages", "variants")})
+NOT_BUILD_CODE = frozenset({f"{PACKAGE}.{m}" for m in ("registry", "cache", "fingerprint", "stages", "variants", "catalog")})
 
 
 def package_root() -> Path:
@@ -37,10 +39,13 @@ def package_root() -> Path:
 
 
 def module_file(module: str, root: Path) -> Path | None:
-    """`gpt2compress.stages.prune` -> root/stages/prune.py (or a package's __init__.py); None if not ours."""
+    """`gpt2compress.stages.prune` -> root/stages/prune.py (or a package's __init__.py); a plugin module that
+    registered a stage from outside this package -> its own file; None otherwise."""
     parts = module.split(".")
     if parts[0] != PACKAGE:
-        return None
+        loaded = sys.modules.get(module)
+        path = getattr(loaded, "__file__", None)
+        return Path(path) if path and path.endswith(".py") else None
     base = root.joinpath(*parts[1:])
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():

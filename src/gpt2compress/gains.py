@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .catalog import FORWARD, GENERATE, TRAIN, reference_of
 from .charts import fmt
-from .report import BASELINE, FORWARD, Run, mb, summaries
-from .throughput_report import GENERATE, TRAIN
+from .records import Record
+from .report import Run
 
 STACKS = ("distilled-lora-pruned-int8", "distilled-lora-pruned-nf4")  # default B: the first one on the device
 
@@ -34,37 +35,36 @@ def difference(a: float, b: float) -> str:
     return f"{b - a:+.2f}"
 
 
-def trained_as(run: Run, device: str, variant: str) -> dict | None:
+def trained_as(run: Run, device: str, variant: str) -> Record | None:
     """The train row for `variant`: its own case, else the case named by the longest prefix of its name."""
-    rows = {r["variant"]: r for r in run.of(TRAIN) if r["device"] == device}
+    rows = {r.variant: r for r in run.of(TRAIN, device)}
     parts = variant.split("-")
     return next((rows["-".join(parts[:n])] for n in range(len(parts), 0, -1) if "-".join(parts[:n]) in rows), None)
 
 
 def default_pair(run: Run, device: str) -> tuple[str, str] | None:
-    present = {r["variant"] for r in run.rows if r["device"] == device}
+    present = {r.variant for r in run.records if r.device == device}
     stack = next((s for s in STACKS if s in present), None)
-    return (BASELINE, stack) if stack else None
+    return (reference_of(FORWARD), stack) if stack else None
 
 
 def _measures(run: Run, device: str, variant: str) -> dict[str, float | None]:
     """Label -> value for one variant; labels that depend on the batch size carry it."""
-    forward = next((s for s in summaries(run) if s["device"] == device and s["variant"] == variant), {})
-    train = trained_as(run, device, variant) or {}
+    forward, train = run.record(device, variant), trained_as(run, device, variant)
     out = {
-        "training peak memory, MiB": mb(train.get("peak_memory_train_bytes")),
-        "training tokens/s": train.get("train_tokens_per_s"),
-        "inference peak memory, MiB": forward.get("peak_memory_mb"),
-        "forward tokens/s": forward.get("tokens_per_s"),
-        "forward latency, median ms": forward.get("median_ms"),
+        "training peak memory, MiB": getattr(train, "peak_memory_train_mb", None),
+        "training tokens/s": getattr(train, "train_tokens_per_s", None),
+        "inference peak memory, MiB": getattr(forward, "peak_memory_mb", None),
+        "forward tokens/s": getattr(forward, "tokens_per_s", None),
+        "forward latency, median ms": getattr(forward, "median_ms", None),
     }
-    for r in run.of(GENERATE):
-        if r["device"] == device and r["variant"] == variant:
-            b = r["batch_size"]
-            out[f"generation decode tokens/s (batch {b})"] = r.get("decode_tokens_per_s")
-            out[f"generation latency, ms/token p50 (batch {b})"] = r.get("decode_p50_ms")
-            out[f"time to first token, ms (batch {b})"] = r.get("ttft_ms")
-    out["perplexity"] = forward.get("perplexity")
+    for r in run.of(GENERATE, device):
+        if r.variant == variant:
+            b = r.batch_size
+            out[f"generation decode tokens/s (batch {b})"] = r.decode_tokens_per_s
+            out[f"generation latency, ms/token p50 (batch {b})"] = r.decode_p50_ms
+            out[f"time to first token, ms (batch {b})"] = r.ttft_ms
+    out["perplexity"] = getattr(forward, "perplexity", None)
     return out
 
 
@@ -87,7 +87,7 @@ def gains_rows(run: Run, device: str, a: str, b: str) -> list[tuple[str, float |
 
 def _training_note(run: Run, device: str, a: str, b: str) -> str:
     cases = [trained_as(run, device, v) for v in (a, b)]
-    return " vs ".join(c["variant"] if c else "–" for c in cases)
+    return " vs ".join(c.variant if c else "–" for c in cases)
 
 
 def gains_section(runs: list[Run], pair: tuple[str, str] | None = None) -> list[str]:
@@ -95,7 +95,7 @@ def gains_section(runs: list[Run], pair: tuple[str, str] | None = None) -> list[
     for run in runs:
         for device in run.devices:
             a, b = pair or default_pair(run, device) or (None, None)
-            present = {r["variant"] for r in run.rows if r["device"] == device}
+            present = {r.variant for r in run.records if r.device == device}
             if a not in present or b not in present:
                 continue
             lines += [f"## Gains: {run.label} — {device}: {a} → {b}", "",
@@ -110,7 +110,7 @@ def gains_section(runs: list[Run], pair: tuple[str, str] | None = None) -> list[
 
 def check_pair(runs: list[Run], pair: tuple[str, str]) -> None:
     """`--gains A,B` naming a variant no run holds is a typo, not an empty table."""
-    known = {r["variant"] for run in runs for r in run.rows if r["kind"] == FORWARD}
+    known = {r.variant for run in runs for r in run.of(FORWARD)}
     missing = [v for v in pair if v not in known]
     if missing:
         raise ValueError(f"--gains: no forward rows for {', '.join(missing)}; variants in the results: "

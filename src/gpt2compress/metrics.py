@@ -111,10 +111,6 @@ def unsynchronized_timer(wall_ms: float, gpu_ms: float, tolerance: float = 0.8) 
     return None
 
 
-def tokens_per_second(n_tokens: int, seconds: float) -> float:
-    return n_tokens / seconds
-
-
 def parameter_count(model: Any) -> int:
     """Weights and biases in the state dict, tied tensors once; INT8 weights count, their scalar scales don't."""
     if isinstance(model, torch.nn.Module):
@@ -137,6 +133,20 @@ def size_on_disk(path: str | os.PathLike) -> int:
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*")
                if p.is_file() and p.name not in NOT_MODEL_FILES and not p.name.startswith("."))
+
+
+def release_memory() -> None:
+    """Give freed memory back (glibc keeps freed heap, CUDA its cache), so the next peak is the next model's own."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 @dataclass

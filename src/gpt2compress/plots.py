@@ -10,24 +10,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .charts import bar_panels, fmt as _fmt, offsets, panels as _panels, save as _save
+from .catalog import FORWARD, METRICS
+from .charts import fmt as _fmt, metric_bars, offsets, panels as _panels, save as _save
 from .gains import gains_section
-from .report import FORWARD, Run, summaries
+from .records import ForwardRecord, mib
+from .report import Run
 from .task_report import classify_section, confusion_charts, hellaswag_section
 from .throughput_report import generate_section, throughput_charts, train_section
 
-METRICS = {  # file stem: (summary key, axis label)
-    "perplexity": ("perplexity", "perplexity (lower is better)"),
-    "peak_memory": ("peak_memory_mb", "peak memory, MiB"),
-    "size": ("size_mb", "size on disk, MiB"),
-    "energy": ("energy_per_sample_mj", "GPU energy per sample, mJ (lower is better)"),
-}
+BARS = {"perplexity": "perplexity", "peak_memory": "peak_memory", "size": "size", "energy": "energy_per_sample"}
+# file stem: catalog metric
+LATENCY, PERPLEXITY = METRICS["latency"], METRICS["perplexity"]
 
 
 def _variants(runs: list[Run], device: str) -> list[str]:
     seen: list[str] = []
     for run in runs:
-        seen += [r["variant"] for r in run.of(FORWARD) if r["device"] == device and r["variant"] not in seen]
+        seen += [r.variant for r in run.of(FORWARD, device) if r.variant not in seen]
     return seen
 
 
@@ -37,8 +36,8 @@ def latency_chart(runs: list[Run], out: Path) -> Path:
     for device, ax in panels:
         variants = _variants(runs, device)
         for i, run in enumerate(runs):
-            rows = {r["variant"]: r for r in run.of(FORWARD) if r["device"] == device}
-            data = [rows[v]["samples_ms"] if v in rows else [] for v in variants]
+            rows = {r.variant: r for r in run.of(FORWARD, device)}
+            data = [rows[v].latency_samples_ms if v in rows else [] for v in variants]
             positions = [x + shifts[i] for x in range(len(variants))]
             kept = [(p, d) for p, d in zip(positions, data) if d]
             if kept:
@@ -48,7 +47,7 @@ def latency_chart(runs: list[Run], out: Path) -> Path:
                     patch.set_facecolor(f"C{i}")
                 ax.plot([], [], color=f"C{i}", label=run.label, linewidth=6)
         ax.set_xticks(range(len(variants)), variants, rotation=35, ha="right")
-        ax.set_ylabel("ms")
+        ax.set_ylabel(f"latency, {LATENCY.unit}")
         ax.set_title(device)
         ax.legend()
     return _save(fig, out, "latency")
@@ -56,16 +55,13 @@ def latency_chart(runs: list[Run], out: Path) -> Path:
 
 def bar_chart(runs: list[Run], out: Path, stem: str) -> Path | None:
     """One bar per stage; devices where nothing was measured (energy on a CPU) get no panel, not zeros."""
-    key, label = METRICS[stem]
-
-    def values(run: Run, device: str) -> dict[str, float]:
-        return {s["variant"]: s[key] for s in summaries(run) if s["device"] == device and s[key] is not None}
+    metric = METRICS[BARS[stem]]
 
     def note(run: Run, device: str) -> str | None:
-        random = any(not s["perplexity_meaningful"] for s in summaries(run) if s["device"] == device)
-        return "random weights: perplexity not meaningful" if key == "perplexity" and random else None
+        random = any(not r.perplexity_meaningful for r in run.of(FORWARD, device))
+        return "random weights: perplexity not meaningful" if metric.name == "perplexity" and random else None
 
-    return bar_panels(runs, out, stem, label + " per stage", label.split(" (")[0], values, note)
+    return metric_bars(runs, out, stem, FORWARD, metric, "per stage", note=note)
 
 
 def pareto_frontier(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
@@ -82,8 +78,8 @@ def pareto_chart(runs: list[Run], out: Path) -> Path:
     fig, panels = _panels(runs, "latency vs perplexity (frontier: nothing is both faster and better)")
     for device, ax in panels:
         for i, run in enumerate(runs):
-            points = [(s["median_ms"], s["perplexity"], s["variant"]) for s in summaries(run)
-                      if s["device"] == device and s["median_ms"] and s["perplexity"]]
+            points = [(x, y, r.variant) for r in run.of(FORWARD, device)
+                      if (x := LATENCY.value(r)) and (y := PERPLEXITY.value(r))]
             if not points:
                 continue
             ax.scatter([p[0] for p in points], [p[1] for p in points], color=f"C{i}", label=run.label)
@@ -91,8 +87,8 @@ def pareto_chart(runs: list[Run], out: Path) -> Path:
                 ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
             front = pareto_frontier(points)
             ax.plot([p[0] for p in front], [p[1] for p in front], "--", color=f"C{i}", label=f"{run.label} frontier")
-        ax.set_xlabel("median latency, ms")
-        ax.set_ylabel("perplexity")
+        ax.set_xlabel(LATENCY.label)
+        ax.set_ylabel(PERPLEXITY.label)
         ax.set_title(device)
         ax.legend()
     return _save(fig, out, "pareto")
@@ -104,47 +100,55 @@ def _heads(heads: list[int] | None) -> str:
     return f"{heads[0]} × {len(heads)} layers" if len(set(heads)) == 1 else ",".join(map(str, heads))
 
 
+def _cells(*cells: object) -> str:
+    return "| " + " | ".join(map(str, cells)) + " |"
+
+
+def _forward_row(r: ForwardRecord) -> str:
+    """Values from the record; every × is its ratio to the run's reference (`record.ratios`), never divided here."""
+    ppl = _fmt(r.perplexity, ".2f") + ("" if r.perplexity_meaningful else " (random)")
+    return _cells(r.variant, " → ".join(r.chain) or "(baseline)", r.precision, ppl, _fmt(r.ratios.get("perplexity")),
+                  _fmt(r.median_ms, ".2f"), _fmt(r.ratios.get("latency")), _fmt(r.latency_p99_ms, ".2f"),
+                  _fmt(r.tokens_per_s, ",.0f"), _fmt(r.size_mb, ".2f"), _fmt(r.ratios.get("size")),
+                  _fmt(r.peak_memory_mb, ".0f"), _fmt(r.parameters, ","), _heads(r.heads_per_layer))
+
+
 def forward_section(runs: list[Run]) -> list[str]:
     lines = []
     for run in runs:
-        for device in run.devices:
-            rows = [s for s in summaries(run) if s["device"] == device]
-            if not rows:
-                continue
+        for device, rows in run.by_device(FORWARD):
             lines += [f"## Forward: {run.label} — {device}", "",
                       "| variant | chain | precision | perplexity | ×ppl | median ms | ×latency | p99 ms | tokens/s "
                       "| size MiB | ×size | peak MiB | params | heads/layer |",
                       "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-            for s in rows:
-                ppl = _fmt(s["perplexity"], ".2f") + ("" if s["perplexity_meaningful"] else " (random)")
-                lines.append(
-                    f"| {s['variant']} | {s['chain']} | {s['precision']} | {ppl} | {_fmt(s.get('perplexity_ratio'))} "
-                    f"| {_fmt(s['median_ms'], '.2f')} | {_fmt(s.get('median_ms_ratio'))} | {_fmt(s['p99_ms'], '.2f')} "
-                    f"| {_fmt(s['tokens_per_s'], ',.0f')} | {_fmt(s['size_mb'], '.2f')} | {_fmt(s.get('size_mb_ratio'))} "
-                    f"| {_fmt(s['peak_memory_mb'], '.0f')} | {_fmt(s['parameters'], ',')} | {_heads(s['heads'])} |")
+            lines += [_forward_row(r) for r in rows]
             lines.append("")
-            lines += _gpu_table([s for s in rows if s["reserved_mb"] is not None or s["energy_per_sample_mj"]])
+            lines += _gpu_table([r for r in rows if r.peak_memory_reserved_bytes is not None or r.energy_per_sample_mj])
     return lines
 
 
-def _gpu_table(rows: list[dict]) -> list[str]:
+def _energy_efficiency(r: ForwardRecord) -> float | None:
+    """The reference's energy over this record's: its energy ratio turned over for display, higher is better."""
+    ratio = r.ratios.get("energy_per_sample")
+    return 1 / ratio if ratio else None
+
+
+def _gpu_table(rows: list[ForwardRecord]) -> list[str]:
     """CUDA rows: device memory reserved and, with a power sensor, energy (absent, not zero, elsewhere)."""
     if not rows:
         return []
     lines = ["| variant | peak allocated MiB | reserved MiB | mean power W | energy mJ/sample | ×energy efficiency |",
              "|---|---|---|---|---|---|"]
-    for s in rows:
-        ratio = s.get("energy_per_sample_mj_ratio")
-        lines.append(f"| {s['variant']} | {_fmt(s['peak_memory_mb'], '.0f')} | {_fmt(s['reserved_mb'], '.0f')} "
-                     f"| {_fmt(s['mean_power_w'], '.1f')} | {_fmt(s['energy_per_sample_mj'], '.3g')} "
-                     f"| {_fmt(1 / ratio if ratio else None)} |")
+    lines += [_cells(r.variant, _fmt(r.peak_memory_mb, ".0f"), _fmt(mib(r.peak_memory_reserved_bytes), ".0f"),
+                     _fmt(r.mean_power_w, ".1f"), _fmt(r.energy_per_sample_mj, ".3g"), _fmt(_energy_efficiency(r)))
+              for r in rows]
     return lines + [""]
 
 
 def forward_charts(runs: list[Run], out: Path) -> list[Path]:
     if not any(run.of(FORWARD) for run in runs):
         return []
-    bars = [bar_chart(runs, out, stem) for stem in METRICS]
+    bars = [bar_chart(runs, out, stem) for stem in BARS]
     return [latency_chart(runs, out), *(p for p in bars if p), pareto_chart(runs, out)]
 
 
@@ -160,7 +164,9 @@ def summary_markdown(runs: list[Run], gains: tuple[str, str] | None = None) -> s
     lines = ["# gpt2compress summary", ""]
     for section in SECTIONS:
         lines += section(runs, gains) if section is gains_section else section(runs)
-    lines.append("Ratios (×) divide by the fp32 baseline of the same run and device.")
+    lines.append("Ratios (×) divide by the reference of the same run, device and shape (fp32; the fp32 classifier for "
+                 "classification). Timing ratios are the median of per-round ratios, each of the variant's rounds "
+                 "timed right after one of the reference's; the gains table compares its two variants' medians.")
     return "\n".join(lines) + "\n"
 
 

@@ -48,6 +48,7 @@ class Runtime:
     load: Callable[[Path, str], Any]  # (dir, device) -> model
     libraries: tuple[str, ...] = ()
     module: str = ""  # where save/load live: their code is part of every build that gives this runtime
+    isolated: bool = False  # native code outside PyTorch: its cases run in a child process (isolation.py)
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,14 @@ def save_pretrained(model: Any, out: Path, tokenizer: Any = None) -> None:
 
 
 def register_runtime(name: str, *, load: Callable, save: Callable = save_pretrained,
-                     libraries: tuple[str, ...] = ()) -> Runtime:
-    RUNTIMES[name] = Runtime(name, save, load, tuple(libraries), load.__module__)
+                     libraries: tuple[str, ...] = (), isolated: bool = False) -> Runtime:
+    RUNTIMES[name] = Runtime(name, save, load, tuple(libraries), load.__module__, isolated)
     return RUNTIMES[name]
+
+
+def output_runtime(chain: tuple[str, ...]) -> Runtime:
+    """The runtime a chain's model ends in (known before anything is built)."""
+    return runtime(stage(chain[-1]).gives if chain else "torch")
 
 
 def register_restorer(note: str):

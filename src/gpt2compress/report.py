@@ -1,4 +1,5 @@
-"""Reading saved benchmark JSON (pytest-benchmark's format, our `extra_info`) into flat rows."""
+"""Reading saved results into records: pytest-benchmark's JSON (our rows are its `extra_info`) or the journal
+(`results.jsonl`) a session appends to as it measures, which survives a crash that loses the JSON."""
 
 from __future__ import annotations
 
@@ -6,76 +7,95 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BASELINE = "fp32"
-FORWARD = "forward"  # the default kind: rows written before kinds existed are forward rows
+from .catalog import FORWARD, reference_of
+from .records import Record, RecordError, from_extra_info
+
+JOURNAL_SUFFIX = ".jsonl"
 
 
 @dataclass
 class Run:
     label: str
     machine: dict
-    rows: list[dict] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
 
-    def row(self, device: str, variant: str, kind: str = FORWARD) -> dict | None:
-        return next((r for r in self.of(kind) if r["device"] == device and r["variant"] == variant), None)
+    def of(self, kind: str, device: str | None = None) -> list[Record]:
+        """Records of one kind ("forward", "generate", "train", "classify"), optionally on one device."""
+        return [r for r in self.records if r.kind == kind and (device is None or r.device == device)]
 
-    def of(self, kind: str) -> list[dict]:
-        """Rows of one benchmark kind: "forward", "generate", "train", "classify", ..."""
-        return [r for r in self.rows if r["kind"] == kind]
+    def record(self, device: str, variant: str, kind: str = FORWARD, shape: tuple | None = None) -> Record | None:
+        return next((r for r in self.of(kind, device) if r.variant == variant and (shape is None or r.shape == shape)),
+                    None)
 
-    def by_device(self, kind: str) -> list[tuple[str, list[dict]]]:
-        """(device, rows of `kind` on it) for each device that has any: one report table each."""
-        return [(d, rows) for d in self.devices if (rows := [r for r in self.of(kind) if r["device"] == d])]
+    def find(self, case: tuple) -> Record | None:
+        return next((r for r in self.records if r.case == case), None)
+
+    def reference_for(self, record: Record) -> Record | None:
+        """The same run's reference row for `record` (same kind, device and shape)."""
+        return self.find((record.kind, record.device, reference_of(record.kind), *record.shape))
+
+    def by_device(self, kind: str) -> list[tuple[str, list[Record]]]:
+        """(device, records of `kind` on it) for each device that has any: one report table each."""
+        return [(d, rows) for d in self.devices if (rows := self.of(kind, d))]
 
     @property
     def devices(self) -> list[str]:
-        return sorted({r["device"] for r in self.rows})
+        return sorted({r.device for r in self.records})
+
+    def fill_ratios(self) -> None:
+        """Rows from the previous release carry no ratios this version trusts: divide by the run's reference row
+        (unpaired: that release timed the reference once, not alternately)."""
+        for r in self.records:
+            base = self.reference_for(r)
+            if not r.ratios and base is not None:
+                r.against(base, paired=False)
+
+
+def _rows_from_json(path: Path, data: dict) -> list[tuple[str, dict]]:
+    return [(f"{path} benchmark {b.get('name') or i}", b.get("extra_info", {}))
+            for i, b in enumerate(data.get("benchmarks", []))]
+
+
+def _rows_from_journal(path: Path, lines: list[str]) -> tuple[dict, list[tuple[str, dict]]]:
+    machine, rows = {}, []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a crash: everything before it stands
+            continue
+        if entry.get("type") == "session":
+            machine = entry.get("machine_info", machine)
+        elif entry.get("type") == "record":
+            rows.append((f"{path} line {n}", entry["record"]))
+    return machine, rows
 
 
 def load_run(path: str | Path, label: str | None = None) -> Run:
+    """A results JSON from `pytest bench/ --benchmark-json=PATH`, or its journal `PATH` with `.jsonl`."""
     path = Path(path)
+    journal = path.with_suffix(JOURNAL_SUFFIX)
+    if not path.exists() and path.suffix != JOURNAL_SUFFIX and journal.exists():
+        raise ValueError(f"{path} was not written (did the session crash?); its journal {journal} holds every row "
+                         f"measured before that: pass {journal} instead")
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text()
+        if path.suffix == JOURNAL_SUFFIX:
+            machine, rows = _rows_from_journal(path, text.splitlines())
+        else:
+            data = json.loads(text)
+            machine, rows = data.get("machine_info", {}), _rows_from_json(path, data)
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"cannot read benchmark JSON {path}: {err}; write one with "
-                         f"`pytest bench/ --benchmark-json={path.name}`") from err
-    run = Run(label or path.stem, data.get("machine_info", {}))
-    for bench in data.get("benchmarks", []):
-        info = bench.get("extra_info", {})
+        raise ValueError(f"cannot read benchmark results {path}: {err}; write them with "
+                         f"`pytest bench/ --benchmark-json={path.with_suffix('.json').name}`") from err
+    run = Run(label or path.stem, machine)
+    for where, info in rows:
         if "variant" not in info:
-            continue  # not one of ours
-        stats = bench.get("stats", {})
-        samples = info.get("latency_samples_ms") or [s * 1e3 for s in stats.get("data", [])]
-        run.rows.append({"kind": FORWARD, **info, "samples_ms": samples, "stats": stats, "name": bench.get("name")})
-    if not run.rows:
-        raise ValueError(f"{path} holds no gpt2compress benchmark (was it written by `pytest bench/`?)")
+            continue  # not one of ours (another plugin's benchmark in the same session)
+        run.records.append(from_extra_info(info, where))
+    if not run.records:
+        raise RecordError(f"{path} holds no gpt2compress results (no row with a `variant`): write it with "
+                          f"`pytest bench/ --benchmark-json={path.with_suffix('.json').name}`")
+    run.fill_ratios()
     return run
-
-
-def mb(n_bytes: float | None) -> float | None:
-    return None if n_bytes is None else n_bytes / 2**20
-
-
-def summary_row(row: dict, base: dict | None) -> dict:
-    """The numbers the summary table, the charts and `compare` share."""
-    peak = max(row.get("peak_memory_forward_bytes") or 0, row.get("peak_memory_eval_bytes") or 0)
-    out = {
-        "variant": row["variant"], "device": row["device"], "chain": " → ".join(row.get("chain") or ["(baseline)"]),
-        "precision": row.get("precision"), "perplexity": row.get("perplexity"),
-        "perplexity_meaningful": row.get("perplexity_meaningful", True),
-        "median_ms": row.get("median_ms"), "p90_ms": row.get("latency_p90_ms"), "p99_ms": row.get("latency_p99_ms"),
-        "tokens_per_s": row.get("tokens_per_s"), "size_mb": mb(row.get("size_on_disk_bytes")),
-        "peak_memory_mb": mb(peak), "parameters": row.get("parameters"), "heads": row.get("heads_per_layer"),
-        "reserved_mb": mb(row.get("peak_memory_reserved_bytes")), "mean_power_w": row.get("mean_power_w"),
-        "energy_per_sample_mj": row.get("energy_per_sample_mj"),
-    }
-    if base:
-        b = summary_row(base, None)
-        for key in ("perplexity", "median_ms", "size_mb", "peak_memory_mb", "tokens_per_s", "energy_per_sample_mj"):
-            out[f"{key}_ratio"] = out[key] / b[key] if out[key] and b[key] else None
-    return out
-
-
-def summaries(run: Run) -> list[dict]:
-    """Forward rows with their ratios to the same device's fp32 forward row."""
-    return [summary_row(r, run.row(r["device"], BASELINE)) for r in run.of(FORWARD)]

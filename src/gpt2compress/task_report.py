@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .catalog import CLASSIFY, FORWARD
 from .charts import fmt, save
-from .report import FORWARD, Run, mb
-
-CLASSIFY = "classify"
+from .report import Run
 
 
 def classify_section(runs: list[Run]) -> list[str]:
@@ -17,19 +16,20 @@ def classify_section(runs: list[Run]) -> list[str]:
     for run in runs:
         for device, rows in run.by_device(CLASSIFY):
             first = rows[0]
-            lines += [f"## Classification ({first['dataset']}, seed 004): {run.label} — {device}", "",
-                      f"{first['eval_rows']} eval rows, {first['train_rows']} fine-tuning rows, {first['seq_len']} "
-                      f"tokens; latency is one right-padded batch of {first['batch_size']}.", "",
+            lines += [f"## Classification ({first.dataset}, seed 004): {run.label} — {device}", "",
+                      f"{first.eval_rows} eval rows, {first.train_rows} fine-tuning rows, {first.seq_len} "
+                      f"tokens; latency is one right-padded batch of {first.batch_size}.", "",
                       "| variant | chain | precision | accuracy | F1 | precision (macro) | recall (macro) | size MiB "
                       "| ms/batch | ms/sample | compression × | Δ accuracy (points) |",
                       "|---|---|---|---|---|---|---|---|---|---|---|---|"]
             for r in rows:
+                drop = r.accuracy_drop
                 lines.append(
-                    f"| {r['variant']} | {' → '.join(r['chain'])} | {r['precision']} | {r['accuracy']:.4f} "
-                    f"| {r['f1_macro']:.4f} | {r['precision_macro']:.4f} | {r['recall_macro']:.4f} "
-                    f"| {fmt(mb(r['size_on_disk_bytes']), '.2f')} | {fmt(r['median_ms'], '.2f')} "
-                    f"| {fmt(r['ms_per_sample'], '.3f')} | {fmt(r['ratios']['compression'], '.2f')} "
-                    f"| {0.0 - r['accuracy_drop']:+.2f} |")  # 0.0 - : no '-0.00'
+                    f"| {r.variant} | {' → '.join(r.chain)} | {r.precision} | {r.accuracy:.4f} "
+                    f"| {r.f1_macro:.4f} | {r.precision_macro:.4f} | {r.recall_macro:.4f} "
+                    f"| {fmt(r.size_mb, '.2f')} | {fmt(r.median_ms, '.2f')} "
+                    f"| {fmt(r.ms_per_sample, '.3f')} | {fmt(r.compression, '.2f')} "
+                    f"| {'–' if drop is None else f'{0.0 - drop:+.2f}'} |")  # 0.0 - : no '-0.00'
             lines.append("")
     return lines
 
@@ -48,11 +48,11 @@ def confusion_charts(runs: list[Run], out: Path) -> list[Path]:
     for run in runs:
         for r in run.of(CLASSIFY):
             fig, ax = plt.subplots(figsize=(5.6, 4.8))
-            ConfusionMatrixDisplay(np.array(r["confusion_matrix"]), display_labels=r["classes"]).plot(
+            ConfusionMatrixDisplay(np.array(r.confusion_matrix), display_labels=r.classes).plot(
                 ax=ax, cmap="Blues", values_format="d", colorbar=False)
-            ax.set_title(f"{r['variant']} ({r['device']}): accuracy {r['accuracy']:.3f}, F1 {r['f1_macro']:.3f}")
+            ax.set_title(f"{r.variant} ({r.device}): accuracy {r.accuracy:.3f}, F1 {r.f1_macro:.3f}")
             prefix = f"{run.label}-" if len(runs) > 1 else ""
-            paths.append(save(fig, out, _slug(f"confusion-{prefix}{r['device']}-{r['variant']}")))
+            paths.append(save(fig, out, _slug(f"confusion-{prefix}{r.device}-{r.variant}")))
     return paths
 
 
@@ -60,12 +60,12 @@ def hellaswag_section(runs: list[Run]) -> list[str]:
     """Forward rows that were scored on HellaSwag (`--hellaswag`); absent otherwise."""
     lines = []
     for run in runs:
-        rows = [r for r in run.of(FORWARD) if r.get("hellaswag_acc") is not None]
+        rows = [r for r in run.of(FORWARD) if r.hellaswag_acc is not None]
         if not rows:
             continue
         lines += [f"## HellaSwag (zero-shot, completion scoring, seed 003): {run.label}", "",
                   "| variant | device | acc | acc_norm (per character) | examples |", "|---|---|---|---|---|"]
-        lines += [f"| {r['variant']} | {r['device']} | {r['hellaswag_acc']:.4f} | {r['hellaswag_acc_norm']:.4f} "
-                  f"| {r['hellaswag_examples']} |" for r in rows]
+        lines += [f"| {r.variant} | {r.device} | {r.hellaswag_acc:.4f} | {r.hellaswag_acc_norm:.4f} "
+                  f"| {r.hellaswag_examples} |" for r in rows]
         lines.append("")
     return lines

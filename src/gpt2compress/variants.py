@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .cache import cached_dir, content_key
+from .catalog import FORWARD, REFERENCES
 from .data import Corpus, Windows, calibration_windows, eval_windows, train_windows
 from .fingerprint import fingerprint, project_commit
 from .io import fresh_copy, notes, precision_of
@@ -28,7 +29,7 @@ from .registry import TORCH_LIBRARIES, Stage, check_chain, runtime, stage
 from .sources import GPT2_RANDOM, TINY, Source
 from .stages.pruning import heads_per_layer
 
-BASELINE = "fp32"
+BASELINE = REFERENCES[FORWARD]
 
 VARIANTS: dict[str, tuple[str, ...]] = {
     BASELINE: (),
@@ -88,12 +89,36 @@ class Settings:
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
+@dataclass(frozen=True)
+class ContextSpec:
+    """The options a Context is made from: what another process needs to make the same one."""
+
+    model: str
+    data: str | None = None
+    tokenizer: str | None = None
+    settings: Settings = field(default_factory=Settings)
+    device: str = "cpu"
+
+    def open(self) -> Context:
+        from .data import load_corpus
+        from .sources import load_source
+
+        corpus = load_corpus(self.data)
+        return Context(load_source(self.model, corpus, self.tokenizer), corpus, self.settings, self.device, self)
+
+
 @dataclass
 class Context:
     source: Source
     corpus: Corpus
     settings: Settings = field(default_factory=Settings)
     device: str = "cpu"
+    spec: ContextSpec | None = None
+
+    @property
+    def model_name(self) -> str:
+        """The model as the user named it (`--model`)."""
+        return self.spec.model if self.spec else self.source.name
 
     def __post_init__(self) -> None:
         limit = getattr(self.source.model.config, "n_positions", None)

@@ -214,7 +214,8 @@ def load_llamacpp(path: str | os.PathLike) -> LlamaCppLM:
     return LlamaCppLM(path / GGUF_FILE, json.loads((path / "llamacpp.json").read_text())["n_ctx"])
 
 
-register_runtime("llamacpp", load=lambda path, device: load_llamacpp(path), libraries=LLAMACPP_LIBRARIES)
+register_runtime("llamacpp", load=lambda path, device: load_llamacpp(path), libraries=LLAMACPP_LIBRARIES,
+                 isolated=True)  # native code: a segfault in Llama.eval must cost one case (isolation.py)
 
 
 def convert(converter: str, hf_dir: str, out: str, outtype: str) -> None:

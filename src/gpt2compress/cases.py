@@ -1,0 +1,103 @@
+"""The case matrix: every (kind, variant) the bench measures, its chain, and whether `--smoke` runs it.
+
+One table for the four kinds; the bench suite parametrizes from it in one hook.
+Whether a case runs on a device is the stage registry's answer for its chain
+(`registry.check_chain`), never a rule written here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .catalog import CLASSIFY, FORWARD, GENERATE, KINDS, TRAIN, reference_of
+from .classify import CLASSIFY_VARIANTS
+from .registry import StageNotApplicable, check_chain
+from .training import TrainSetup
+from .variants import BASELINE, VARIANTS
+
+# name: (variant whose model is trained, how it is trained) -- seed 003's setups and seed 001's LoRA
+TRAIN_SETUPS: dict[str, tuple[str, TrainSetup]] = {
+    reference_of(TRAIN): (BASELINE, TrainSetup()),
+    "fp32-eager": (BASELINE, TrainSetup(attention="eager")),
+    "bf16-autocast": (BASELINE, TrainSetup(precision="bf16")),
+    "fp16-autocast": (BASELINE, TrainSetup(precision="fp16")),
+    "distilled-lora": ("distilled", TrainSetup(lora_rank=8)),  # seed 001: LoRA on the distilled student
+}
+
+# --smoke: that every kind, runtime and device path runs, in minutes (CI runs it on every push); each kind's
+# reference case is in its selection
+SMOKE = {kind: (reference_of(kind), *others) for kind, others in {
+    FORWARD: ("pruned", "int8-scratch", "ov-int8-static", "fp16", "bnb-nf4"),
+    GENERATE: ("pruned", "int8-scratch", "ov-int8-static", "fp16", "bnb-nf4"),
+    TRAIN: ("bf16-autocast", "fp16-autocast"),
+    CLASSIFY: ("cls-int8-scratch", "cls-ov-int8-static", "cls-bnb-nf4"),
+}.items()}
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str
+    variant: str  # the name in reports, budgets and compare
+    chain: tuple[str, ...]  # the stages that build the measured model
+    smoke: bool = False
+    trains: str | None = None  # train: the LM variant whose model is trained
+    setup: TrainSetup | None = None  # train: how
+
+    @property
+    def is_reference(self) -> bool:
+        return self.variant == reference_of(self.kind)
+
+    @property
+    def rule_chain(self) -> tuple[str, ...]:
+        """The stages whose device rules decide where this case runs (a train precision is its cast stage's)."""
+        precision = self.setup.precision if self.setup else "fp32"
+        return self.chain + ((precision,) if precision != "fp32" else ())
+
+    def unsupported(self, device: str) -> str | None:
+        """Why this case cannot run on `device` (from the stage registry), or None."""
+        try:
+            check_chain(self.rule_chain, device)
+        except StageNotApplicable as reason:
+            return f"{self.variant}: {reason}"
+        return None
+
+
+def cases(kind: str | None = None) -> list[Case]:
+    """Read from the variant tables at call time, so a plugin that adds a variant adds its cases."""
+    out = []
+    for k in (kind,) if kind else KINDS:
+        if k in (FORWARD, GENERATE):
+            out += [Case(k, v, chain, v in SMOKE[k]) for v, chain in VARIANTS.items()]
+        elif k == TRAIN:
+            out += [Case(k, name, VARIANTS[v], name in SMOKE[k], v, setup) for name, (v, setup) in TRAIN_SETUPS.items()]
+        elif k == CLASSIFY:
+            out += [Case(k, v, chain, v in SMOKE[k]) for v, chain in CLASSIFY_VARIANTS.items()]
+        else:
+            raise KeyError(f"unknown kind {k!r}; known kinds: {', '.join(KINDS)}")
+    return out
+
+
+def case(kind: str, variant: str) -> Case:
+    found = [c for c in cases(kind) if c.variant == variant]
+    if not found:
+        raise KeyError(f"no {kind} case {variant!r}; known: {', '.join(c.variant for c in cases(kind))}")
+    return found[0]
+
+
+def names() -> list[str]:
+    """Every name `--stages` accepts: the variants and the train and classify cases."""
+    return list(dict.fromkeys(c.variant for c in cases()))
+
+
+def select(kind: str, stages: list[str] | None, smoke: bool) -> list[Case]:
+    """`--stages` names cases: a variant selects its forward and generate cases, the train cases that train it
+    and its classifier (cls-X for X); a train or classify case can be named too. `--smoke` keeps the smoke
+    cases. References are not selected: each kind's reference is measured by its own fixture whatever runs."""
+    chosen = []
+    for c in cases(kind):
+        if smoke and not c.smoke:
+            continue
+        aliases = {c.variant, c.trains, c.variant.removeprefix("cls-") if kind == CLASSIFY else None}
+        if stages is None or aliases & set(stages):
+            chosen.append(c)
+    return chosen

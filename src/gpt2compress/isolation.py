@@ -1,0 +1,58 @@
+"""Run a measurement in a child process, so native code that crashes costs one case, not the session.
+
+Engines outside PyTorch (llama.cpp, and any peer engine added later) register their runtime with
+`isolated=True`. Their cases are built and measured in a fresh interpreter (spawned, not forked: a fork
+of a process whose OpenMP pools are running can hang); a segfault there becomes that case's failure,
+"crashed: signal 11 (SIGSEGV)", and the session goes on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import signal
+import traceback
+from typing import Any, Callable
+
+
+class Crashed(RuntimeError):
+    """The child process died without a result (a signal, or exit without reporting)."""
+
+
+def run_isolated(fn: Callable[..., Any], *args: Any, modules: tuple[str, ...] = ()) -> Any:
+    """`fn(*args)` in a spawned child; `modules` are imported there first (plugins that register stages).
+    The child's exception is raised here; its death is `Crashed`."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(send, fn, args, modules), daemon=True)
+    child.start()
+    send.close()
+    try:
+        status, value = receive.recv()  # before join: a large result must not block the child's exit
+    except EOFError:
+        status, value = None, None
+    child.join()
+    if status == "ok":
+        return value
+    if status == "raise":
+        raise value
+    if status == "error":
+        raise RuntimeError(f"in the isolated child process:\n{value}")
+    code = child.exitcode
+    if code is not None and code < 0:
+        raise Crashed(f"crashed: signal {-code} ({signal.Signals(-code).name})")
+    raise Crashed(f"crashed: the child process exited with status {code} without a result")
+
+
+def _child(send: Any, fn: Callable[..., Any], args: tuple, modules: tuple[str, ...]) -> None:
+    try:
+        for module in modules:
+            importlib.import_module(module)
+        send.send(("ok", fn(*args)))
+    except Exception as err:  # noqa: BLE001 - reported to the parent, which raises it
+        try:
+            send.send(("raise", err))
+        except Exception:  # noqa: BLE001 - an exception that does not pickle travels as text
+            send.send(("error", traceback.format_exc()))
+    finally:
+        send.close()

@@ -1,0 +1,33 @@
+"""The session's journal: one JSON line per record, appended and flushed the moment it is measured.
+
+pytest-benchmark writes its JSON once, at the end of the session; a crash (a native engine's segfault, an
+out-of-memory kill, a cancelled CI job) loses every row measured before it. The journal keeps them:
+`gpt2compress plot` and `compare` read `results.jsonl` as they read `results.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from .records import Record
+
+
+class Journal:
+    def __init__(self, path: str | Path, machine_info: dict) -> None:
+        """Starts a new journal at `path` (a previous session's is replaced): its first line is the machine."""
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("")
+        self._write({"type": "session", "started": time.time(), "machine_info": machine_info})
+
+    def append(self, record: Record) -> None:
+        self._write({"type": "record", "time": time.time(), "record": record.to_extra_info()})
+
+    def _write(self, entry: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(entry, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())

@@ -1,0 +1,86 @@
+"""Options, declared once: `pytest bench/` and `gpt2compress pipeline` read the same flags with the same
+defaults and help. `cli=True` marks the ones the pipeline command takes too."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    help: str
+    default: Any = None
+    type: Any = None
+    action: str | None = None
+    metavar: str | None = None
+    cli: bool = False
+
+    def kwargs(self) -> dict[str, Any]:
+        out = {"default": self.default, "help": self.help}
+        if self.action:
+            return {**out, "action": self.action}
+        return {**out, **({"type": self.type} if self.type else {}), **({"metavar": self.metavar} if self.metavar else {})}
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--model", "tiny (default) | gpt2-random | hub id | local checkpoint dir", "tiny", cli=True),
+    Option("--data", "embedded (default) | wikitext2 (hub) | a WikiText-2 dir; env GPT2COMPRESS_DATA", cli=True),
+    Option("--tokenizer", "tokenizer dir or hub id for gpt2-random", cli=True),
+    Option("--device", "auto (every device: a CPU runner reports the CUDA cases skipped) | cpu | cuda | cpu,cuda",
+           "auto", cli=True),
+    Option("--seq-len", "tokens per window (default 128)", type=int, cli=True),
+    Option("--eval-samples", "eval windows for perplexity (default: all)", type=int, cli=True),
+    Option("--finetune-steps", "optimizer steps of every training stage (finetune, distill, lora); default: one epoch",
+           type=int, cli=True),
+    Option("--budgets", "budgets TOML (default bench/budgets.toml)"),
+    Option("--stages", "comma-separated variants to run (default: all)"),
+    Option("--batch-size", "batch of the timed forward (default 1)", 1, type=int),
+    Option("--profile", "torch.profiler traces per stage here", metavar="DIR"),
+    Option("--memray", "memray captures per stage here", metavar="DIR"),
+    Option("--smoke", "only the fast smoke selection (what CI runs)", False, action="store_true"),
+    Option("--journal", "append every record here the moment it is measured (default: the --benchmark-json path "
+                        "with .jsonl); survives a crash that loses the JSON", metavar="PATH"),
+    Option("--prompt-len", "generate: prompt tokens (default 128, fewer if the model's context is shorter)", type=int),
+    Option("--new-tokens", "generate: tokens generated (default 64)", 64, type=int),
+    Option("--gen-batch-sizes", "generate: comma-separated batch sizes (default 1,8)", "1,8"),
+    Option("--gen-rounds", "generate: timed rounds, each paired with the reference's (default 3)", 3, type=int),
+    Option("--train-tokens", "train: effective batch per optimizer step in tokens, reached by gradient accumulation",
+           4096, type=int),
+    Option("--train-micro-batch", "train: sequences per micro-batch (default 4)", 4, type=int),
+    Option("--train-steps", "train: timed optimizer steps (default 5)", 5, type=int),
+    Option("--agnews", "classify: AG News dir with test.csv + classes.txt, or ag_news (hub); env GPT2COMPRESS_AGNEWS",
+           metavar="DIR"),
+    Option("--hellaswag", "forward: also score HellaSwag (a jsonl file, or hellaswag for the hub's validation set)",
+           metavar="PATH"),
+    Option("--hellaswag-samples", "hellaswag: first N examples (default: all)", type=int),
+)
+
+
+def add_pytest_options(group: Any) -> None:
+    for option in OPTIONS:
+        group.addoption(option.flag, **option.kwargs())
+
+
+def add_cli_options(parser: argparse.ArgumentParser) -> None:
+    for option in OPTIONS:
+        if option.cli:
+            parser.add_argument(option.flag, **option.kwargs())
+
+
+def resolve_devices(wanted: str, cuda_available: bool) -> list[str]:
+    """`auto` lists cuda even without a GPU (the bench then reports every CUDA case as skipped, with the reason)."""
+    if wanted == "auto":
+        return ["cpu", "cuda"]
+    chosen = wanted.split(",")
+    unknown = [d for d in chosen if d not in ("cpu", "cuda")]
+    if unknown:
+        raise ValueError(f"--device: unknown {unknown}; use auto, cpu, cuda or cpu,cuda")
+    if "cuda" in chosen and not cuda_available:
+        raise ValueError(f"--device cuda: {NO_GPU}; use --device cpu (or auto)")
+    return chosen
+
+
+NO_GPU = "no CUDA GPU visible (torch.cuda.is_available() is False): the CUDA cases run on the T4 runners"

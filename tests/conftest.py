@@ -1,5 +1,7 @@
 """Unit-test fixtures: small random GPT-2s built in milliseconds; no hub, no shared data needed."""
 
+from pathlib import Path
+
 import pytest
 
 from gpt2compress.cache import release_all
@@ -46,3 +48,47 @@ def ctx(tmp_path):
     settings = Settings(seq_len=32, eval_samples=8, finetune_max_steps=2, finetune_samples=16,
                         calibration_samples=8, finetune_lr=1e-3)
     return Context(Source("test", model, tok, "test-source"), corpus, settings)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL 15 server (the machines have its binaries; it refuses root, so it runs as nobody),
+    reached over a unix socket. Yields a function that makes a fresh, empty database and returns its URL."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must test the PostgreSQL history: initdb / pg_ctl not on PATH")
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not on PATH")
+    base = Path(tempfile.mkdtemp(prefix="gpt2compress-pg-"))
+    base.chmod(0o755)
+    as_user = []
+    if os.geteuid() == 0:
+        shutil.chown(base, "nobody")
+        as_user = ["runuser", "-u", "nobody", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = lambda *args: subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)  # noqa: E731
+    run(initdb, "-D", str(base / "data"), "-A", "trust", "-U", "postgres", "--no-sync")
+    run(pg_ctl, "-D", str(base / "data"), "-l", str(base / "log"), "-w", "-o",
+        f"-k {base} -p {port} -c listen_addresses='' -c fsync=off", "start")
+    import psycopg
+
+    admin = f"postgresql://postgres@/postgres?host={base}&port={port}"
+    counter = iter(range(10_000))
+
+    def database() -> str:
+        name = f"history_{next(counter)}"
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE {name}")
+        return f"postgresql://postgres@/{name}?host={base}&port={port}"
+
+    yield database
+    subprocess.run([*as_user, pg_ctl, "-D", str(base / "data"), "-m", "immediate", "stop"], capture_output=True)
+    shutil.rmtree(base, ignore_errors=True)

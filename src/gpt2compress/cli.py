@@ -8,6 +8,12 @@
     gpt2compress compare BASE.json NEW.json [--budgets bench/budgets.toml] [--markdown]
         regression check of every kind (forward, generate, train, classify); exit 1 on a regression.
         Either file may be a session's journal (results.jsonl), which survives a crash.
+    gpt2compress history record results.json [--commit SHA] [--ref REF] [--runner-class CLASS]
+    gpt2compress history import .benchmarks/ old.json ...   |   gpt2compress history runs
+    gpt2compress history gate results.json --base main
+        against the recorded run of the merge base (same runner class), outside each metric's spread.
+        the saved history (--history PATH|postgresql://..., default $GPT2COMPRESS_HISTORY or
+        ~/.cache/gpt2compress/history.sqlite): every run with its commit, runner class and records.
     gpt2compress cache ls
         every cached build: kind, what it is, size, last used, code fingerprint.
     gpt2compress cache prune --max-size 20G | --older-than 14
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from . import sources
 from .data import DataSourceError
@@ -112,6 +119,86 @@ def compare(args: argparse.Namespace) -> int:
     return 1 if regressions else 0
 
 
+def history_record(args: argparse.Namespace) -> int:
+    from .history import open_store, record_file
+
+    store = open_store(args.history)
+    run_id = record_file(store, args.results, args.runner_class, commit=args.commit, ref=args.ref, pr=args.pr)
+    stored = next(r for r in store.runs() if r.id == run_id)
+    print(f"recorded run {run_id}: {stored.rows} rows, commit {stored.info.commit}, runner class "
+          f"{stored.info.runner_class}, in {store.location if not store.postgres else 'the PostgreSQL history'}")
+    return 0
+
+
+def history_import(args: argparse.Namespace) -> int:
+    from .history import import_files, open_store
+
+    for path, outcome in import_files(open_store(args.history), args.paths, args.runner_class):
+        print(f"{path}: {'run ' + str(outcome) if isinstance(outcome, int) else outcome}")
+    return 0
+
+
+def history_gate(args: argparse.Namespace) -> int:
+    from .budgets import load_budgets
+    from .compare import format_markdown, format_table
+    from .gate import annotations, gate, spread_note
+    from .history import open_store, runner_class
+    from .report import load_run
+
+    new = load_run(args.results)
+    runner = args.runner_class or runner_class(new.machine)
+    rules = load_budgets(args.budgets).compare if args.budgets else ()
+    result = gate(open_store(args.history), new, runner, args.base, rules)
+    print(f"runner class {runner}; base: run {result.base.id} of {result.base_note}; {spread_note(result)}")
+    print(format_markdown(result.findings) if args.markdown else format_table(result.findings))
+    for line in annotations(result):
+        print(line)
+    print(f"\n{len(result.regressions)} regression(s) in {len(result.findings)} comparisons")
+    return 1 if result.regressions else 0
+
+
+def history_runs(args: argparse.Namespace) -> int:
+    import time
+
+    from .history import open_store
+
+    print(f"{'id':>5} {'recorded':16} {'runner class':36} {'commit':12} {'ref':24} rows")
+    for run in open_store(args.history).runs(args.runner_class):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.info.recorded_at))
+        print(f"{run.id:>5} {when:16} {run.info.runner_class:36} {(run.info.commit or '-')[:12]:12} "
+              f"{(run.info.ref or '-')[:24]:24} {run.rows}")
+    return 0
+
+
+def _history_parser(commands: Any) -> None:
+    history = commands.add_parser("history", help="record runs in the saved history, list them, gate against them")
+    sub = history.add_subparsers(dest="history_command", required=True)
+
+    def command(name: str, help: str, func) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help)
+        parser.add_argument("--history", default=None, metavar="PATH|URL",
+                            help="SQLite file or postgresql:// URL (default $GPT2COMPRESS_HISTORY, else "
+                                 "~/.cache/gpt2compress/history.sqlite)")
+        parser.add_argument("--runner-class", default=None,
+                            help="label of comparable machines (default: from the CPU model + ISA, or the GPU)")
+        parser.set_defaults(func=func)
+        return parser
+
+    record = command("record", "record one results JSON (or journal) as a run", history_record)
+    record.add_argument("results")
+    record.add_argument("--commit", default=None, help="default: $GITHUB_SHA, else git HEAD")
+    record.add_argument("--ref", default=None, help="default: the CI's ref, else the git branch")
+    record.add_argument("--pr", type=int, default=None, help="default: from $GITHUB_REF refs/pull/N/...")
+    imported = command("import", "record results JSON files / a pytest-benchmark storage folder", history_import)
+    imported.add_argument("paths", nargs="+")
+    command("runs", "list the recorded runs", history_runs)
+    gated = command("gate", "fail (exit 1) when RESULTS regress against the run of the merge base", history_gate)
+    gated.add_argument("results")
+    gated.add_argument("--base", required=True, help="the branch a PR merges into (its merge base's run is the base)")
+    gated.add_argument("--budgets", default=None, help="budgets TOML whose [[compare]] entries override thresholds")
+    gated.add_argument("--markdown", action="store_true", help="the table as GitHub-flavoured markdown")
+
+
 def cache_ls(args: argparse.Namespace) -> int:
     import time
 
@@ -165,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     gate.add_argument("--budgets", default=None, help="budgets TOML whose [[compare]] entries override thresholds")
     gate.add_argument("--markdown", action="store_true", help="the table as GitHub-flavoured markdown (job summary)")
     gate.set_defaults(func=compare)
+    _history_parser(commands)
     cache = commands.add_parser("cache", help="list or prune the build cache ($GPT2COMPRESS_CACHE)")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True)
     cache_commands.add_parser("ls", help="every entry, most recently used first").set_defaults(func=cache_ls)

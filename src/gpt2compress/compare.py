@@ -70,15 +70,25 @@ def _p_value(m: Metric, old: list[float], new: list[float]) -> float | None:
     return float(mannwhitneyu(new, old, alternative="greater" if m.direction > 0 else "less").pvalue)
 
 
-def compare_metric(m: Metric, old: Record, new: Record, rules: tuple[CompareRule, ...] = ()) -> Finding | None:
+def observed(m: Metric, record: Record) -> float | None:
+    """The value a gate compares: timing as the paired ratio to the run's reference, the rest as measured."""
+    return _observed(m, record)[0]
+
+
+def compare_metric(m: Metric, old: Record, new: Record, rules: tuple[CompareRule, ...] = (),
+                   spread: float | None = None, in_process_p: bool = True) -> Finding | None:
+    """`spread`: the relative change this metric has shown between processes with unchanged code (the history
+    gate's); a change inside it is not a regression. `in_process_p`: also require a significant Mann-Whitney
+    test on the rounds (compare does; the history gate, which knows the between-process spread, does not)."""
     (a, old_rounds), (b, new_rounds) = _observed(m, old), _observed(m, new)
     if a is None or b is None or a == 0 or m.ungated(new):
         return None
     change = m.direction * (b - a) / a
     limit = _threshold(m, new, rules)
     absolute = abs(change) * abs(m.value(old) or 0) if m.timing else abs(b - a)  # in the metric's unit
-    p = _p_value(m, old_rounds, new_rounds)
-    worse = limit is not None and change > limit and absolute > m.floor(old) and (p is None or p < ALPHA)
+    p = _p_value(m, old_rounds, new_rounds) if in_process_p else None
+    worse = (limit is not None and change > limit and absolute > m.floor(old) and (p is None or p < ALPHA)
+             and (spread is None or change > spread))
     compared_as = "ratio to the run's reference" if m.timing and not _is_reference(new) else "value"
     return Finding(new.where(), m.name, a, b, change, limit, p, worse, compared_as)
 

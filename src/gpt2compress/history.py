@@ -1,0 +1,253 @@
+"""Saved histories: every run recorded — commit, parents, ref, PR, runner class, machine, every record — in one
+store: an embedded SQLite file by default, PostgreSQL for a fleet of runners sharing one history.
+
+    gpt2compress history record results.json [--commit SHA] [--ref REF] [--runner-class t4]
+    gpt2compress history import .benchmarks/ old-results.json     # pytest-benchmark storage, results JSON
+    gpt2compress history runs [--runner-class CLASS]
+
+`--history PATH|postgresql://…` (or $GPT2COMPRESS_HISTORY) names the store. The schema is versioned: a store
+written by a newer gpt2compress is refused, never rewritten. Records are stored as their `to_extra_info()` JSON
+and read back through `records.from_extra_info`, the same path as a results file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .records import Record, from_extra_info
+from .report import Run, load_run
+
+SCHEMA_VERSION = 1
+HISTORY_ENV = "GPT2COMPRESS_HISTORY"
+
+
+class HistoryError(ValueError):
+    """A store that cannot be used, or input that cannot be recorded; the message names the fix."""
+
+
+def default_location() -> str:
+    return os.environ.get(HISTORY_ENV) or str(Path.home() / ".cache" / "gpt2compress" / "history.sqlite")
+
+
+def redact(url: str) -> str:
+    """A database URL as it may be printed: without its password."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+@dataclass
+class RunInfo:
+    """What identifies a run besides its records."""
+
+    runner_class: str
+    commit: str | None = None
+    parents: list[str] = field(default_factory=list)
+    ref: str | None = None
+    pr: int | None = None
+    machine: dict = field(default_factory=dict)
+    recorded_at: float = field(default_factory=time.time)
+    source: str | None = None  # the file it came from
+
+
+@dataclass
+class StoredRun:
+    id: int
+    info: RunInfo
+    rows: int
+
+
+DDL = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS runs (id {serial} PRIMARY KEY, commit_sha TEXT, parents TEXT NOT NULL, ref TEXT, "
+    "pr INTEGER, runner_class TEXT NOT NULL, machine TEXT NOT NULL, recorded_at DOUBLE PRECISION NOT NULL, "
+    "source TEXT)",
+    "CREATE TABLE IF NOT EXISTS results (run_id INTEGER NOT NULL REFERENCES runs(id), kind TEXT NOT NULL, "
+    "device TEXT NOT NULL, variant TEXT NOT NULL, shape TEXT NOT NULL, record TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS results_by_run ON results (run_id)",
+    "CREATE INDEX IF NOT EXISTS runs_by_class ON runs (runner_class, commit_sha)",
+)
+
+
+class Store:
+    """One history, on either engine; every write is one transaction, so a failed record leaves nothing half-done."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self.postgres = location.startswith(("postgresql://", "postgres://"))
+        self.mark = "%s" if self.postgres else "?"
+        self.connection = self._connect()
+        self._migrate()
+
+    def _connect(self) -> Any:
+        if self.postgres:
+            import psycopg
+
+            try:
+                return psycopg.connect(self.location, connect_timeout=10, autocommit=True)  # transaction(): real ones
+            except psycopg.OperationalError as err:
+                raise HistoryError(f"cannot reach the history database {redact(self.location)}: "
+                                   f"{str(err).strip().splitlines()[0]}; check --history / ${HISTORY_ENV}") from None
+        path = Path(self.location).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return sqlite3.connect(path, timeout=60, isolation_level=None)  # transactions are explicit below
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", self.mark)
+
+    def transaction(self) -> Any:
+        """A write transaction: PostgreSQL's own; SQLite's BEGIN IMMEDIATE, so two writers queue, not fail."""
+        return self.connection.transaction() if self.postgres else _sqlite_transaction(self.connection)
+
+    def _migrate(self) -> None:
+        serial = "BIGSERIAL" if self.postgres else "INTEGER"  # SQLite: an INTEGER PRIMARY KEY is the rowid
+        with self.transaction():
+            cursor = self.connection.cursor()
+            if self.postgres:  # concurrent CREATE TABLE IF NOT EXISTS can collide in the catalog: take turns
+                cursor.execute("SELECT pg_advisory_xact_lock(7250914)")
+            for statement in DDL:
+                cursor.execute(statement.format(serial=serial))
+            cursor.execute(self._sql("SELECT value FROM meta WHERE key = ?"), ("schema_version",))
+            found = cursor.fetchone()
+            if found is None:
+                cursor.execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?)"),
+                               ("schema_version", str(SCHEMA_VERSION)))
+            elif int(found[0]) > SCHEMA_VERSION:
+                raise HistoryError(f"history store {redact(self.location)} has schema {found[0]}, newer than this "
+                                   f"gpt2compress reads ({SCHEMA_VERSION}): upgrade gpt2compress")
+
+    def record(self, info: RunInfo, records: list[Record]) -> int:
+        if not records:
+            raise HistoryError(f"{info.source or 'the run'} holds no gpt2compress results: nothing to record")
+        with self.transaction():
+            cursor = self.connection.cursor()
+            cursor.execute(self._sql(
+                "INSERT INTO runs (commit_sha, parents, ref, pr, runner_class, machine, recorded_at, source) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"),
+                (info.commit, json.dumps(info.parents), info.ref, info.pr, info.runner_class,
+                 json.dumps(info.machine, default=str), info.recorded_at, info.source))
+            run_id = cursor.fetchone()[0]
+            cursor.executemany(self._sql(
+                "INSERT INTO results (run_id, kind, device, variant, shape, record) VALUES (?, ?, ?, ?, ?, ?)"),
+                [(run_id, r.kind, r.device, r.variant, json.dumps(list(r.shape)), json.dumps(r.to_extra_info()))
+                 for r in records])
+        return run_id
+
+    def runs(self, runner_class: str | None = None) -> list[StoredRun]:
+        where, args = ("WHERE runner_class = ?", (runner_class,)) if runner_class else ("", ())
+        cursor = self.connection.cursor()
+        cursor.execute(self._sql(
+            "SELECT r.id, r.commit_sha, r.parents, r.ref, r.pr, r.runner_class, r.machine, r.recorded_at, r.source, "
+            f"(SELECT COUNT(*) FROM results s WHERE s.run_id = r.id) FROM runs r {where} ORDER BY r.id"), args)
+        return [StoredRun(row[0], RunInfo(row[5], row[1], json.loads(row[2]), row[3], row[4], json.loads(row[6]),
+                                          row[7], row[8]), row[9]) for row in cursor.fetchall()]
+
+    def load(self, run_id: int) -> Run:
+        """A stored run as `report.Run`, its records read back like a results file's."""
+        stored = next((r for r in self.runs() if r.id == run_id), None)
+        if stored is None:
+            raise HistoryError(f"no run {run_id} in {redact(self.location)}; `gpt2compress history runs` lists them")
+        cursor = self.connection.cursor()
+        cursor.execute(self._sql("SELECT record FROM results WHERE run_id = ?"), (run_id,))
+        records = [from_extra_info(json.loads(row[0]), f"{redact(self.location)} run {run_id}")
+                   for row in cursor.fetchall()]
+        return Run(f"run {run_id} ({(stored.info.commit or '?')[:10]})", stored.info.machine, records)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class _sqlite_transaction:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def __enter__(self) -> None:
+        self.connection.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self.connection.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def open_store(location: str | None = None) -> Store:
+    return Store(location or default_location())
+
+
+def runner_class(machine: dict) -> str:
+    """A label for machines whose timings are comparable: the GPU's name, else the CPU model and its widest ISA.
+    Baselines never mix classes; pass `--runner-class` to name a fleet yourself."""
+    ours = machine.get("gpt2compress", {})
+    gpu = (ours.get("gpu") or {}).get("name")
+    if gpu:
+        return _slug(f"gpu-{gpu}")
+    brand = (machine.get("cpu") or {}).get("brand_raw") or machine.get("processor") or "unknown-cpu"
+    isa = set(ours.get("cpu_isa") or [])
+    if any(f.startswith("amx") for f in isa):
+        level = "amx"
+    elif "avx512f" in isa:
+        level = "avx512" + ("-vnni" if "avx512_vnni" in isa else "") + ("-bf16" if "avx512_bf16" in isa else "")
+    else:
+        level = "avx2" if "avx2" in isa else "no-avx2"
+    return _slug(f"cpu-{brand}-{level}")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def from_environment(commit: str | None = None, ref: str | None = None, pr: int | None = None) -> dict[str, Any]:
+    """Commit, parents, ref and PR number: given, else from GitHub Actions' environment, else from git."""
+    env = os.environ
+    commit = commit or env.get("GITHUB_SHA") or _git("rev-parse", "HEAD")
+    parents = (_git("rev-list", "--parents", "-n", "1", commit) or "").split()[1:] if commit else []
+    ref = ref or env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF") or _git("rev-parse", "--abbrev-ref", "HEAD")
+    match = re.match(r"refs/pull/(\d+)/", env.get("GITHUB_REF", ""))
+    return {"commit": commit, "parents": parents, "ref": ref, "pr": pr or (int(match.group(1)) if match else None)}
+
+
+def record_file(store: Store, path: str | Path, runner: str | None = None, **where: Any) -> int:
+    """Record one results file (JSON or journal); identity from `where`, else the environment and git."""
+    run = load_run(path)
+    identity = from_environment(where.get("commit"), where.get("ref"), where.get("pr"))
+    info = RunInfo(runner or runner_class(run.machine), machine=run.machine, source=str(path), **identity)
+    return store.record(info, run.records)
+
+
+def results_files(paths: list[str | Path]) -> Iterator[Path]:
+    """Results JSON files, and every *.json under a folder (a pytest-benchmark storage: `.benchmarks/`)."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            yield from sorted(path.rglob("*.json"))
+        elif path.exists():
+            yield path
+        else:
+            raise HistoryError(f"{path} does not exist: pass results JSON files or a pytest-benchmark storage folder")
+
+
+def import_files(store: Store, paths: list[str | Path], runner: str | None = None) -> list[tuple[Path, int | str]]:
+    """Each file a run: its commit from pytest-benchmark's `commit_info` when it has one. Files that are not
+    gpt2compress results are skipped with the reason (another suite's benchmarks may share the storage)."""
+    out: list[tuple[Path, int | str]] = []
+    for path in results_files(paths):
+        try:
+            run = load_run(path)
+        except ValueError as err:
+            out.append((path, f"skipped: {err}"))
+            continue
+        commit = json.loads(path.read_text()).get("commit_info", {}) if path.suffix == ".json" else {}
+        info = RunInfo(runner or runner_class(run.machine), commit.get("id"), [], commit.get("branch"),
+                       machine=run.machine, source=str(path), recorded_at=path.stat().st_mtime)
+        out.append((path, store.record(info, run.records)))
+    return out

@@ -1,0 +1,101 @@
+"""`history gate`: against the recorded run of the merge base, same runner class, outside the between-process
+spread that recent runs of the class showed."""
+
+import json
+import subprocess
+
+import pytest
+
+from gpt2compress.cli import main
+from gpt2compress.history import HistoryError, open_store, record_file
+
+from helpers import ROOT
+
+V1 = ROOT / "tests" / "data" / "results-v1.json"
+
+
+def git(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    """main: c1 → c2; feature branches off c2 with c3. Only c1 is recorded, three times (three processes)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    for name in ("c1", "c2"):
+        (repo / name).write_text(name)
+        git(repo, "add", name)
+        git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", name)
+    git(repo, "checkout", "-q", "-b", "feature")
+    (repo / "c3").write_text("c3")
+    git(repo, "add", "c3")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c3")
+    monkeypatch.chdir(repo)
+    return repo
+
+
+def plant(out, variant="int8-scratch", **scale):
+    data = json.loads(V1.read_text())
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        if info.get("kind", "forward") == "forward" and info["variant"] == variant:
+            for key, factor in scale.items():
+                info[key] = [x * factor for x in info[key]] if isinstance(info[key], list) else info[key] * factor
+    out.write_text(json.dumps(data))
+    return out
+
+
+def record_base(repo, location, *files):
+    c1 = git(repo, "rev-list", "--max-parents=0", "HEAD")
+    for path in files or (V1,):
+        record_file(open_store(location), path, "cpu-test", commit=c1, ref="refs/heads/main")
+    return c1
+
+
+def gate(location, results, capsys):
+    code = main(["history", "gate", str(results), "--base", "main", "--history", location, "--runner-class",
+                 "cpu-test"])
+    return code, capsys.readouterr().out
+
+
+def test_an_aa_run_passes_against_the_nearest_recorded_ancestor(repo, tmp_path, capsys):
+    location = str(tmp_path / "h.sqlite")
+    c1 = record_base(repo, location)
+    code, out = gate(location, V1, capsys)
+    assert code == 0, out
+    assert f"{c1[:12]} (1 commit(s) before the merge base" in out and "runner class cpu-test" in out
+
+
+def test_a_planted_perplexity_regression_fails_with_an_annotation(repo, tmp_path, capsys):
+    location = str(tmp_path / "h.sqlite")
+    record_base(repo, location)
+    code, out = gate(location, plant(tmp_path / "worse.json", perplexity=1.3), capsys)
+    assert code == 1
+    errors = [line for line in out.splitlines() if line.startswith("::error")]
+    assert len(errors) == 1 and "forward/cpu/int8-scratch perplexity" in errors[0] and "+30.0%" in errors[0]
+
+
+def test_a_change_inside_the_between_process_spread_is_not_a_regression(repo, tmp_path, capsys):
+    """+15 % latency: a regression when the spread is unknown (one base run), noise when three recorded runs of
+    unchanged code spread ±20 %."""
+    slow = plant(tmp_path / "slow.json", latency_samples_ms=1.15)
+    one = str(tmp_path / "one.sqlite")
+    record_base(repo, one)
+    code, out = gate(one, slow, capsys)
+    assert code == 1 and "spread known for 0 of" in out
+    three = str(tmp_path / "three.sqlite")
+    record_base(repo, three, plant(tmp_path / "lo.json", latency_samples_ms=0.8),
+                plant(tmp_path / "hi.json", latency_samples_ms=1.2), V1)
+    code, out = gate(three, slow, capsys)
+    assert code == 0, out
+
+
+def test_no_recorded_ancestor_is_a_clear_error(repo, tmp_path):
+    from gpt2compress.gate import base_run
+
+    with pytest.raises(HistoryError, match="no run of runner class 'cpu-test' is recorded for the merge base"):
+        base_run(open_store(str(tmp_path / "empty.sqlite")), "cpu-test", "main")
+    with pytest.raises(HistoryError, match="--base nope: git knows no such ref"):
+        base_run(open_store(str(tmp_path / "empty.sqlite")), "cpu-test", "nope")

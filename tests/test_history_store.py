@@ -1,0 +1,105 @@
+"""The saved history on both engines: SQLite (the default file) and a real PostgreSQL server."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gpt2compress.cli import main
+from gpt2compress.history import HistoryError, RunInfo, import_files, open_store, record_file, runner_class
+from gpt2compress.report import load_run
+
+from helpers import ROOT
+
+V1 = ROOT / "tests" / "data" / "results-v1.json"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request, tmp_path):
+    if request.param == "sqlite":
+        return str(tmp_path / "history.sqlite")
+    return request.getfixturevalue("postgres_server")()
+
+
+def test_a_recorded_run_reads_back_as_it_was_measured(location):
+    store = open_store(location)
+    run_id = record_file(store, V1, commit="a" * 40, ref="refs/heads/main")
+    [stored] = store.runs()
+    assert (stored.id, stored.rows, stored.info.commit, stored.info.ref) == (run_id, 6, "a" * 40, "refs/heads/main")
+    assert stored.info.runner_class == "cpu-amd-epyc-avx512-vnni-bf16"  # derived from the file's machine_info
+    back, original = store.load(run_id), load_run(V1)
+    assert sorted(r.case for r in back.records) == sorted(r.case for r in original.records)
+    assert back.record("cpu", "int8-scratch").ratios == original.record("cpu", "int8-scratch").ratios
+
+
+def test_two_runners_recording_at_once_both_land(location, tmp_path):
+    """Six `history record` processes at once (three per "runner"), on one store."""
+    env = {**os.environ, "GPT2COMPRESS_HISTORY": location}
+    procs = [subprocess.Popen([sys.executable, "-m", "gpt2compress.cli", "history", "record", str(V1), "--commit",
+                               f"{i:040d}", "--runner-class", f"runner-{i % 2}"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(6)]
+    outcomes = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, outcomes
+    runs = open_store(location).runs()
+    assert sorted(r.info.commit for r in runs) == [f"{i:040d}" for i in range(6)] and {r.rows for r in runs} == {6}
+    assert len(open_store(location).runs("runner-1")) == 3
+
+
+def test_a_store_from_a_newer_version_is_refused_and_kept(location):
+    store = open_store(location)
+    record_file(store, V1, commit="b" * 40)
+    with store.transaction():
+        store.connection.cursor().execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    store.close()
+    with pytest.raises(HistoryError, match="has schema 99, newer than this gpt2compress reads .*: upgrade"):
+        open_store(location)
+
+
+def test_a_file_that_is_not_a_run_records_nothing(location, tmp_path, capsys):
+    foreign = tmp_path / "other.json"
+    foreign.write_text(json.dumps({"benchmarks": [{"name": "test_sort", "extra_info": {}}]}))
+    assert main(["history", "record", str(foreign), "--history", location]) == 2
+    assert "holds no gpt2compress results" in capsys.readouterr().err
+    assert open_store(location).runs() == []
+
+
+def test_an_unreachable_database_is_named_without_its_password():
+    with pytest.raises(HistoryError) as err:
+        open_store("postgresql://ci:s3cret@127.0.0.1:1/history")
+    assert "postgresql://ci:***@127.0.0.1:1/history" in str(err.value) and "s3cret" not in str(err.value)
+
+
+def test_import_a_pytest_benchmark_storage_folder(location, tmp_path):
+    storage = tmp_path / ".benchmarks" / "Linux-CPython-3.11-64bit"
+    storage.mkdir(parents=True)
+    data = json.loads(V1.read_text())
+    data["commit_info"] = {"id": "c" * 40, "branch": "main"}
+    (storage / "0001_cccc.json").write_text(json.dumps(data))
+    (storage / "0002_other.json").write_text(json.dumps({"benchmarks": [{"name": "x", "extra_info": {}}]}))
+    outcomes = dict(import_files(open_store(location), [tmp_path / ".benchmarks"]))
+    assert isinstance(outcomes[storage / "0001_cccc.json"], int)
+    assert outcomes[storage / "0002_other.json"].startswith("skipped: ")
+    [run] = open_store(location).runs()
+    assert (run.info.commit, run.info.ref, run.rows) == ("c" * 40, "main", 6)
+
+
+def test_runner_classes_name_comparable_machines():
+    cpu = {"cpu": {"brand_raw": "Intel(R) Xeon(R) Platinum 8480+"}, "gpt2compress": {"cpu_isa": ["amx_int8", "avx2"]}}
+    assert runner_class(cpu) == "cpu-intel-r-xeon-r-platinum-8480-amx"
+    epyc = {"cpu": {"brand_raw": "AMD EPYC"}, "gpt2compress": {"cpu_isa": ["avx2"]}}
+    assert runner_class(epyc) == "cpu-amd-epyc-avx2"
+    assert runner_class({"gpt2compress": {"gpu": {"name": "Tesla T4"}}}) == "gpu-tesla-t4"
+
+
+def test_cli_lists_runs(tmp_path, capsys):
+    location = str(tmp_path / "h.sqlite")
+    assert main(["history", "record", str(V1), "--history", location, "--commit", "d" * 40, "--runner-class", "t4"]) == 0
+    assert main(["history", "runs", "--history", location]) == 0
+    out = capsys.readouterr().out
+    assert "recorded run 1: 6 rows" in out and "t4" in out and "dddddddddddd" in out
+
+
+def test_run_info_defaults_to_now():
+    assert RunInfo("x").recorded_at > 1.7e9

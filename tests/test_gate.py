@@ -11,7 +11,7 @@ from gpt2compress.history import HistoryError, open_store, record_file
 
 from helpers import ROOT
 
-V1 = ROOT / "tests" / "data" / "results-v1.json"
+V1 = ROOT / "tests" / "data" / "previous-release.json"
 
 
 def git(repo, *args):
@@ -99,3 +99,18 @@ def test_no_recorded_ancestor_is_a_clear_error(repo, tmp_path):
         base_run(open_store(str(tmp_path / "empty.sqlite")), "cpu-test", "main")
     with pytest.raises(HistoryError, match="--base nope: git knows no such ref"):
         base_run(open_store(str(tmp_path / "empty.sqlite")), "cpu-test", "nope")
+
+
+def test_an_accepted_regression_passes_with_its_reason_and_restarts_the_spread(repo, tmp_path, capsys):
+    location = str(tmp_path / "h.sqlite")
+    record_base(repo, location)
+    slow = plant(tmp_path / "slow.json", perplexity=1.3)
+    head = git(repo, "rev-parse", "HEAD")
+    record_file(open_store(location), slow, "cpu-test", commit=head, ref="refs/heads/feature")
+    assert main(["history", "accept", head, "--reason", "int8 everywhere: smaller beats exact",
+                 "--history", location]) == 0
+    code = main(["history", "gate", str(slow), "--base", "main", "--history", location, "--runner-class",
+                 "cpu-test", "--commit", head])
+    out = capsys.readouterr().out
+    assert code == 0 and "accepted for" in out and "int8 everywhere" in out and "::warning" in out
+    assert main(["history", "accept", "f" * 40, "--reason", "x", "--history", location]) == 2

@@ -13,7 +13,7 @@ from gpt2compress.report import load_run
 
 from helpers import ROOT
 
-V1 = ROOT / "tests" / "data" / "results-v1.json"
+V1 = ROOT / "tests" / "data" / "previous-release.json"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

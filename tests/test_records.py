@@ -12,7 +12,7 @@ from gpt2compress.report import load_run
 
 from helpers import ROOT
 
-V1 = ROOT / "tests" / "data" / "results-v1.json"  # written by the release before typed records (80e7d39)
+V1 = ROOT / "tests" / "data" / "previous-release.json"  # written by the release before typed records (80e7d39)
 
 
 def forward(samples, **fields) -> ForwardRecord:

@@ -12,6 +12,8 @@
     gpt2compress history import .benchmarks/ old.json ...   |   gpt2compress history runs
     gpt2compress history gate results.json --base main
         against the recorded run of the merge base (same runner class), outside each metric's spread.
+    gpt2compress history accept SHA --reason TEXT
+        a deliberate regression becomes the baseline.
         the saved history (--history PATH|postgresql://..., default $GPT2COMPRESS_HISTORY or
         ~/.cache/gpt2compress/history.sqlite): every run with its commit, runner class and records.
     gpt2compress cache ls
@@ -142,19 +144,38 @@ def history_gate(args: argparse.Namespace) -> int:
     from .budgets import load_budgets
     from .compare import format_markdown, format_table
     from .gate import annotations, gate, spread_note
-    from .history import open_store, runner_class
+    from .history import from_environment, open_store, runner_class
     from .report import load_run
 
     new = load_run(args.results)
     runner = args.runner_class or runner_class(new.machine)
     rules = load_budgets(args.budgets).compare if args.budgets else ()
-    result = gate(open_store(args.history), new, runner, args.base, rules)
+    commit = from_environment(args.commit)["commit"]
+    result = gate(open_store(args.history), new, runner, args.base, rules, commit=commit)
     print(f"runner class {runner}; base: run {result.base.id} of {result.base_note}; {spread_note(result)}")
     print(format_markdown(result.findings) if args.markdown else format_table(result.findings))
     for line in annotations(result):
         print(line)
-    print(f"\n{len(result.regressions)} regression(s) in {len(result.findings)} comparisons")
-    return 1 if result.regressions else 0
+    print(f"\n{len(result.regressions)} regression(s) in {len(result.findings)} comparisons"
+          + (f"; accepted for {commit[:12]}: {result.accepted}" if result.accepted else ""))
+    return 1 if result.failed else 0
+
+
+def history_accept(args: argparse.Namespace) -> int:
+    from .history import open_store
+
+    store = open_store(args.history)
+    runner = args.runner_class or _only_class(store, args.commit)
+    store.accept(args.commit, runner, args.reason)
+    print(f"accepted {args.commit[:12]} on {runner}: {args.reason}")
+    return 0
+
+
+def _only_class(store, commit: str) -> str:
+    classes = sorted({r.info.runner_class for r in store.runs() if r.info.commit == commit})
+    if len(classes) != 1:
+        raise ValueError(f"{commit[:12]} is recorded on runner classes {classes or 'none'}: pass --runner-class")
+    return classes[0]
 
 
 def history_runs(args: argparse.Namespace) -> int:
@@ -197,6 +218,10 @@ def _history_parser(commands: Any) -> None:
     gated.add_argument("--base", required=True, help="the branch a PR merges into (its merge base's run is the base)")
     gated.add_argument("--budgets", default=None, help="budgets TOML whose [[compare]] entries override thresholds")
     gated.add_argument("--markdown", action="store_true", help="the table as GitHub-flavoured markdown")
+    gated.add_argument("--commit", default=None, help="the gated run's commit (default: $GITHUB_SHA, else git HEAD)")
+    accepted = command("accept", "a deliberate regression becomes the baseline (its reason is kept)", history_accept)
+    accepted.add_argument("commit")
+    accepted.add_argument("--reason", required=True)
 
 
 def cache_ls(args: argparse.Namespace) -> int:

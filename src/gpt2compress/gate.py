@@ -31,10 +31,15 @@ class GateResult:
     base_note: str  # which commit the base run is, and why
     findings: list[Finding]
     spreads: dict[tuple, float | None]  # (case, metric) -> relative spread over recent runs (None: unknown)
+    accepted: str | None = None  # why this commit's regressions were accepted (`history accept`)
 
     @property
     def regressions(self) -> list[Finding]:
         return [f for f in self.findings if f.regression]
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.regressions) and self.accepted is None
 
 
 def _git(*args: str) -> list[str]:
@@ -61,8 +66,12 @@ def base_run(store: Store, runner: str, base_ref: str, head: str = "HEAD") -> tu
 
 
 def spreads(store: Store, runner: str, ref: str | None, upto: int) -> dict[tuple, list[float]]:
-    """(case, metric) -> the values of the last SPREAD_RUNS runs of this class on `ref`, up to run `upto`."""
-    runs = [r for r in store.runs(runner) if r.id <= upto and (ref is None or r.info.ref == ref)][-SPREAD_RUNS:]
+    """(case, metric) -> the values of the last SPREAD_RUNS runs of this class on `ref`, up to run `upto`, from the
+    latest accepted regression on (the runs before it measured other code)."""
+    accepted = store.accepted(runner)
+    runs = [r for r in store.runs(runner) if r.id <= upto and (ref is None or r.info.ref == ref)]
+    starts = [i for i, r in enumerate(runs) if r.info.commit in accepted]
+    runs = runs[starts[-1] if starts else 0:][-SPREAD_RUNS:]
     values: dict[tuple, list[float]] = {}
     for stored in runs:
         for record in store.load(stored.id).records:
@@ -80,7 +89,8 @@ def relative_range(values: list[float]) -> float | None:
 
 
 def gate(store: Store, new: Run, runner: str, base_ref: str, rules: tuple[CompareRule, ...] = (),
-         head: str = "HEAD") -> GateResult:
+         head: str = "HEAD", commit: str | None = None) -> GateResult:
+    """`commit`: the gated run's commit (accepted regressions of it pass)."""
     base, note = base_run(store, runner, base_ref, head)
     old = store.load(base.id)
     history = spreads(store, runner, base.info.ref, base.id)
@@ -95,12 +105,13 @@ def gate(store: Store, new: Run, runner: str, base_ref: str, rules: tuple[Compar
             finding = compare_metric(m, before, record, rules, spread=spread, in_process_p=False)
             if finding:
                 findings.append(finding)
-    return GateResult(base, note, findings, known)
+    return GateResult(base, note, findings, known, store.accepted(runner).get(commit) if commit else None)
 
 
 def annotations(result: GateResult) -> list[str]:
-    """GitHub Actions `::error` lines, one per regression."""
-    return [f"::error title=gpt2compress regression::{f.where} {f.metric}: {f.base:.4g} → {f.new:.4g} "
+    """GitHub Actions `::error` lines, one per regression (`::warning` once accepted)."""
+    level = "warning" if result.accepted else "error"
+    return [f"::{level} title=gpt2compress regression::{f.where} {f.metric}: {f.base:.4g} → {f.new:.4g} "
             f"({f.change:+.1%}, limit {f.threshold:.0%}) against {result.base_note}" for f in result.regressions]
 
 

@@ -70,6 +70,8 @@ DDL = (
     "source TEXT)",
     "CREATE TABLE IF NOT EXISTS results (run_id INTEGER NOT NULL REFERENCES runs(id), kind TEXT NOT NULL, "
     "device TEXT NOT NULL, variant TEXT NOT NULL, shape TEXT NOT NULL, record TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS accepted (commit_sha TEXT NOT NULL, runner_class TEXT NOT NULL, reason TEXT NOT NULL, "
+    "accepted_at DOUBLE PRECISION NOT NULL)",
     "CREATE INDEX IF NOT EXISTS results_by_run ON results (run_id)",
     "CREATE INDEX IF NOT EXISTS runs_by_class ON runs (runner_class, commit_sha)",
 )
@@ -158,6 +160,25 @@ class Store:
         records = [from_extra_info(json.loads(row[0]), f"{redact(self.location)} run {run_id}")
                    for row in cursor.fetchall()]
         return Run(f"run {run_id} ({(stored.info.commit or '?')[:10]})", stored.info.machine, records)
+
+    def accept(self, commit: str, runner: str, reason: str) -> None:
+        """A deliberate regression becomes the baseline: that commit's gate passes (saying why), and the spread
+        of each metric restarts at its run."""
+        if not reason.strip():
+            raise HistoryError("accept needs --reason TEXT: why this regression is wanted (kept in the history)")
+        if not any(r.info.commit == commit for r in self.runs(runner)):
+            raise HistoryError(f"no run of {commit[:12]} on runner class {runner!r} is recorded: record it first")
+        with self.transaction():
+            self.connection.cursor().execute(self._sql(
+                "INSERT INTO accepted (commit_sha, runner_class, reason, accepted_at) VALUES (?, ?, ?, ?)"),
+                (commit, runner, reason, time.time()))
+
+    def accepted(self, runner: str) -> dict[str, str]:
+        """commit -> the reason it was accepted, on this runner class."""
+        cursor = self.connection.cursor()
+        cursor.execute(self._sql("SELECT commit_sha, reason FROM accepted WHERE runner_class = ? ORDER BY accepted_at"),
+                       (runner,))
+        return dict(cursor.fetchall())
 
     def close(self) -> None:
         self.connection.close()

@@ -114,3 +114,19 @@ def test_an_accepted_regression_passes_with_its_reason_and_restarts_the_spread(r
     out = capsys.readouterr().out
     assert code == 0 and "accepted for" in out and "int8 everywhere" in out and "::warning" in out
     assert main(["history", "accept", "f" * 40, "--reason", "x", "--history", location]) == 2
+
+
+def test_trend_writes_a_chart_per_class_and_metric_and_an_index(repo, tmp_path):
+    location = str(tmp_path / "h.sqlite")
+    record_base(repo, location, V1, plant(tmp_path / "slow.json", latency_samples_ms=1.3), V1)
+    out = tmp_path / "trend"
+    assert main(["history", "trend", "--out", str(out), "--history", location]) == 0
+    latency = out / "cpu-test--forward--latency.png"
+    assert latency.stat().st_size > 10_000 and (out / "cpu-test--train--train_tokens_per_s.png").exists()
+    index = (out / "index.html").read_text()
+    assert '<img src="cpu-test--forward--latency.png"' in index and "3 runs, 1 runner class(es)" in index
+    from gpt2compress.trend import series
+
+    lines, _ = series(open_store(location))
+    points = lines[("cpu-test", "forward", "latency")]["cpu/int8-scratch"]
+    assert [x for x, _ in points] == [0, 1, 2] and points[1][1] == pytest.approx(points[0][1] * 1.3)

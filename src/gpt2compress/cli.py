@@ -12,6 +12,8 @@
     gpt2compress history import .benchmarks/ old.json ...   |   gpt2compress history runs
     gpt2compress history gate results.json --base main
         against the recorded run of the merge base (same runner class), outside each metric's spread.
+    gpt2compress history trend --out trend/ [--ref refs/heads/main]
+        every metric over the recorded runs, per runner class: PNGs and an index.html.
     gpt2compress history accept SHA --reason TEXT
         a deliberate regression becomes the baseline.
         the saved history (--history PATH|postgresql://..., default $GPT2COMPRESS_HISTORY or
@@ -161,6 +163,15 @@ def history_gate(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def history_trend(args: argparse.Namespace) -> int:
+    from .history import open_store
+    from .trend import trend
+
+    for path in trend(open_store(args.history), args.out, args.ref):
+        print(path)
+    return 0
+
+
 def history_accept(args: argparse.Namespace) -> int:
     from .history import open_store
 
@@ -219,6 +230,10 @@ def _history_parser(commands: Any) -> None:
     gated.add_argument("--budgets", default=None, help="budgets TOML whose [[compare]] entries override thresholds")
     gated.add_argument("--markdown", action="store_true", help="the table as GitHub-flavoured markdown")
     gated.add_argument("--commit", default=None, help="the gated run's commit (default: $GITHUB_SHA, else git HEAD)")
+    trended = command("trend", "every metric over the recorded runs: PNGs per runner class + index.html",
+                      history_trend)
+    trended.add_argument("--out", default="trend")
+    trended.add_argument("--ref", default=None, help="only runs of this ref (e.g. refs/heads/main; default: all)")
     accepted = command("accept", "a deliberate regression becomes the baseline (its reason is kept)", history_accept)
     accepted.add_argument("commit")
     accepted.add_argument("--reason", required=True)

@@ -30,13 +30,31 @@ def test_the_schema_check_can_fail(tmp_path):
     assert validate(broken).returncode != 0
 
 
-@pytest.mark.parametrize("name,labels,device", [("bench-cpu.yml", ["self-hosted", "cpu"], "cpu"),
-                                                 ("bench-t4.yml", ["self-hosted", "gpu", "t4"], "cuda")])
-def test_bench_jobs_gate_and_keep_evidence(name, labels, device):
-    job = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())["jobs"]["bench"]
-    assert job["runs-on"] == labels
+@pytest.mark.parametrize("name,labels,device,extras", [("bench-cpu.yml", ["self-hosted", "cpu"], "cpu", "dev"),
+                                                        ("bench-t4.yml", ["self-hosted", "gpu", "t4"], "cuda", "dev,gpu")])
+def test_bench_jobs_gate_prs_record_main_and_keep_evidence(name, labels, device, extras):
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
+    job = workflow["jobs"]["bench"]
+    assert job["runs-on"] == labels and job["env"]["EXTRAS"] == extras  # bitsandbytes on the T4
     script = "\n".join(step.get("run", "") for step in job["steps"])
     assert f"--model gpt2 --data wikitext2 --device {device}" in script and "HF_HOME" in job["env"]
-    assert "run-with-history.sh" in script and "gpt2compress compare" in script and "gpt2compress plot" in script
+    assert "bench/ci.sh ${{ github.event_name == 'pull_request' && 'pr' || 'main' }}" in script
+    assert "GPT2COMPRESS_HISTORY" in job["env"] and "fetch-depth" in str(job["steps"][0])
+    assert workflow["permissions"] == {"contents": "read"} and "schedule" in workflow[True]  # yaml reads `on` as True
+    assert workflow["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
+    assert "head.repo.full_name == github.repository" in job["if"]  # fork PRs never touch the runner's history
+    assert all("timeout-minutes" in step for step in job["steps"] if "run" in step)
     uploads = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
-    assert uploads and all(p in uploads[0]["with"]["path"] for p in ("results.json", "charts/", "traces/"))
+    assert uploads and uploads[0]["with"]["overwrite"] is True and uploads[0]["with"]["retention-days"]
+    assert all(p in uploads[0]["with"]["path"] for p in ("results.json", "results.jsonl", "charts/", "traces/"))
+    assert "github.run_attempt" in uploads[0]["with"]["name"]  # a re-run does not collide (409)
+
+
+def test_the_ci_script_gates_prs_records_main_and_reports():
+    script = (ROOT / "bench" / "ci.sh").read_text()
+    assert "gpt2compress history gate" in script and "gpt2compress history record" in script
+    assert "gpt2compress plot" in script and "GITHUB_STEP_SUMMARY" in script and "results.jsonl" in script
+    checked = subprocess.run(["bash", "-n", str(ROOT / "bench" / "ci.sh")], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    usage = subprocess.run(["bash", str(ROOT / "bench" / "ci.sh"), "nightly"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "mode must be pr or main" in usage.stderr

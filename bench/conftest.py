@@ -245,6 +245,11 @@ def report_rounds(benchmark, seconds: list[float]) -> None:
         stats.update(s)
 
 
+def step_rounds(record: Record) -> list[float]:
+    """A train record's rounds for pytest-benchmark: its timed optimizer steps, in seconds (none for other kinds)."""
+    return [ms / 1e3 for ms in getattr(record, "step_samples_ms", [])]
+
+
 @pytest.fixture
 def measure(benchmark, case: Case, device: str, pytestconfig) -> Callable[..., Record]:
     """`measure(ctx, reference, **options)`: build the case and measure it into its record — in this process, or,
@@ -264,7 +269,7 @@ def measure(benchmark, case: Case, device: str, pytestconfig) -> Callable[..., R
                 pytest.fail(f"{case.variant} on {device}: {crash}", pytrace=False)
             except StageNotApplicable as reason:
                 pytest.skip(str(reason))
-            report_rounds(benchmark, rounds or [s / 1e3 for s in getattr(record, "step_samples_ms", [])])
+            report_rounds(benchmark, rounds or step_rounds(record))
             return _named(record, case)
         try:
             with memray_capture(pytestconfig.getoption("--memray"), f"{device}-{case.variant}-build"):
@@ -273,7 +278,7 @@ def measure(benchmark, case: Case, device: str, pytestconfig) -> Callable[..., R
         except StageNotApplicable as reason:  # the chain, or this kind, does not apply (e.g. no KV-cache generate)
             pytest.skip(str(reason))
         if case.kind == TRAIN:  # timed inside train_steps, one round per optimizer step
-            report_rounds(benchmark, [s / 1e3 for s in record.step_samples_ms])
+            report_rounds(benchmark, step_rounds(record))
         return _named(record, case)
 
     return run
@@ -323,7 +328,7 @@ def reuse(benchmark) -> Callable[[Reference], Record]:
 
     def row(reference: Reference) -> Record:
         record = copy.deepcopy(reference.record)
-        report_rounds(benchmark, [s / 1e3 for s in getattr(record, "step_samples_ms", [])])
+        report_rounds(benchmark, step_rounds(record))
         return record
 
     return row

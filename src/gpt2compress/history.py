@@ -142,7 +142,9 @@ class Store:
         return run_id
 
     def runs(self, runner_class: str | None = None) -> list[StoredRun]:
-        where, args = ("WHERE runner_class = ?", (runner_class,)) if runner_class else ("", ())
+        return self._runs("WHERE runner_class = ?", (runner_class,)) if runner_class else self._runs("", ())
+
+    def _runs(self, where: str, args: tuple) -> list[StoredRun]:
         cursor = self.connection.cursor()
         cursor.execute(self._sql(
             "SELECT r.id, r.commit_sha, r.parents, r.ref, r.pr, r.runner_class, r.machine, r.recorded_at, r.source, "
@@ -152,7 +154,7 @@ class Store:
 
     def load(self, run_id: int) -> Run:
         """A stored run as `report.Run`, its records read back like a results file's."""
-        stored = next((r for r in self.runs() if r.id == run_id), None)
+        stored = next(iter(self._runs("WHERE r.id = ?", (run_id,))), None)
         if stored is None:
             raise HistoryError(f"no run {run_id} in {redact(self.location)}; `gpt2compress history runs` lists them")
         cursor = self.connection.cursor()

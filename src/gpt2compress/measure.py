@@ -120,6 +120,11 @@ QUALITY_FIELDS = ("perplexity", "perplexity_meaningful", "eval_windows", "eval_t
                   "hellaswag_acc", "hellaswag_acc_norm", "hellaswag_examples")
 
 
+def measured_once(reference: Reference, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The reference's own deterministic scores (perplexity, accuracy): its case reuses them, not a second pass."""
+    return {name: getattr(reference.record, name) for name in fields}
+
+
 def gpu_extras(forward: Callable[[], Any], batch_size: int) -> dict[str, Any]:
     """CUDA only: the GPU's own time per call (guards the timer) and, with a power sensor, energy per sample."""
     from .energy import energy_per_sample, gpu_power_source
@@ -171,7 +176,7 @@ def forward_record(built: Built, ctx: Context, reference: Reference, runner: Run
     with peak_memory(ctx.device) as mem:
         time_calls(forward, rounds=0, warmup=warmup)
     if built.name == reference.record.variant:  # deterministic: the reference's own values, measured once
-        scores = {k: getattr(reference.record, k) for k in QUALITY_FIELDS}
+        scores = measured_once(reference, QUALITY_FIELDS)
     else:
         scores = {**quality(built, ctx), **_hellaswag(built, ctx, hellaswag)}
     record = ForwardRecord(**identity(built, ctx), **footprint(built), **scores,
@@ -267,7 +272,7 @@ def classify_record(built: Built, cctx: Any, reference: Reference, runner: Runne
 
     batch = reference.inputs
     if built.name == reference.record.variant:
-        scores = {k: getattr(reference.record, k) for k in CLASSIFY_SCORES}
+        scores = measured_once(reference, CLASSIFY_SCORES)
     else:
         scores = evaluate(built.model, cctx.eval, len(cctx.news.classes))
     record = ClassifyRecord(**identity(built, cctx), **footprint(built), **_classify_fields(cctx, batch), **scores)

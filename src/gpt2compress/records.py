@@ -116,38 +116,29 @@ class Footprint:
         return mib(self.size_on_disk_bytes)
 
 
+def _of_rounds(statistic) -> property:
+    """A statistic of the latency rounds (None without rounds): derived, never stored twice."""
+    return property(lambda self: statistic(self.latency_samples_ms) if self.latency_samples_ms else None)
+
+
 @dataclass
 class Timed:
     """Latency rounds of one timed call, in ms."""
 
     latency_samples_ms: list[float] = field(default_factory=list)
 
-    @property
-    def median_ms(self) -> float | None:
-        return statistics.median(self.latency_samples_ms) if self.latency_samples_ms else None
-
-    @property
-    def latency_p50_ms(self) -> float | None:
-        return percentile(self.latency_samples_ms, 50) if self.latency_samples_ms else None
-
-    @property
-    def latency_mean_ms(self) -> float | None:
-        return statistics.fmean(self.latency_samples_ms) if self.latency_samples_ms else None
-
-    @property
-    def latency_p90_ms(self) -> float | None:
-        return percentile(self.latency_samples_ms, 90) if self.latency_samples_ms else None
-
-    @property
-    def latency_p99_ms(self) -> float | None:
-        return percentile(self.latency_samples_ms, 99) if self.latency_samples_ms else None
+    median_ms = _of_rounds(statistics.median)
+    latency_mean_ms = _of_rounds(statistics.fmean)
+    latency_p50_ms = _of_rounds(lambda rounds: percentile(rounds, 50))
+    latency_p90_ms = _of_rounds(lambda rounds: percentile(rounds, 90))
+    latency_p99_ms = _of_rounds(lambda rounds: percentile(rounds, 99))
 
 
 @dataclass
 class ForwardRecord(Footprint, Timed, Record):
     KIND: ClassVar[str] = FORWARD
-    DERIVED: ClassVar[tuple[str, ...]] = ("median_ms", "latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
-                                          "tokens_per_s", "size_mb", "peak_memory_mb")
+    DERIVED: ClassVar[tuple[str, ...]] = ("median_ms", "latency_mean_ms", "latency_p50_ms", "latency_p90_ms",
+                                          "latency_p99_ms", "tokens_per_s", "size_mb", "peak_memory_mb")
 
     batch_shape: list[int] = field(default_factory=list)
     perplexity: float | None = None

@@ -113,8 +113,12 @@ class Store:
             cursor = self.connection.cursor()
             if self.postgres:  # concurrent CREATE TABLE IF NOT EXISTS can collide in the catalog: take turns
                 cursor.execute("SELECT pg_advisory_xact_lock(7250914)")
-            for statement in DDL:
-                cursor.execute(statement.format(serial=serial))
+                cursor.execute("SELECT to_regclass('meta') IS NOT NULL")
+            else:
+                cursor.execute("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'meta'")
+            if not cursor.fetchone()[0]:  # DDL only on a new store: on a live one it would lock what writers use
+                for statement in DDL:
+                    cursor.execute(statement.format(serial=serial))
             cursor.execute(self._sql("SELECT value FROM meta WHERE key = ?"), ("schema_version",))
             found = cursor.fetchone()
             if found is None:

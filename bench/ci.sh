@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # The benchmark CI job, the same locally:  bench/ci.sh pr|main [pytest args...]
 #
-#   install (EXTRAS, default dev) -> pytest bench/ (budgets gate each row; results.json + results.jsonl stay)
-#   -> pr: `history gate` against the merge base with BASE_REF (default origin/main)
-#      main: `history record` (every push and nightly run that produced results)
-#   -> charts + summary.md; the gate table and the summary go to $GITHUB_STEP_SUMMARY when set.
+#   install (EXTRAS, default dev; NO_INSTALL=1: use the active environment) -> pytest bench/ (budgets gate each
+#   row; results.json + results.jsonl stay)
+#   -> pr: `history gate` against the merge base of BASE_REF (default origin/main); suspects whose spread the
+#      history cannot tell yet are re-run in RERUNS (default 2) fresh processes
+#      main: `history record` (every push and nightly run that produced results), `history changes`, `history trend`
+#   -> charts/ + summary.md, and report.md: the page for the job summary and the sticky PR comment.
 #
 # The history is $GPT2COMPRESS_HISTORY (an SQLite path or a postgresql:// URL); RUNNER_CLASS names the runner class
-# (default: derived from the CPU model + ISA, or the GPU). Exit status: non-zero if the bench or the gate failed,
-# after everything else has run.
+# (default: derived from the CPU model + ISA, or the GPU); CHARTS_URL is linked from the page. Exit status:
+# non-zero if the bench or the gate failed, after everything else has run.
 set -uo pipefail
 mode=${1:?usage: bench/ci.sh pr|main [pytest args...]}; shift
 case $mode in pr|main) ;; *) echo "bench/ci.sh: mode must be pr or main, got $mode" >&2; exit 2 ;; esac
 summary=${GITHUB_STEP_SUMMARY:-/dev/null}
 status=0
 
-python3 -m venv .venv && . .venv/bin/activate && python -m pip install --quiet -e ".[${EXTRAS:-dev}]" || exit 1
+if [ -z "${NO_INSTALL:-}" ]; then
+  python3 -m venv .venv && . .venv/bin/activate && python -m pip install --quiet -e ".[${EXTRAS:-dev}]" || exit 1
+fi
 pytest bench/ --benchmark-json=results.json "$@" || status=$?
 results=results.json
 [ -f "$results" ] || results=results.jsonl   # the journal survives a crash that lost the JSON
@@ -25,12 +29,19 @@ if [ ! -f "$results" ]; then
 fi
 class=()
 [ -n "${RUNNER_CLASS:-}" ] && class=(--runner-class "$RUNNER_CLASS")
+charts=()
+[ -n "${CHARTS_URL:-}" ] && charts=(--charts "$CHARTS_URL")
 
 if [ "$mode" = pr ]; then
-  gpt2compress history gate "$results" --base "${BASE_REF:-origin/main}" --budgets bench/budgets.toml --markdown \
-    "${class[@]}" | tee -a "$summary" || status=1
+  gpt2compress history gate "$results" --base "${BASE_REF:-origin/main}" --budgets bench/budgets.toml \
+    --reruns "${RERUNS:-2}" --report report.md "${class[@]}" "${charts[@]}" || status=1
 else
   gpt2compress history record "$results" "${class[@]}" || status=1
+  gpt2compress history report "$results" "${class[@]}" "${charts[@]}" > report.md || status=1
+  { echo; echo '### Change points (recorded runs)'; echo '```'
+    gpt2compress history changes "${class[@]}"; echo '```'; } >> report.md || status=1
+  gpt2compress history trend --out trend "${class[@]}" > /dev/null || status=1
 fi
+[ -f report.md ] && cat report.md >> "$summary"
 gpt2compress plot "$results" --out charts && cat charts/summary.md >> "$summary" || status=1
 exit "$status"

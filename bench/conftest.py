@@ -332,3 +332,18 @@ def reuse(benchmark) -> Callable[[Reference], Record]:
         return record
 
     return row
+
+
+SKIPPED: list[dict] = []  # every skipped bench case of this session, with its reason
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and "bench/" in report.nodeid.replace("\\", "/"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        SKIPPED.append({"test": report.nodeid.split("::", 1)[-1], "reason": reason.removeprefix("Skipped: ")})
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+    """The skips go into the results (the PR page lists them with their reasons); pytest-benchmark keeps only
+    the cases that ran."""
+    output_json.setdefault("machine_info", {}).setdefault("gpt2compress", {})["skipped"] = SKIPPED

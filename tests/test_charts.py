@@ -8,10 +8,10 @@ import pytest
 
 from gpt2compress import charts
 from gpt2compress.catalog import METRICS
-from gpt2compress.plots import summary_markdown
+from gpt2compress.report.stage_charts import summary_markdown
 from gpt2compress.records import ClassifyRecord, ForwardRecord, GenerateRecord, TrainRecord
-from gpt2compress.report import Run
-from gpt2compress.throughput_report import throughput_charts
+from gpt2compress.report.runs import Run
+from gpt2compress.report.throughput_pages import throughput_charts
 
 # Paired rounds whose per-pair ratios have median 2 while their medians' ratio is 4 / 3: a table showing "1.33"
 # divided the medians itself instead of reading `record.ratios`.

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from gpt2compress.cli import main
-from gpt2compress.gains import gains_rows, gains_section
-from gpt2compress.report import load_run
+from gpt2compress.report.gains_table import gains_rows, gains_section
+from gpt2compress.report.runs import load_run
 
 STACK = "distilled-lora-pruned-int8"
 MIB = 2**20

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from gpt2compress.cli import main
-from gpt2compress.history import HistoryError, open_store, record_file
+from gpt2compress.report.history_store import HistoryError, open_store, record_file
 
 from helpers import ROOT
 
@@ -93,7 +93,7 @@ def test_a_change_inside_the_between_process_spread_is_not_a_regression(repo, tm
 
 
 def test_no_recorded_ancestor_is_a_clear_error(repo, tmp_path):
-    from gpt2compress.gate import base_run
+    from gpt2compress.report.merge_base_gate import base_run
 
     with pytest.raises(HistoryError, match="no run of runner class 'cpu-test' is recorded for the merge base"):
         base_run(open_store(str(tmp_path / "empty.sqlite")), "cpu-test", "main")
@@ -125,7 +125,7 @@ def test_trend_writes_a_chart_per_class_and_metric_and_an_index(repo, tmp_path):
     assert latency.stat().st_size > 10_000 and (out / "cpu-test--train--train_tokens_per_s.png").exists()
     index = (out / "index.html").read_text()
     assert '<img src="cpu-test--forward--latency.png"' in index and "3 runs, 1 runner class(es)" in index
-    from gpt2compress.trend import series
+    from gpt2compress.report.trend_charts import series
 
     lines, _ = series(open_store(location))
     points = lines[("cpu-test", "forward", "latency")]["cpu/int8-scratch"]

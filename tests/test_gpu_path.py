@@ -13,8 +13,8 @@ from gpt2compress.budgets import Budget
 from gpt2compress.records import ForwardRecord
 from gpt2compress.energy import PowerSampler, energy_per_sample, gpu_power_source
 from gpt2compress.io import load_model, save_model
-from gpt2compress.plots import plot
-from gpt2compress.report import load_run
+from gpt2compress.report.stage_charts import plot
+from gpt2compress.report.runs import load_run
 from gpt2compress.stages import StageNotApplicable, check_chain
 from gpt2compress.stages.attention import AttentionConfig, flash_attention_2, set_attention
 from gpt2compress.stages.precision import PrecisionConfig, mixed_precision

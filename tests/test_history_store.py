@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from gpt2compress.cli import main
-from gpt2compress.history import HistoryError, RunInfo, import_files, open_store, record_file, runner_class
-from gpt2compress.report import load_run
+from gpt2compress.report.history_store import HistoryError, RunInfo, import_files, open_store, record_file, runner_class
+from gpt2compress.report.runs import load_run
 
 from helpers import ROOT
 

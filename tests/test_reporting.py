@@ -7,8 +7,8 @@ import pytest
 
 from gpt2compress.catalog import METRICS
 from gpt2compress.cli import main
-from gpt2compress.plots import pareto_frontier
-from gpt2compress.report import load_run
+from gpt2compress.report.stage_charts import pareto_frontier
+from gpt2compress.report.runs import load_run
 
 from helpers import ROOT, run_bench
 from test_agnews_classifier import write_agnews

@@ -48,12 +48,17 @@ def test_bench_jobs_gate_prs_record_main_and_keep_evidence(name, labels, device,
     assert uploads and uploads[0]["with"]["overwrite"] is True and uploads[0]["with"]["retention-days"]
     assert all(p in uploads[0]["with"]["path"] for p in ("results.json", "results.jsonl", "charts/", "traces/"))
     assert "github.run_attempt" in uploads[0]["with"]["name"]  # a re-run does not collide (409)
+    assert job["permissions"] == {"contents": "read", "pull-requests": "write"}  # the one comment, nothing more
+    comment = next(s for s in job["steps"] if "sticky-pull-request-comment" in s.get("uses", ""))
+    assert comment["with"]["path"] == "report.md" and "pull_request" in comment["if"]
+    assert all(p in uploads[0]["with"]["path"] for p in ("report.md", "trend/"))
 
 
 def test_the_ci_script_gates_prs_records_main_and_reports():
     script = (ROOT / "bench" / "ci.sh").read_text()
     assert "gpt2compress history gate" in script and "gpt2compress history record" in script
     assert "gpt2compress plot" in script and "GITHUB_STEP_SUMMARY" in script and "results.jsonl" in script
+    assert "--report report.md" in script and "--reruns" in script and "history changes" in script
     checked = subprocess.run(["bash", "-n", str(ROOT / "bench" / "ci.sh")], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
     usage = subprocess.run(["bash", str(ROOT / "bench" / "ci.sh"), "nightly"], capture_output=True, text=True)

@@ -16,6 +16,12 @@
         every metric over the recorded runs, per runner class: PNGs and an index.html.
     gpt2compress history accept SHA --reason TEXT
         a deliberate regression becomes the baseline.
+    gpt2compress history changes [--ref refs/heads/main]
+        change points (E-divisive, apache-otava) per metric and variant, each with its commit range.
+    gpt2compress history report results.json --base main --markdown
+        the PR page: verdict, regressions, improvements, skipped cases with reasons, links to the charts.
+    gpt2compress history error-rates run-*.json
+        the gate over N processes of identical code: false alarms, a planted +15 % caught (bench/error-rates.sh).
         the saved history (--history PATH|postgresql://..., default $GPT2COMPRESS_HISTORY or
         ~/.cache/gpt2compress/history.sqlite): every run with its commit, runner class and records.
     gpt2compress cache ls
@@ -29,20 +35,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from . import sources
-from .data import DataSourceError
 from .options import add_cli_options
-from .sources import ModelSourceError
-from .variants import VARIANTS
 
+# torch, transformers and the stages load only in the commands that build models: `history gate` answers in
+# seconds on a CI runner.
 WALKTHROUGH = ("fp32", "pruned", "pruned-finetuned", "pruned-finetuned-ov-int8-static")
 
 
 def pipeline(args: argparse.Namespace) -> int:
     import torch
 
+    from . import sources
     from .cache import apply_cap
     from .data import load_corpus
     from .options import resolve_devices
@@ -92,9 +98,9 @@ def _pipeline_rows(args: argparse.Namespace, source, corpus, device: str) -> lis
 
 
 def plot(args: argparse.Namespace) -> int:
-    from .gains import check_pair
-    from .plots import plot as draw
-    from .report import load_run
+    from .report.gains_table import check_pair
+    from .report.runs import load_run
+    from .report.stage_charts import plot as draw
 
     runs = [load_run(p) for p in args.results]
     pair = tuple(args.gains.split(",")) if args.gains else None
@@ -109,8 +115,8 @@ def plot(args: argparse.Namespace) -> int:
 
 def compare(args: argparse.Namespace) -> int:
     from .budgets import load_budgets
-    from .compare import compare_runs, format_markdown, format_table, machine_differences
-    from .report import load_run
+    from .report.compare_gate import compare_runs, format_markdown, format_table, machine_differences
+    from .report.runs import load_run
 
     base, new = load_run(args.base), load_run(args.new)
     for difference in machine_differences(base, new):
@@ -124,7 +130,7 @@ def compare(args: argparse.Namespace) -> int:
 
 
 def history_record(args: argparse.Namespace) -> int:
-    from .history import open_store, record_file
+    from .report.history_store import open_store, record_file
 
     store = open_store(args.history)
     run_id = record_file(store, args.results, args.runner_class, commit=args.commit, ref=args.ref, pr=args.pr)
@@ -135,7 +141,7 @@ def history_record(args: argparse.Namespace) -> int:
 
 
 def history_import(args: argparse.Namespace) -> int:
-    from .history import import_files, open_store
+    from .report.history_store import import_files, open_store
 
     for path, outcome in import_files(open_store(args.history), args.paths, args.runner_class):
         print(f"{path}: {'run ' + str(outcome) if isinstance(outcome, int) else outcome}")
@@ -143,29 +149,84 @@ def history_import(args: argparse.Namespace) -> int:
 
 
 def history_gate(args: argparse.Namespace) -> int:
-    from .budgets import load_budgets
-    from .compare import format_markdown, format_table
-    from .gate import annotations, gate, spread_note
-    from .history import from_environment, open_store, runner_class
-    from .report import load_run
+    from .report.compare_gate import format_markdown, format_table
+    from .report.merge_base_gate import annotations, blind_spots, gate, spread_note
+    from .report.pr_comment import page
 
-    new = load_run(args.results)
-    runner = args.runner_class or runner_class(new.machine)
-    rules = load_budgets(args.budgets).compare if args.budgets else ()
-    commit = from_environment(args.commit)["commit"]
-    result = gate(open_store(args.history), new, runner, args.base, rules, commit=commit)
+    store, new, runner, rules, commit = _gate_inputs(args)
+    result = gate(store, new, runner, args.base, rules, commit=commit, reruns=args.reruns)
     print(f"runner class {runner}; base: run {result.base.id} of {result.base_note}; {spread_note(result)}")
+    for line in ([result.rerun_note] if result.rerun_note else []) + blind_spots(result):
+        print(line)
     print(format_markdown(result.findings) if args.markdown else format_table(result.findings))
     for line in annotations(result):
         print(line)
     print(f"\n{len(result.regressions)} regression(s) in {len(result.findings)} comparisons"
           + (f"; accepted for {commit[:12]}: {result.accepted}" if result.accepted else ""))
+    if args.report:
+        Path(args.report).write_text(page(new, runner, result, args.charts))
     return 1 if result.failed else 0
 
 
+def _gate_inputs(args: argparse.Namespace) -> tuple:
+    from .budgets import load_budgets
+    from .report.history_store import from_environment, open_store, runner_class
+    from .report.runs import load_run
+
+    new = load_run(args.results)
+    rules = load_budgets(args.budgets).compare if args.budgets else ()
+    return (open_store(args.history), new, args.runner_class or runner_class(new.machine), rules,
+            from_environment(args.commit)["commit"])
+
+
+def history_report(args: argparse.Namespace) -> int:
+    """The page without the gate's exit status (main runs, or a look at a PR's)."""
+    from .report.history_store import HistoryError
+    from .report.merge_base_gate import gate
+    from .report.pr_comment import page
+
+    store, new, runner, rules, commit = _gate_inputs(args)
+    try:
+        result = gate(store, new, runner, args.base, rules, commit=commit) if args.base else None
+    except HistoryError as err:
+        print(f"gpt2compress: note: {err}", file=sys.stderr)
+        result = None
+    print(page(new, runner, result, args.charts))
+    return 0
+
+
+def history_changes(args: argparse.Namespace) -> int:
+    from .report.change_points import change_points
+    from .report.history_store import open_store
+
+    found = [c for c in change_points(open_store(args.history), args.ref, args.max_pvalue)
+             if args.runner_class is None or c.runner_class == args.runner_class]
+    for c in found:
+        print(c.describe())
+    print(f"{len(found)} change point(s)")
+    return 0
+
+
+def history_error_rates(args: argparse.Namespace) -> int:
+    from .budgets import load_budgets
+    from .report.merge_base_gate import error_rates, format_error_rates
+    from .report.runs import load_run
+
+    runs = [load_run(path) for path in args.results]
+    if len(runs) < 4:
+        raise ValueError(f"error-rates needs at least 4 runs of identical code (each pair's spread comes from the "
+                         f"others), got {len(runs)}: run bench/error-rates.sh")
+    rules = load_budgets(args.budgets).compare if args.budgets else ()
+    machine = runs[0].machine
+    where = (f"{len(runs)} processes on {machine.get('cpu', {}).get('brand_raw', '?')} "
+             f"({machine.get('gpt2compress', {}).get('cpu_isa', '?')})")
+    print(format_error_rates(error_rates(runs, args.planted, rules=rules), args.planted, where))
+    return 0
+
+
 def history_trend(args: argparse.Namespace) -> int:
-    from .history import open_store
-    from .trend import trend
+    from .report.history_store import open_store
+    from .report.trend_charts import trend
 
     for path in trend(open_store(args.history), args.out, args.ref):
         print(path)
@@ -173,7 +234,7 @@ def history_trend(args: argparse.Namespace) -> int:
 
 
 def history_accept(args: argparse.Namespace) -> int:
-    from .history import open_store
+    from .report.history_store import open_store
 
     store = open_store(args.history)
     runner = args.runner_class or _only_class(store, args.commit)
@@ -192,7 +253,7 @@ def _only_class(store, commit: str) -> str:
 def history_runs(args: argparse.Namespace) -> int:
     import time
 
-    from .history import open_store
+    from .report.history_store import open_store
 
     print(f"{'id':>5} {'recorded':16} {'runner class':36} {'commit':12} {'ref':24} rows")
     for run in open_store(args.history).runs(args.runner_class):
@@ -230,6 +291,28 @@ def _history_parser(commands: Any) -> None:
     gated.add_argument("--budgets", default=None, help="budgets TOML whose [[compare]] entries override thresholds")
     gated.add_argument("--markdown", action="store_true", help="the table as GitHub-flavoured markdown")
     gated.add_argument("--commit", default=None, help="the gated run's commit (default: $GITHUB_SHA, else git HEAD)")
+    gated.add_argument("--reruns", type=int, default=0, metavar="N",
+                       help="re-run suspects in N fresh processes where the history is too short to know their "
+                            "between-process spread (default 0: threshold and noise floor alone)")
+    gated.add_argument("--report", default=None, metavar="FILE", help="also write the PR page (markdown) here")
+    gated.add_argument("--charts", default=None, metavar="URL", help="link to the charts on the page")
+    reported = command("report", "one markdown page: verdict, regressions, improvements, skipped, charts",
+                       history_report)
+    reported.add_argument("results")
+    reported.add_argument("--base", default=None, help="gate against this branch's merge base (default: no base)")
+    reported.add_argument("--budgets", default=None)
+    reported.add_argument("--commit", default=None)
+    reported.add_argument("--charts", default=None, metavar="URL")
+    reported.add_argument("--markdown", action="store_true", help="(the page is markdown; kept for symmetry)")
+    changes = command("changes", "change points (E-divisive, apache-otava) over each series, with commit ranges",
+                      history_changes)
+    changes.add_argument("--ref", default=None, help="only runs of this ref (e.g. refs/heads/main; default: all)")
+    changes.add_argument("--max-pvalue", type=float, default=0.001)
+    rates = command("error-rates", "the gate's A/A false alarms and planted-slowdown catches over N processes",
+                    history_error_rates)
+    rates.add_argument("results", nargs="+", help="results JSON of N processes of identical code")
+    rates.add_argument("--planted", type=float, default=0.15, help="planted slowdown (default 0.15: +15 %%)")
+    rates.add_argument("--budgets", default=None)
     trended = command("trend", "every metric over the recorded runs: PNGs per runner class + index.html",
                       history_trend)
     trended.add_argument("--out", default="trend")
@@ -276,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("pipeline", help="build variants and print their metrics")
     add_cli_options(run)
     run.add_argument("--variants", default=",".join(WALKTHROUGH),
-                     help=f"comma-separated; known: {', '.join(VARIANTS)}")
+                     help="comma-separated variant names (README lists them; an unknown one names the known)")
     run.add_argument("--rounds", type=int, default=10, help="timed forward passes per variant")
     run.add_argument("--json", default=None, help="also write the rows as JSON here")
     run.set_defaults(func=pipeline)
@@ -303,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (DataSourceError, ModelSourceError, KeyError, ValueError) as err:  # bad input: one clear line, not a traceback
+    except (KeyError, ValueError) as err:  # bad input (DataSourceError, ModelSourceError, HistoryError): one line
         print(f"gpt2compress: error: {err}", file=sys.stderr)
         return 2
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .catalog import FORWARD, METRICS
+from ..catalog import FORWARD, METRICS
+from ..records import ForwardRecord, mib
 from .charts import fmt as _fmt, metric_bars, offsets, panels as _panels, save as _save
-from .gains import gains_section
-from .records import ForwardRecord, mib
-from .report import Run
-from .task_report import classify_section, confusion_charts, hellaswag_section
-from .throughput_report import generate_section, throughput_charts, train_section
+from .gains_table import gains_section
+from .runs import Run
+from .task_pages import classify_section, confusion_charts, hellaswag_section
+from .throughput_pages import generate_section, throughput_charts, train_section
 
 BARS = {"perplexity": "perplexity", "peak_memory": "peak_memory", "size": "size", "energy": "energy_per_sample"}
 # file stem: catalog metric

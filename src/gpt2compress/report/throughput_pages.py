@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .catalog import GENERATE, METRICS, TRAIN
+from ..catalog import GENERATE, METRICS, TRAIN
+from ..records import Record
 from .charts import fmt, metric_bars
-from .records import Record
-from .report import Run
+from .runs import Run
 
 
 def _label(record: Record) -> str:

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scipy.stats import mannwhitneyu
-
-from .budgets import CompareRule
-from .catalog import Metric, metrics_of, pair_ratios, reference_of
-from .records import Record
-from .report import Run
+from ..budgets import CompareRule
+from ..catalog import Metric, metrics_of, pair_ratios, reference_of
+from ..records import Record
+from .runs import Run
 
 ALPHA = 0.01
 MIN_SAMPLES = 5  # with fewer rounds a side, a one-sided Mann-Whitney test cannot reach p < ALPHA at all
@@ -67,6 +65,8 @@ def _threshold(m: Metric, record: Record, rules: tuple[CompareRule, ...]) -> flo
 def _p_value(m: Metric, old: list[float], new: list[float]) -> float | None:
     if len(old) < MIN_SAMPLES or len(new) < MIN_SAMPLES:
         return None
+    from scipy.stats import mannwhitneyu
+
     return float(mannwhitneyu(new, old, alternative="greater" if m.direction > 0 else "less").pvalue)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .catalog import CLASSIFY, FORWARD
+from ..catalog import CLASSIFY, FORWARD
 from .charts import fmt, save
-from .report import Run
+from .runs import Run
 
 
 def classify_section(runs: list[Run]) -> list[str]:
@@ -41,8 +41,8 @@ def _slug(text: str) -> str:
 def confusion_charts(runs: list[Run], out: Path) -> list[Path]:
     """One PNG per run, device and classifier: rows are the true class, columns the predicted one."""
     import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
     import numpy as np
+    from sklearn.metrics import ConfusionMatrixDisplay
 
     paths = []
     for run in runs:

@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import FORWARD, reference_of
-from .records import Record, RecordError, from_extra_info
+from ..catalog import FORWARD, reference_of
+from ..records import Record, RecordError, from_extra_info
 
 JOURNAL_SUFFIX = ".jsonl"
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .records import Record, from_extra_info
-from .report import Run, load_run
+from ..records import Record, from_extra_info
+from .runs import Run, load_run
 
 SCHEMA_VERSION = 1
 HISTORY_ENV = "GPT2COMPRESS_HISTORY"
@@ -239,7 +239,7 @@ def from_environment(commit: str | None = None, ref: str | None = None, pr: int 
     env = os.environ
     commit = commit or env.get("GITHUB_SHA") or _git("rev-parse", "HEAD")
     parents = (_git("rev-list", "--parents", "-n", "1", commit) or "").split()[1:] if commit else []
-    ref = ref or env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF") or _git("rev-parse", "--abbrev-ref", "HEAD")
+    ref = ref or env.get("GITHUB_REF") or _git("symbolic-ref", "-q", "HEAD") or _git("rev-parse", "--abbrev-ref", "HEAD")
     match = re.match(r"refs/pull/(\d+)/", env.get("GITHUB_REF", ""))
     return {"commit": commit, "parents": parents, "ref": ref, "pr": pr or (int(match.group(1)) if match else None)}
 

@@ -1,0 +1,279 @@
+"""`gpt2compress history gate RESULTS --base REF`: this run against the recorded run of its merge base.
+
+The base is the run of `git merge-base HEAD REF` on the same runner class, or of its nearest recorded ancestor
+(named in the output). A metric regresses only when it is worse than its threshold (catalog / `[[compare]]`)
+and than its noise floor, **and** outside the spread it has shown between processes: the relative range
+(max − min) / median of its value over the last SPREAD_RUNS recorded runs of the class on the base's branch,
+timing as the paired ratio to fp32. Rounds inside one process do not see that spread, so no in-process p-value
+is used. With fewer than MIN_SPREAD_RUNS such runs the spread is unknown: the gate then re-runs the suspects
+(cases with a regression past the threshold) in `reruns` fresh processes and a suspect regresses only if every
+process confirms it, by more than those processes differ among themselves.
+
+`error_rates` replays the gate over N processes of identical code (every ordered pair, each gated with the spread
+of the other N − 2): its A/A false alarms, how often a planted slowdown is caught, and the smallest slowdown
+caught in ≥ 90 % of pairs, per variant — the numbers README publishes (bench/error-rates.sh).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..budgets import CompareRule
+from ..catalog import METRICS, metrics_of
+from ..records import Record
+from .compare_gate import Finding, compare_metric, observed
+from .history_store import HistoryError, Store, StoredRun
+from .runs import Run, load_run
+
+SPREAD_RUNS = 10
+MIN_SPREAD_RUNS = 3
+SPREAD_MARGIN = 2.0  # a regression must exceed twice the spread: measured, bench/error-rates.sh and README
+ANCESTORS = 200  # how far back to look for a recorded ancestor of the merge base
+History = dict[tuple, list[float]]  # (case, metric) -> its values in recent runs of the class
+
+
+@dataclass
+class GateResult:
+    base: StoredRun
+    base_note: str  # which commit the base run is, and why
+    findings: list[Finding]
+    spreads: dict[tuple, float | None]  # (where, metric) -> relative spread between processes (None: unknown)
+    accepted: str | None = None  # why this commit's regressions were accepted (`history accept`)
+    rerun_note: str = ""  # which suspects were re-run in fresh processes, how often, and why
+
+    @property
+    def regressions(self) -> list[Finding]:
+        return [f for f in self.findings if f.regression]
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.regressions) and self.accepted is None
+
+
+def _git(*args: str) -> list[str]:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return out.split()
+
+
+def base_run(store: Store, runner: str, base_ref: str, head: str = "HEAD") -> tuple[StoredRun, str]:
+    """The recorded run of the merge base (or its nearest recorded ancestor) on this runner class."""
+    merge_base = (_git("merge-base", head, base_ref) or _git("rev-parse", base_ref) or [None])[0]
+    if merge_base is None:
+        raise HistoryError(f"--base {base_ref}: git knows no such ref here (fetch it: git fetch origin {base_ref})")
+    recorded = {run.info.commit: run for run in store.runs(runner)}  # a commit recorded twice: its latest run
+    for distance, commit in enumerate(_git("rev-list", f"--max-count={ANCESTORS}", merge_base)):
+        if commit in recorded:
+            note = "the merge base" if distance == 0 else f"{distance} commit(s) before the merge base {merge_base[:12]}"
+            return recorded[commit], f"{commit[:12]} ({note})"
+    raise HistoryError(f"no run of runner class {runner!r} is recorded for the merge base {merge_base[:12]} of "
+                       f"{base_ref} or its {ANCESTORS} ancestors: record one on {base_ref} first "
+                       f"(gpt2compress history record results.json)")
+
+
+def spreads(store: Store, runner: str, ref: str | None, upto: int) -> History:
+    """(case, metric) -> the values of the last SPREAD_RUNS runs of this class on `ref`, up to run `upto`, from the
+    latest accepted regression on (the runs before it measured other code)."""
+    accepted = store.accepted(runner)
+    runs = [r for r in store.runs(runner) if r.id <= upto and (ref is None or r.info.ref == ref)]
+    starts = [i for i, r in enumerate(runs) if r.info.commit in accepted]
+    return history_of([store.load(r.id) for r in runs[starts[-1] if starts else 0:][-SPREAD_RUNS:]])
+
+
+def history_of(runs: list[Run]) -> History:
+    values: History = {}
+    for run in runs:
+        for record in run.records:
+            for m in metrics_of(record.kind):
+                if (value := observed(m, record)) is not None:
+                    values.setdefault((record.case, m.name), []).append(value)
+    return values
+
+
+def relative_range(values: list[float]) -> float | None:
+    if len(values) < MIN_SPREAD_RUNS or not statistics.median(values):
+        return None
+    return (max(values) - min(values)) / abs(statistics.median(values))
+
+
+def judge(old: Run, new: Run, history: History, rules: tuple[CompareRule, ...] = (),
+          reruns: tuple[Run, ...] = ()) -> tuple[list[Finding], dict[tuple, float | None]]:
+    """Every metric of every case in both runs, outside `history`'s spread (× SPREAD_MARGIN). Where the spread is
+    unknown and `reruns` (the same code, fresh processes) have the case, they must all confirm the regression."""
+    findings, known = [], {}
+    for record in new.records:
+        before = old.find(record.case)
+        if before is None:
+            continue
+        confirmations = [again for run in reruns if (again := run.find(record.case)) is not None]
+        for m in metrics_of(record.kind):
+            spread = relative_range(history.get((record.case, m.name), []))
+            confirm = spread is None and bool(confirmations)
+            if confirm:
+                spread = relative_range([v for r in (record, *confirmations) if (v := observed(m, r)) is not None])
+            known[(record.where(), m.name)] = spread
+            bound = None if spread is None else spread * SPREAD_MARGIN
+            finding = compare_metric(m, before, record, rules, spread=bound, in_process_p=False)
+            if finding and finding.regression and confirm:
+                again = [compare_metric(m, before, r, rules, spread=bound, in_process_p=False) for r in confirmations]
+                finding.regression = all(f is not None and f.regression for f in again)
+            if finding:
+                findings.append(finding)
+    return findings, known
+
+
+def suspects(old: Run, new: Run, history: History, rules: tuple[CompareRule, ...] = ()) -> list[Record]:
+    """Cases with a regression past the threshold whose spread the history cannot tell: worth fresh processes."""
+    findings, known = judge(old, new, history, rules)
+    where = {f.where for f in findings if f.regression and known.get((f.where, f.metric)) is None}
+    return [r for r in new.records if r.where() in where]
+
+
+def rerun(new: Run, records: list[Record], times: int) -> list[Run]:
+    """The suspects' variants again, `times` fresh pytest processes with the run's own options (its machine
+    info keeps the command line), in the directory it ran in."""
+    info = new.machine.get("gpt2compress", {})
+    argv, workdir = info.get("argv"), info.get("cwd")
+    if not argv or not records:
+        return []
+    keep, skip = [], False
+    for arg in argv:  # the selection and outputs are this rerun's own
+        if skip:
+            skip = False
+            continue
+        if arg in ("--stages", "--benchmark-json", "--journal"):
+            skip = True
+        elif not arg.startswith(("--stages=", "--benchmark-json=", "--journal=", "--benchmark-autosave")):
+            keep.append(arg)
+    variants = ",".join(sorted({r.variant for r in records}))
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="gpt2compress-rerun-") as tmp:
+        for i in range(times):
+            out = Path(tmp) / f"rerun-{i}.json"
+            command = [sys.executable, "-m", "pytest", *keep, "--stages", variants, f"--benchmark-json={out}",
+                       "-p", "no:cacheprovider", "-q"]
+            print(f"re-running {variants} ({i + 1}/{times}): {shlex.join(command)}", flush=True)
+            subprocess.run(command, cwd=workdir, stdout=subprocess.DEVNULL, check=False)
+            if out.exists():
+                runs.append(load_run(out))
+    return runs
+
+
+def gate(store: Store, new: Run, runner: str, base_ref: str, rules: tuple[CompareRule, ...] = (),
+         head: str = "HEAD", commit: str | None = None, reruns: int = 0) -> GateResult:
+    """`commit`: the gated run's commit (accepted regressions of it pass). `reruns`: fresh processes for the
+    suspects whose spread the history cannot tell (0: the threshold and noise floor alone decide them)."""
+    base, note = base_run(store, runner, base_ref, head)
+    old = store.load(base.id)
+    history = spreads(store, runner, base.info.ref, base.id)
+    again, rerun_note = [], ""
+    if reruns and (suspect := suspects(old, new, history, rules)):
+        names = sorted({r.where() for r in suspect})
+        again = rerun(new, suspect, reruns)
+        rerun_note = (f"re-ran {', '.join(names)} in {len(again)} fresh process(es): the history holds fewer than "
+                      f"{MIN_SPREAD_RUNS} runs of {runner} to tell their between-process spread")
+    findings, known = judge(old, new, history, rules, tuple(again))
+    return GateResult(base, note, findings, known, store.accepted(runner).get(commit) if commit else None,
+                      rerun_note)
+
+
+def annotations(result: GateResult) -> list[str]:
+    """GitHub Actions `::error` lines, one per regression (`::warning` once accepted)."""
+    level = "warning" if result.accepted else "error"
+    return [f"::{level} title=gpt2compress regression::{f.where} {f.metric}: {f.base:.4g} → {f.new:.4g} "
+            f"({f.change:+.1%}, limit {f.threshold:.0%}) against {result.base_note}" for f in result.regressions]
+
+
+def blind_spots(result: GateResult) -> list[str]:
+    """Where this class's between-process spread, not the threshold, decides: the smallest change the gate can
+    see there (the README's error-rate table measures it)."""
+    out = []
+    for f in result.findings:
+        spread = result.spreads.get((f.where, f.metric))
+        if spread is not None and f.threshold is not None and spread * SPREAD_MARGIN > f.threshold:
+            out.append(f"{f.where} {f.metric}: changes under {spread * SPREAD_MARGIN:+.0%} are inside its "
+                       f"between-process spread ({spread:.0%} over recent runs) and pass unseen")
+    return out
+
+
+def spread_note(result: GateResult) -> str:
+    unknown = sum(1 for s in result.spreads.values() if s is None)
+    return (f"between-process spread known for {len(result.spreads) - unknown} of {len(result.spreads)} metrics "
+            f"(from the last {SPREAD_RUNS} runs of the class; {MIN_SPREAD_RUNS} needed)" + ("" if not unknown else
+            "; where unknown, only the threshold and noise floor decide"))
+
+
+
+@dataclass
+class ErrorRates:
+    """One variant's gate over N processes of identical code: every ordered pair (N·(N−1))."""
+
+    where: str
+    metric: str
+    spread: float  # relative range of the metric over all N processes
+    pairs: int
+    false_alarms: int  # A/A pairs that failed the gate (any metric of the case)
+    caught: int  # pairs that flagged the planted slowdown on `metric`
+    detectable: float | None  # smallest planted slowdown caught in ≥ DETECT of pairs (None: none up to the grid's end)
+
+
+DETECT = 0.9
+PLANTS = tuple(p / 100 for p in (5, 7.5, 10, 12.5, 15, 20, 25, 30, 40, 50, 75, 100))  # slowdowns tried
+
+
+def slower(record: Record, factor: float) -> Record:
+    """The record as if every timed round took `factor` × as long (its paired reference rounds unchanged)."""
+    return dataclasses.replace(record, latency_samples_ms=[x * factor for x in record.latency_samples_ms],
+                               ratios={}).derive_ratios()
+
+
+def _replace(run: Run, record: Record) -> Run:
+    return dataclasses.replace(run, records=[record if r.case == record.case else r for r in run.records])
+
+
+def error_rates(runs: list[Run], planted: float = 0.15, metric: str = "latency",
+                rules: tuple[CompareRule, ...] = ()) -> list[ErrorRates]:
+    """Per timed case: A/A false alarms, the planted slowdown caught, and the minimum detectable slowdown, each
+    pair (i → j) gated exactly as `history gate` would, with the spread of the other processes as its history."""
+    pairs = [(i, j) for i in range(len(runs)) for j in range(len(runs)) if i != j]
+    histories = {(i, j): history_of([r for k, r in enumerate(runs) if k not in (i, j)]) for i, j in pairs}
+
+    def failed(i: int, j: int, new: Run, where: str, metric: str | None = None) -> bool:
+        return any(f.regression and f.where == where and metric in (None, f.metric)
+                   for f in judge(runs[i], new, histories[i, j], rules)[0])
+
+    def caught(record: Record, factor: float) -> int:
+        return sum(failed(i, j, _replace(runs[j], slower(runs[j].find(record.case), factor)), record.where(), metric)
+                   for i, j in pairs)
+
+    out = []
+    for record in runs[0].records:
+        if not getattr(record, "latency_samples_ms", None) or not record.ratios:
+            continue  # the reference (its ratio is 1) and untimed rows
+        if any(r.find(record.case) is None for r in runs):
+            continue
+        values = [v for r in runs if (v := observed(METRICS[metric], r.find(record.case))) is not None]
+        false_alarms = sum(failed(i, j, runs[j], record.where()) for i, j in pairs)
+        detectable = next((p for p in PLANTS if caught(record, 1 + p) >= DETECT * len(pairs)), None)
+        out.append(ErrorRates(record.where(), metric, relative_range(values) or 0.0, len(pairs), false_alarms,
+                              caught(record, 1 + planted), detectable))
+    return out
+
+
+def format_error_rates(rates: list[ErrorRates], planted: float, machine: str) -> str:
+    lines = [f"| case | {rates[0].metric if rates else 'latency'} spread between processes | A/A false alarms | "
+             f"planted +{planted:.0%} caught | smallest slowdown caught in ≥ {DETECT:.0%} of pairs |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r.where} | {r.spread:.1%} | {r.false_alarms}/{r.pairs} | {r.caught}/{r.pairs} | "
+              f"{'> ' + format(PLANTS[-1], '.0%') if r.detectable is None else '+' + format(r.detectable, '.1%')} |"
+              for r in rates]
+    return f"{machine}\n\n" + "\n".join(lines)

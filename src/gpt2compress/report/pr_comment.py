@@ -1,0 +1,58 @@
+"""`gpt2compress history report --markdown` (and `history gate --report FILE`): one page for the job summary
+and the sticky PR comment — the verdict, regressions, improvements, what was skipped and why, links to charts.
+
+The page starts with a hidden marker per runner class, so the workflow edits its one comment per class on each
+push instead of adding another.
+"""
+
+from __future__ import annotations
+
+from .compare_gate import Finding, format_markdown
+from .merge_base_gate import GateResult, annotations, blind_spots, spread_note
+from .runs import Run
+
+MARKER = "<!-- gpt2compress-report:{runner} -->"
+
+
+def _improved(f: Finding) -> bool:
+    return f.threshold is not None and -f.change > f.threshold
+
+
+def skipped(run: Run) -> list[tuple[str, str]]:
+    """(test, reason) of every bench case the run skipped (bench/conftest.py keeps them in the machine info)."""
+    return [(s["test"], s["reason"]) for s in run.machine.get("gpt2compress", {}).get("skipped", [])]
+
+
+def page(run: Run, runner: str, result: GateResult | None = None, charts: str | None = None) -> str:
+    """`result`: the gate against the base (None: no base to compare with — the run's own rows only)."""
+    lines = [MARKER.format(runner=runner)]
+    if result is None:
+        lines += [f"## gpt2compress on {runner}: {len(run.records)} rows recorded", "",
+                  "No base run to compare with (`history gate --base REF` needs a recorded merge base)."]
+    else:
+        verdict = ("accepted regression" if result.failed is False and result.regressions else
+                   "regression" if result.failed else "no regression")
+        lines += [f"## gpt2compress on {runner}: {verdict}", "",
+                  f"Base: run {result.base.id} of {result.base_note}. {spread_note(result)}."]
+        if result.rerun_note:
+            lines.append(f"{result.rerun_note}.")
+        if result.accepted:
+            lines.append(f"Accepted: {result.accepted}")
+        if spots := blind_spots(result):
+            lines += ["", "<details><summary>Where the gate is blind on this runner class</summary>", "",
+                      *(f"- {s}" for s in spots), "", "</details>"]
+        sections = (("Regressions", result.regressions), ("Improvements", [f for f in result.findings if _improved(f)]))
+        for title, findings in sections:
+            lines += ["", f"### {title} ({len(findings)})", ""]
+            lines.append(format_markdown(findings) if findings else "none")
+        if result.regressions:
+            lines += ["", "```", *annotations(result), "```"]
+    gone = skipped(run)
+    lines += ["", f"### Skipped ({len(gone)})", ""]
+    lines += [f"- `{test}`: {reason}" for test, reason in gone] or ["none"]
+    if charts:
+        lines += ["", f"Charts, traces and the full results: [{charts}]({charts})"]
+    if result is not None and result.findings:
+        lines += ["", "<details><summary>Every comparison</summary>", "", format_markdown(result.findings), "",
+                  "</details>"]
+    return "\n".join(lines) + "\n"

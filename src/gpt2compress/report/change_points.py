@@ -63,7 +63,10 @@ class ChangePoint:
 
 def detect(values: list[float], max_pvalue: float = MAX_PVALUE) -> list[tuple[int, float, float, float]]:
     """(index of the first point after, mean before, mean after, p) per change point of one series."""
-    from otava.analysis import compute_change_points
+    try:
+        from otava.analysis import compute_change_points
+    except ImportError as err:
+        raise ValueError("change points need Apache Otava: pip install 'gpt2compress[history]'") from err
 
     found, _ = compute_change_points(values, window_len=WINDOW, max_pvalue=max_pvalue)
     return [(int(c.index), float(c.stats.mean_1), float(c.stats.mean_2), float(c.stats.pvalue)) for c in found]

@@ -1,16 +1,16 @@
 """`gpt2compress history gate RESULTS --base REF`: this run against the recorded run of its merge base.
 
 The base is the run of `git merge-base HEAD REF` on the same runner class, or of its nearest recorded ancestor
-(named in the output). A metric regresses only when it is worse than its threshold (catalog / `[[compare]]`)
-and than its noise floor, **and** outside the spread it has shown between processes: the relative range
-(max − min) / median of its value over the last SPREAD_RUNS recorded runs of the class on the base's branch,
-timing as the paired ratio to fp32. Rounds inside one process do not see that spread, so no in-process p-value
-is used. With fewer than MIN_SPREAD_RUNS such runs the spread is unknown: the gate then re-runs the suspects
+(named in the output). A metric regresses only when it is worse than the base by its threshold (catalog /
+`[[compare]]`) and its noise floor, **and** outside the spread it has shown between processes: worse than the
+median of the last SPREAD_RUNS recorded runs of the class on the base's branch by more than SPREAD_MARGIN × their
+relative range (max − min) / median, timing as the paired ratio to fp32. Rounds inside one process do not see that
+spread, so no in-process p-value is used. With fewer than MIN_SPREAD_RUNS such runs the spread is unknown: the gate then re-runs the suspects
 (cases with a regression past the threshold) in `reruns` fresh processes and a suspect regresses only if every
 process confirms it, by more than those processes differ among themselves.
 
-`error_rates` replays the gate over N processes of identical code (every ordered pair, each gated with the spread
-of the other N − 2): its A/A false alarms, how often a planted slowdown is caught, and the smallest slowdown
+`error_rates` replays the gate over N processes of identical code (every ordered pair i → j, each gated with the
+other N − 1 as its history, the base i among them): its A/A false alarms, how often a planted slowdown is caught, and the smallest slowdown
 caught in ≥ 90 % of pairs, per variant — the numbers README publishes (bench/error-rates.sh).
 """
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..budgets import CompareRule
-from ..catalog import METRICS, metrics_of
+from ..catalog import METRICS, metrics_of, reference_of
 from ..records import Record
 from .compare_gate import Finding, compare_metric, observed
 from .history_store import HistoryError, Store, StoredRun
@@ -34,7 +34,7 @@ from .runs import Run, load_run
 
 SPREAD_RUNS = 10
 MIN_SPREAD_RUNS = 3
-SPREAD_MARGIN = 2.0  # a regression must exceed twice the spread: measured, bench/error-rates.sh and README
+SPREAD_MARGIN = 1.5  # × the relative range, beyond the recent median: measured, bench/error-rates.sh, README
 ANCESTORS = 200  # how far back to look for a recorded ancestor of the merge base
 History = dict[tuple, list[float]]  # (case, metric) -> its values in recent runs of the class
 
@@ -107,8 +107,9 @@ def relative_range(values: list[float]) -> float | None:
 
 def judge(old: Run, new: Run, history: History, rules: tuple[CompareRule, ...] = (),
           reruns: tuple[Run, ...] = ()) -> tuple[list[Finding], dict[tuple, float | None]]:
-    """Every metric of every case in both runs, outside `history`'s spread (× SPREAD_MARGIN). Where the spread is
-    unknown and `reruns` (the same code, fresh processes) have the case, they must all confirm the regression."""
+    """Every metric of every case in both runs. A regression is worse than the base run by its threshold and worse
+    than the median of `history` by SPREAD_MARGIN × its relative range. Where the spread is unknown and `reruns`
+    (the same code, fresh processes) have the case, they must all confirm it, beyond the range among themselves."""
     findings, known = [], {}
     for record in new.records:
         before = old.find(record.case)
@@ -116,16 +117,20 @@ def judge(old: Run, new: Run, history: History, rules: tuple[CompareRule, ...] =
             continue
         confirmations = [again for run in reruns if (again := run.find(record.case)) is not None]
         for m in metrics_of(record.kind):
-            spread = relative_range(history.get((record.case, m.name), []))
+            values = history.get((record.case, m.name), [])
+            spread = relative_range(values)
             confirm = spread is None and bool(confirmations)
             if confirm:
                 spread = relative_range([v for r in (record, *confirmations) if (v := observed(m, r)) is not None])
             known[(record.where(), m.name)] = spread
-            bound = None if spread is None else spread * SPREAD_MARGIN
+            bound = spread * SPREAD_MARGIN if confirm and spread is not None else None
             finding = compare_metric(m, before, record, rules, spread=bound, in_process_p=False)
             if finding and finding.regression and confirm:
                 again = [compare_metric(m, before, r, rules, spread=bound, in_process_p=False) for r in confirmations]
                 finding.regression = all(f is not None and f.regression for f in again)
+            elif finding and finding.regression and spread is not None:
+                typical = statistics.median(values)
+                finding.regression = m.direction * (finding.new - typical) / abs(typical) > spread * SPREAD_MARGIN
             if finding:
                 findings.append(finding)
     return findings, known
@@ -200,8 +205,8 @@ def blind_spots(result: GateResult) -> list[str]:
     for f in result.findings:
         spread = result.spreads.get((f.where, f.metric))
         if spread is not None and f.threshold is not None and spread * SPREAD_MARGIN > f.threshold:
-            out.append(f"{f.where} {f.metric}: changes under {spread * SPREAD_MARGIN:+.0%} are inside its "
-                       f"between-process spread ({spread:.0%} over recent runs) and pass unseen")
+            out.append(f"{f.where} {f.metric}: changes under {spread * SPREAD_MARGIN:+.0%} of the recent median are "
+                       f"inside its between-process spread ({spread:.0%} over recent runs) and pass unseen")
     return out
 
 
@@ -245,7 +250,7 @@ def error_rates(runs: list[Run], planted: float = 0.15, metric: str = "latency",
     """Per timed case: A/A false alarms, the planted slowdown caught, and the minimum detectable slowdown, each
     pair (i → j) gated exactly as `history gate` would, with the spread of the other processes as its history."""
     pairs = [(i, j) for i in range(len(runs)) for j in range(len(runs)) if i != j]
-    histories = {(i, j): history_of([r for k, r in enumerate(runs) if k not in (i, j)]) for i, j in pairs}
+    histories = {(i, j): history_of([r for k, r in enumerate(runs) if k != j]) for i, j in pairs}  # base in
 
     def failed(i: int, j: int, new: Run, where: str, metric: str | None = None) -> bool:
         return any(f.regression and f.where == where and metric in (None, f.metric)
@@ -257,8 +262,8 @@ def error_rates(runs: list[Run], planted: float = 0.15, metric: str = "latency",
 
     out = []
     for record in runs[0].records:
-        if not getattr(record, "latency_samples_ms", None) or not record.ratios:
-            continue  # the reference (its ratio is 1) and untimed rows
+        if not getattr(record, "latency_samples_ms", None) or record.variant == reference_of(record.kind):
+            continue  # untimed rows, and the reference (its paired ratio is 1 by definition)
         if any(r.find(record.case) is None for r in runs):
             continue
         values = [v for r in runs if (v := observed(METRICS[metric], r.find(record.case))) is not None]

@@ -26,8 +26,8 @@ from gpt2compress.isolation import Crashed, run_isolated
 from gpt2compress.journal import Journal
 from gpt2compress.measure import (Reference, classify_reference, forward_reference, generate_reference,
                                   measure_case, measure_in_child, train_record)
-from gpt2compress.metrics import fixed_batch
-from gpt2compress.options import NO_GPU, resolve_devices
+from gpt2compress.metrics import first_batch, timed_inputs
+from gpt2compress.options import NO_GPU, classify_overrides, resolve_devices, settings_overrides
 from gpt2compress.records import Record
 from gpt2compress.registry import StageNotApplicable, output_runtime, stage
 from gpt2compress.sources import load_source
@@ -88,8 +88,7 @@ def source(pytestconfig, corpus):
 def contexts(pytestconfig, corpus, source) -> dict[str, Context]:
     opt = pytestconfig.getoption
     eval_samples = opt("--eval-samples") or (SMOKE_EVAL_SAMPLES if opt("--smoke") else None)
-    settings = Settings.for_model(opt("--model"), seq_len=opt("--seq-len"), eval_samples=eval_samples,
-                                  finetune_max_steps=opt("--finetune-steps"))
+    settings = Settings.for_model(opt("--model"), **{**settings_overrides(opt), "eval_samples": eval_samples})
     out = {}
     for device in devices(pytestconfig):
         if device == "cpu" or torch.cuda.is_available():
@@ -132,9 +131,11 @@ def hellaswag(pytestconfig):
 
 @pytest.fixture
 def forward_ref(_references, ctx, pytestconfig, hellaswag) -> Reference:
-    batch = fixed_batch(ctx.eval, pytestconfig.getoption("--batch-size"), ctx.settings.seq_len)
-    key = (FORWARD, ctx.device, tuple(batch["input_ids"].shape))
-    return _reference(_references, key, lambda: forward_reference(ctx, batch, hellaswag))
+    opt = pytestconfig.getoption
+    cycle = opt("--rounds") + opt("--warmup") if opt("--cycle-inputs") else 0
+    inputs = timed_inputs(ctx.eval, opt("--batch-size"), ctx.settings.seq_len, cycle)
+    key = (FORWARD, ctx.device, tuple(first_batch(inputs)["input_ids"].shape))
+    return _reference(_references, key, lambda: forward_reference(ctx, inputs, hellaswag, opt("--warmup")))
 
 
 def prompt(ctx: Context, batch_size: int, config: pytest.Config):
@@ -199,7 +200,7 @@ def classify_ctx(_classify_contexts, ctx, news, pytestconfig):
     from gpt2compress.classify import classify_context, classify_settings
 
     if ctx.device not in _classify_contexts:
-        settings = classify_settings(pytestconfig.getoption("--model"))
+        settings = classify_settings(pytestconfig.getoption("--model"), **classify_overrides(pytestconfig.getoption))
         _classify_contexts[ctx.device] = classify_context(ctx.source, news, settings, ctx.corpus, ctx.device, ctx.spec)
     return _classify_contexts[ctx.device]
 

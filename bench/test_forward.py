@@ -9,4 +9,6 @@ KIND = FORWARD
 
 
 def test_forward(case, device, ctx, forward_ref, measure, gate, hellaswag, pytestconfig):
-    gate(measure(ctx, forward_ref, hellaswag=hellaswag, profile=pytestconfig.getoption("--profile")))
+    opt = pytestconfig.getoption
+    gate(measure(ctx, forward_ref, hellaswag=hellaswag, profile=opt("--profile"), rounds=opt("--rounds"),
+                 warmup=opt("--warmup")))

@@ -43,7 +43,7 @@ def loop(tmp_path):
         copy = shutil.copytree if (ROOT / part).is_dir() else shutil.copy
         copy(ROOT / part, repo / part, **({"ignore": shutil.ignore_patterns("__pycache__", "*.egg-info")}
                                           if copy is shutil.copytree else {}))
-    (repo / "no-budgets.toml").write_text("# the history gate alone decides here\n")
+    (repo / "no-budgets.toml").write_text("version = 1  # no limits: the history gate alone decides here\n")
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "base")

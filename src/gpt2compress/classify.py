@@ -184,7 +184,7 @@ class ClassifyContext(Context):
 
     @cached_property
     def train(self) -> LabelledWindows:
-        return self._split(self.news.train, self.settings.finetune_samples, "train")
+        return self._split(self.news.train, self.settings.finetune_samples or None, "train")  # 0: every row
 
     @cached_property
     def eval(self) -> LabelledWindows:

@@ -71,11 +71,12 @@ def pipeline(args: argparse.Namespace) -> int:
 
 def _pipeline_rows(args: argparse.Namespace, source, corpus, device: str) -> list[dict]:
     from .measure import footprint, quality, speed
+    from .options import settings_overrides
     from .stages import StageNotApplicable
     from .variants import Context, ContextSpec, Settings, build
 
-    settings = Settings.for_model(args.model, seq_len=args.seq_len, eval_samples=args.eval_samples,
-                                  finetune_max_steps=args.finetune_steps)
+    option = vars(args)
+    settings = Settings.for_model(args.model, **settings_overrides(lambda flag: option[flag[2:].replace("-", "_")]))
     spec = ContextSpec(args.model, args.data, args.tokenizer, settings, device)
     ctx = Context(source, corpus, settings, device, spec)
     rows = []

@@ -26,8 +26,8 @@ import torch
 from .catalog import reference_of
 from .fingerprint import project_commit
 from .generation import cannot_generate, summarize, timed_generate
-from .metrics import (cuda_event_ms, fixed_batch, forward_callable, latency_stats, peak_memory, perplexity,
-                      release_memory, size_on_disk, time_calls, unsynchronized_timer)
+from .metrics import (Inputs, cuda_event_ms, first_batch, fixed_batch, forward_callable, latency_stats, peak_memory,
+                      perplexity, release_memory, size_on_disk, time_calls, unsynchronized_timer)
 from .records import ClassifyRecord, ForwardRecord, GenerateRecord, Record, TrainRecord
 from .registry import StageNotApplicable
 from .variants import Built, Context
@@ -143,21 +143,25 @@ def _no_energy(record: ForwardRecord) -> None:
                                                if record.device == "cuda" else "energy is measured on CUDA GPUs only")
 
 
-def forward_reference(ctx: Context, batch: dict[str, torch.Tensor], hellaswag: list | None = None) -> Reference:
+def forward_reference(ctx: Context, inputs: Inputs, hellaswag: list | None = None, warmup: int = WARMUP) -> Reference:
     """fp32 on this device and batch shape: footprint, perplexity (and HellaSwag), peak memory, GPU energy."""
     from .variants import build
 
     name = reference_of("forward")
     built = build(name, ctx)
     record = ForwardRecord(**identity(built, ctx), **footprint(built), **quality(built, ctx),
-                           **_hellaswag(built, ctx, hellaswag), batch_shape=list(batch["input_ids"].shape))
-    forward = forward_callable(built.model, batch)
+                           **_hellaswag(built, ctx, hellaswag), batch_shape=shape_of(inputs))
+    forward = forward_callable(built.model, inputs)
     with peak_memory(ctx.device) as mem:
-        time_calls(forward, rounds=0, warmup=WARMUP)
+        time_calls(forward, rounds=0, warmup=warmup)
     record.peak_memory_forward_bytes = mem.peak
     if ctx.device == "cuda":
-        record = dataclasses.replace(record, **gpu_extras(forward, batch["input_ids"].shape[0]))
-    return Reference(record, lambda: build(name, ctx).model, batch)
+        record = dataclasses.replace(record, **gpu_extras(forward, record.batch_shape[0]))
+    return Reference(record, lambda: build(name, ctx).model, inputs)
+
+
+def shape_of(inputs: Inputs) -> list[int]:
+    return list(first_batch(inputs)["input_ids"].shape)
 
 
 def _hellaswag(built: Built, ctx: Context, examples: list | None) -> dict[str, Any]:
@@ -171,8 +175,8 @@ def _hellaswag(built: Built, ctx: Context, examples: list | None) -> dict[str, A
 def forward_record(built: Built, ctx: Context, reference: Reference, runner: Runner = own_runner,
                    hellaswag: list | None = None, rounds: int = ROUNDS, warmup: int = WARMUP) -> ForwardRecord:
     """Footprint, perplexity, peak memory (the variant alone), then latency in rounds paired with the reference's."""
-    batch = reference.inputs
-    forward = forward_callable(built.model, batch)
+    inputs = reference.inputs
+    forward = forward_callable(built.model, inputs)
     with peak_memory(ctx.device) as mem:
         time_calls(forward, rounds=0, warmup=warmup)
     if built.name == reference.record.variant:  # deterministic: the reference's own values, measured once
@@ -180,13 +184,14 @@ def forward_record(built: Built, ctx: Context, reference: Reference, runner: Run
     else:
         scores = {**quality(built, ctx), **_hellaswag(built, ctx, hellaswag)}
     record = ForwardRecord(**identity(built, ctx), **footprint(built), **scores,
-                           batch_shape=list(batch["input_ids"].shape), peak_memory_forward_bytes=mem.peak,
+                           batch_shape=shape_of(inputs), peak_memory_forward_bytes=mem.peak,
                            peak_memory_reserved_bytes=mem.reserved, peak_rss_forward_bytes=mem.rss_peak)
     with reference.loaded() as base:
-        times, base_times = alternate(forward, forward_callable(base, batch), rounds, warmup, runner)
+        forward = forward_callable(built.model, inputs)  # both from the first batch: pairs time the same input
+        times, base_times = alternate(forward, forward_callable(base, inputs), rounds, warmup, runner)
     record.latency_samples_ms = ms(times)
     if ctx.device == "cuda":
-        record = dataclasses.replace(record, **gpu_extras(forward, batch["input_ids"].shape[0]))
+        record = dataclasses.replace(record, **gpu_extras(forward, record.batch_shape[0]))
         timer = unsynchronized_timer(min(times) * 1e3, record.gpu_event_min_ms)
         record.problems += [timer] if timer else []
     _no_energy(record)
@@ -288,7 +293,7 @@ def speed(built: Built, ctx: Context, batch_size: int = 1, rounds: int = 10) -> 
     batch = fixed_batch(ctx.eval, batch_size, ctx.settings.seq_len)
     with peak_memory(ctx.device) as mem:
         times = time_calls(forward_callable(built.model, batch), rounds=rounds)
-    return {**latency_stats(times), "peak_memory_forward_bytes": mem.peak, "batch_shape": list(batch["input_ids"].shape)}
+    return {**latency_stats(times), "peak_memory_forward_bytes": mem.peak, "batch_shape": shape_of(batch)}
 
 
 
@@ -296,7 +301,8 @@ def measure_case(kind: str, built: Built, ctx: Context, reference: Reference, ru
                  options: dict[str, Any]) -> Record:
     """The one entry point per kind, in the session's process or in an isolated child."""
     if kind == "forward":
-        record = forward_record(built, ctx, reference, runner, options.get("hellaswag"))
+        record = forward_record(built, ctx, reference, runner, options.get("hellaswag"),
+                                options.get("rounds", ROUNDS), options.get("warmup", WARMUP))
         if options.get("profile"):
             from .profiling import profile_forward
 

@@ -7,6 +7,7 @@ returns `.logits` (batch, seq, vocab): PyTorch GPT-2 variants and OpenVINO
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -56,10 +57,26 @@ def perplexity(model: Any, windows: Windows, batch_size: int = 8, progress: bool
     return math.exp(total / count)
 
 
-def fixed_batch(windows: Windows, batch_size: int = 1, seq_len: int | None = None) -> dict[str, torch.Tensor]:
-    """The timing input: the first `batch_size` windows, unpadded (mask all ones)."""
-    ids = windows.input_ids[:batch_size, :seq_len]
+Batch = dict[str, torch.Tensor]
+Inputs = Batch | list[Batch]  # the timed input: one batch every round, or one per round in turn
+
+
+def fixed_batch(windows: Windows, batch_size: int = 1, seq_len: int | None = None, start: int = 0) -> Batch:
+    """The timing input: `batch_size` windows from `start` (default the first), unpadded (mask all ones)."""
+    ids = windows.input_ids[start:start + batch_size, :seq_len]
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def timed_inputs(windows: Windows, batch_size: int = 1, seq_len: int | None = None, cycle: int = 0) -> Inputs:
+    """The first batch every round; with `cycle` rounds (seed 002), the eval windows in turn, wrapping around."""
+    if not cycle:
+        return fixed_batch(windows, batch_size, seq_len)
+    batches = max(1, len(windows) // batch_size)
+    return [fixed_batch(windows, batch_size, seq_len, (i % batches) * batch_size) for i in range(cycle)]
+
+
+def first_batch(inputs: Inputs) -> Batch:
+    return inputs[0] if isinstance(inputs, list) else inputs
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
@@ -71,14 +88,16 @@ def _move(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, tor
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def forward_callable(model: Any, batch: dict[str, torch.Tensor]) -> Callable[[], Any]:
-    """A zero-argument forward for timers; on CUDA it synchronizes so the time is the kernels' time."""
+def forward_callable(model: Any, inputs: Inputs) -> Callable[[], Any]:
+    """A zero-argument forward for timers (each call the next batch of a list); on CUDA it synchronizes so the
+    time is the kernels' time."""
     device = model_device(model)
-    batch, sync = _move(batch, device), synchronizer(device)
+    batches = itertools.cycle([_move(b, device) for b in (inputs if isinstance(inputs, list) else [inputs])])
+    sync = synchronizer(device)
 
     def forward() -> Any:
         with torch.inference_mode():
-            out = model(**batch)
+            out = model(**next(batches))
         sync()
         return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("--eval-samples", "eval windows for perplexity (default: all)", type=int, cli=True),
     Option("--finetune-steps", "optimizer steps of every training stage (finetune, distill, lora); default: one epoch",
            type=int, cli=True),
+    Option("--finetune-epochs", "epochs of every training stage (default 1; seed 000 runs 1-5)", type=float, cli=True),
+    Option("--prune-fraction", "share of each layer's attention heads the prune stage removes (default 0.2)",
+           type=float, cli=True),
+    Option("--lora-targets", "comma-separated GPT-2 modules LoRA adapts (default c_attn,c_proj,c_fc)", cli=True),
+    Option("--rounds", "forward: timed rounds, each paired with the reference's (default 20; seed 002: 100)", 20,
+           type=int),
+    Option("--warmup", "forward: untimed warm-up rounds before them (default 3; seed 002: 10)", 3, type=int),
+    Option("--cycle-inputs", "forward: each round times the next eval window(s) instead of the first every time "
+                             "(seed 002)", False, action="store_true"),
+    Option("--cls-seq-len", "classify: tokens per AG News text (default 64; seed 004: 128)", type=int),
+    Option("--cls-epochs", "classify: fine-tuning epochs of the classifier (default 1; seed 004: 3)", type=float),
+    Option("--cls-train-rows", "classify: training rows (default 2048; 0: the whole train split, as seed 004)",
+           type=int),
     Option("--budgets", "budgets TOML (default bench/budgets.toml)"),
     Option("--stages", "comma-separated variants to run (default: all)"),
     Option("--batch-size", "batch of the timed forward (default 1)", 1, type=int),
@@ -57,6 +70,21 @@ OPTIONS: tuple[Option, ...] = (
            metavar="PATH"),
     Option("--hellaswag-samples", "hellaswag: first N examples (default: all)", type=int),
 )
+
+
+def settings_overrides(opt: Callable[[str], Any]) -> dict[str, Any]:
+    """The options that change what is built, as `Settings` fields (None: the model's default). `opt` reads one."""
+    targets = opt("--lora-targets")
+    return {"seq_len": opt("--seq-len"), "eval_samples": opt("--eval-samples"),
+            "finetune_max_steps": opt("--finetune-steps"), "finetune_epochs": opt("--finetune-epochs"),
+            "prune_fraction": opt("--prune-fraction"),
+            "lora_targets": tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else None}
+
+
+def classify_overrides(opt: Callable[[str], Any]) -> dict[str, Any]:
+    """The classification recipe's options as `Settings` fields of the classifier's context."""
+    return {"seq_len": opt("--cls-seq-len"), "finetune_epochs": opt("--cls-epochs"),
+            "finetune_samples": opt("--cls-train-rows")}  # 0: the whole train split
 
 
 def add_pytest_options(group: Any) -> None:

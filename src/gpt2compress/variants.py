@@ -79,6 +79,7 @@ class Settings:
     calibration_samples: int = 64
     distill_layers: tuple[int, ...] | None = None  # teacher blocks the student keeps; None: every other one
     lora_rank: int = 8
+    lora_targets: tuple[str, ...] | None = None  # GPT-2 modules LoRA adapts; None: c_attn, c_proj, c_fc
     lora_lr: float = 1e-3
     adapter_sparsity: float = 0.8
 

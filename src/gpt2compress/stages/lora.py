@@ -113,8 +113,8 @@ def _check_sparsity(model: nn.Module, wanted: float) -> float:
 
 
 def lora_config(ctx: Context, sparsity: float = 0.0) -> LoraConfig:
-    return LoraConfig(training_config(ctx, ctx.settings.lora_lr), AdapterSpec(rank=ctx.settings.lora_rank),
-                      sparsity=sparsity)
+    adapters = AdapterSpec(rank=ctx.settings.lora_rank, target_modules=ctx.settings.lora_targets or GPT2_CONV1D)
+    return LoraConfig(training_config(ctx, ctx.settings.lora_lr), adapters, sparsity=sparsity)
 
 
 @register_stage("lora", lora_config, devices=(CPU, CUDA), libraries=TRAINING_LIBRARIES + ("peft",),

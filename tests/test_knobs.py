@@ -1,0 +1,109 @@
+"""The seeds' knobs as options (issue 15, item 3): declared once for pytest and the CLI, each one that changes a
+build changes the cache key of exactly the variants it changes, and the timing knobs change what is timed."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from gpt2compress.classify import classify_settings
+from gpt2compress.options import OPTIONS, classify_overrides, settings_overrides
+from gpt2compress.variants import VARIANTS, plan
+
+from helpers import random_windows, run_bench
+
+
+def keys(ctx) -> dict[str, str]:
+    return {name: plan(chain, ctx)[-1].key for name, chain in VARIANTS.items()}
+
+
+def options(**given):
+    """An option reader as pytest's getoption / the CLI's namespace give it: unset options at their defaults."""
+    defaults = {o.flag: o.default for o in OPTIONS}
+    return lambda flag: given.get(flag.lstrip("-").replace("-", "_"), defaults[flag])
+
+
+@pytest.mark.parametrize("flag,value,stages", [
+    ("prune_fraction", 0.4, {"prune"}),
+    ("finetune_epochs", 3.0, {"finetune", "distill", "lora", "lora_pruned"}),
+    ("lora_targets", "c_attn", {"lora", "lora_pruned"}),
+])
+def test_a_build_knob_rekeys_exactly_the_variants_it_changes(ctx, flag, value, stages):
+    before = keys(ctx)
+    overrides = {k: v for k, v in settings_overrides(options(**{flag: value})).items() if v is not None}
+    after = keys(replace(ctx, settings=replace(ctx.settings, **overrides)))
+    changed = {name for name in VARIANTS if before[name] != after[name]}
+    assert changed == {name for name, chain in VARIANTS.items() if stages & set(chain)}
+
+
+def test_lora_targets_reach_peft(ctx):
+    from gpt2compress.stages.lora import lora_config
+
+    targeted = replace(ctx, settings=replace(ctx.settings, **{"lora_targets": ("c_attn",)}))
+    assert lora_config(targeted).adapters.target_modules == ("c_attn",)
+    assert lora_config(ctx).adapters.target_modules == ("c_attn", "c_proj", "c_fc")
+
+
+def test_the_classification_recipe_is_three_options():
+    default = classify_settings("tiny")
+    seed_004 = classify_settings("tiny", **classify_overrides(options(cls_seq_len=128, cls_epochs=3.0,
+                                                                     cls_train_rows=0)))
+    assert (default.seq_len, default.finetune_epochs, default.finetune_samples) == (64, 1.0, 2048)
+    assert (seed_004.seq_len, seed_004.finetune_epochs, seed_004.finetune_samples) == (128, 3.0, 0)  # 0: every row
+    assert classify_settings("tiny", **classify_overrides(options())) == default
+
+
+def test_cycled_inputs_time_the_eval_windows_in_turn():
+    from gpt2compress.metrics import forward_callable, timed_inputs
+
+    windows = random_windows(n=3, seq_len=8, ragged=False)
+    seen = []
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids, attention_mask):
+            seen.append(input_ids[0, 0].item())
+
+    forward = forward_callable(Model(), timed_inputs(windows, 1, 8, cycle=5))
+    for _ in range(5):
+        forward()
+    assert seen == [windows.input_ids[i % 3, 0].item() for i in range(5)]  # every window in turn, wrapping
+    seen.clear()
+    fixed = forward_callable(Model(), timed_inputs(windows, 1, 8))
+    fixed(), fixed()
+    assert seen == [windows.input_ids[0, 0].item()] * 2
+
+
+def test_seed_002s_timing_protocol_runs_in_the_bench(tmp_path, local_checkpoint):
+    """README's seed-002 command at a small scale: rounds, warm-up and cycled inputs reach the record."""
+    out, no_budgets = tmp_path / "r.json", tmp_path / "none.toml"
+    no_budgets.write_text("version = 1\n")
+    done = run_bench(local_checkpoint, out, "--stages", "fp32,int8-scratch", "--rounds", "6", "--warmup", "2",
+                     "--cycle-inputs", "--budgets", str(no_budgets))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = {b["extra_info"]["variant"]: b for b in json.loads(out.read_text())["benchmarks"]}
+    assert len(rows["int8-scratch"]["extra_info"]["latency_samples_ms"]) == 6
+    assert rows["int8-scratch"]["stats"]["rounds"] == 6
+
+
+def test_readmes_seed_commands_name_real_options_and_cases():
+    """Every flag of README's seed-protocol table is declared once (options.py) and every --stages name is a case."""
+    import re
+    import shlex
+
+    from gpt2compress.cases import names
+    from helpers import ROOT
+
+    table = (ROOT / "README.md").read_text().split("Each seed's protocol")[1].split("\n\n")[1]
+    commands = [c for row in table.splitlines()[2:] for c in re.findall(r"`(pytest [^`]+)`", row)]
+    assert len(commands) >= 5
+    declared = {o.flag for o in OPTIONS}
+    for command in commands:
+        words = shlex.split(command)
+        assert {w for w in words if w.startswith("--")} <= declared, command
+        if "--stages" in words:
+            assert set(words[words.index("--stages") + 1].split(",")) <= set(names()), command

@@ -28,6 +28,7 @@ from gpt2compress.measure import (Reference, classify_reference, forward_referen
                                   measure_case, measure_in_child, train_record)
 from gpt2compress.metrics import first_batch, timed_inputs
 from gpt2compress.options import NO_GPU, classify_overrides, resolve_devices, settings_overrides
+from gpt2compress.progress import measuring, report_to, time_table
 from gpt2compress.records import Record
 from gpt2compress.registry import StageNotApplicable, output_runtime, stage
 from gpt2compress.sources import load_source
@@ -264,8 +265,10 @@ def measure(benchmark, case: Case, device: str, pytestconfig) -> Callable[..., R
         if output_runtime(case.chain).isolated:
             modules = tuple(dict.fromkeys(stage(name).module for name in case.chain))
             try:
-                record, rounds = run_isolated(measure_in_child, case.kind, case.trains or case.variant, case.chain,
-                                              ctx.spec, reference.record, reference.inputs, options, modules=modules)
+                with measuring(f"{device}/{case.variant}"):  # the child builds too
+                    record, rounds = run_isolated(measure_in_child, case.kind, case.trains or case.variant,
+                                                  case.chain, ctx.spec, reference.record, reference.inputs, options,
+                                                  modules=modules)
             except Crashed as crash:
                 pytest.fail(f"{case.variant} on {device}: {crash}", pytrace=False)
             except StageNotApplicable as reason:
@@ -275,7 +278,8 @@ def measure(benchmark, case: Case, device: str, pytestconfig) -> Callable[..., R
         try:
             with memray_capture(pytestconfig.getoption("--memray"), f"{device}-{case.variant}-build"):
                 built = build(case.trains or case.variant, ctx, case.chain)
-            record = measure_case(case.kind, built, ctx, reference, benchmark_runner(benchmark), options)
+            with measuring(f"{device}/{case.variant}"):
+                record = measure_case(case.kind, built, ctx, reference, benchmark_runner(benchmark), options)
         except StageNotApplicable as reason:  # the chain, or this kind, does not apply (e.g. no KV-cache generate)
             pytest.skip(str(reason))
         if case.kind == TRAIN:  # timed inside train_steps, one round per optimizer step
@@ -348,3 +352,28 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output
     """The skips go into the results (the PR page lists them with their reasons); pytest-benchmark keeps only
     the cases that ran."""
     output_json.setdefault("machine_info", {}).setdefault("gpt2compress", {})["skipped"] = SKIPPED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def progress_lines(pytestconfig):
+    """Builds and long loops say where they are through pytest's terminal reporter: pytest captures tqdm."""
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        yield
+        return
+
+    def write(line: str) -> None:
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.write_line(line)
+
+    with report_to(write):
+        yield
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    lines = time_table()
+    if lines:
+        terminalreporter.write_sep("-", "gpt2compress: build and measure time per variant")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Iterator
 
 PACKAGE = "gpt2compress"
-NOT_BUILD_CODE = frozenset({f"{PACKAGE}.{m}" for m in ("registry", "cache", "fingerprint", "stages", "variants", "catalog")})
+NOT_BUILD_CODE = frozenset({f"{PACKAGE}.{m}" for m in (
+    "registry", "cache", "fingerprint", "stages", "variants", "catalog", "progress")})  # progress: lines, not weights
 
 
 def package_root() -> Path:

@@ -24,10 +24,10 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .data import DataSourceError
 from .metrics import model_device
+from .progress import track
 
 HUB_HELLASWAG = "hellaswag"
 HUB_ID = "Rowan/hellaswag"
@@ -110,7 +110,7 @@ def evaluate(model: Any, tokenizer, examples: list[Example], max_len: int | None
     if not examples:
         raise ValueError("HellaSwag needs at least one example")
     hits, hits_norm = 0, 0
-    for example in tqdm(examples, desc="hellaswag", leave=False, disable=not progress):
+    for example in track(examples, "hellaswag", bar=progress):
         sums = np.array(ending_logprobs(model, tokenizer, example, max_len))
         chars = np.array([len(" " + e) for e in example.endings])
         hits += int(np.argmax(sums)) == example.label

@@ -20,9 +20,9 @@ from typing import Any, Callable, Iterator
 import psutil
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .data import Windows
+from .progress import track
 
 
 def model_device(model: Any) -> torch.device:
@@ -40,7 +40,7 @@ def nll_sum(model: Any, windows: Windows, batch_size: int = 8, progress: bool = 
     """Summed next-token NLL (fp32, full logits) over non-padding targets, and their count."""
     device, total, count = model_device(model), 0.0, 0
     batches = windows.batches(batch_size)
-    for batch in tqdm(list(batches), desc="perplexity", leave=False) if progress else batches:
+    for batch in track(list(batches), "perplexity", bar=progress):
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = _logits(model, batch)[:, :-1].float()
         targets = batch["input_ids"][:, 1:].masked_fill(batch["attention_mask"][:, 1:] == 0, -100)

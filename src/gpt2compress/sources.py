@@ -30,6 +30,7 @@ from .cache import cached_dir, content_key
 from .fingerprint import fingerprint
 from .data import Corpus, packed_windows
 from .io import load_model, save_model
+from .progress import say
 from .tokenizer import load_tokenizer, train_bpe
 
 TINY = "tiny"
@@ -104,7 +105,7 @@ def _tiny(corpus: Corpus, recipe: TinyRecipe) -> Source:
         model = GPT2LMHeadModel(config)
         data = packed_windows(corpus, tok, recipe.seq_len)
         steps = min(recipe.max_steps, math.ceil(recipe.epochs * len(data) / recipe.batch_size))
-        print(f"[gpt2compress] training tiny ({model.num_parameters():,} params, {steps} steps) on {corpus.name}")
+        say(f"training tiny ({model.num_parameters():,} params, {steps} steps) on {corpus.name}, once: it is cached")
         finetune(model, FinetuneConfig(data, max_steps=steps, learning_rate=recipe.learning_rate,
                                        batch_size=recipe.batch_size, seed=recipe.seed))
         save_model(model, out, tok)

@@ -16,10 +16,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from .data import Windows
 from .metrics import model_device, peak_memory, synchronizer
+from .progress import track
 from .stages.precision import DTYPES
 
 
@@ -86,7 +86,7 @@ def train_steps(model: torch.nn.Module, windows: Windows, setup: TrainSetup, pro
     model.set_attn_implementation(setup.attention)
     model.train()
     with peak_memory(device) as mem:
-        for step in tqdm(range(setup.warmup_steps + setup.steps), desc="train steps", disable=not progress, leave=False):
+        for step in track(range(setup.warmup_steps + setup.steps), "train steps", bar=progress):
             sync()
             start, total = time.perf_counter(), 0.0
             for batch in batches:

@@ -25,6 +25,7 @@ from .data import Corpus, Windows, calibration_windows, eval_windows, train_wind
 from .fingerprint import fingerprint, project_commit
 from .io import fresh_copy, notes, precision_of
 from .metrics import parameter_count
+from .progress import BUILDS, say
 from .registry import TORCH_LIBRARIES, Stage, check_chain, runtime, stage
 from .sources import GPT2_RANDOM, TINY, Source
 from .stages.pruning import heads_per_layer
@@ -201,11 +202,13 @@ def build(name: str, ctx: Context, chain: tuple[str, ...] | None = None) -> Buil
     check_chain(chain, ctx.device)
     steps = plan(chain, ctx)
     model, current, info, path = None, "torch", {}, None
+    where, spent = f"{ctx.device}/{name}", 0.0
     for depth, step in enumerate(steps):
         built_now = False
 
         def make(out: Path) -> None:
             nonlocal model, current, info, built_now
+            say(f"build {where}: " + (f"stage {depth}/{len(chain)} {step.stage.name}" if step.stage else "source copy"))
             if step.stage is None:  # a private copy: stages work in place and the source is shared
                 model = fresh_copy(ctx.source.model)
             else:
@@ -223,10 +226,18 @@ def build(name: str, ctx: Context, chain: tuple[str, ...] | None = None) -> Buil
             built_now = True
 
         label = f"{ctx.source.name}: {' > '.join(chain[:depth]) or 'source'}"
+        started = time.monotonic()
         path = cached_dir("variants", step.key, make, meta={"label": label, "fingerprint": step.fingerprint["code"]})
-        if not built_now:  # cached: read its record, load the model only if something needs it
+        if built_now:
+            spent += time.monotonic() - started
+        else:  # cached: read its record, load the model only if something needs it
             info = json.loads((path / "info.json").read_text())
             current, model = info["runtime"], None
+    if spent:
+        say(f"build {where}: done in {spent:.0f} s")
+        BUILDS[where] = (BUILDS.get(where) or 0.0) + spent
+    else:
+        BUILDS.setdefault(where, None)
     if model is None:
         model = runtime(current).load(path, ctx.device)
     elif current == "torch":

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from transformers import PreTrainedModel, Trainer, TrainerState, TrainingArguments, default_data_collator
+from transformers import (PreTrainedModel, Trainer, TrainerCallback, TrainerState, TrainingArguments,
+                          default_data_collator)
 
 from ..data import Windows
+from ..progress import Steps
 from ..registry import CPU, CUDA, register_stage
 
 if TYPE_CHECKING:
@@ -87,12 +89,23 @@ def run_trainer(model: PreTrainedModel, config: FinetuneConfig, trainer_class: t
         model.train()
         trainer = trainer_class(model=model, args=args, train_dataset=_dataset(config.data),
                                 data_collator=default_data_collator, **trainer_kwargs)
+        trainer.add_callback(StepsCallback())
         trainer.train()
         checkpoints = sorted(int(p.name.rsplit("-", 1)[1]) for p in out.glob("checkpoint-*"))
     if use_cache is not None:  # Trainer turns the KV cache off for training; generate and exports need it back
         model.config.use_cache = use_cache
     model.eval()
     return trainer.state, checkpoints
+
+
+class StepsCallback(TrainerCallback):
+    """Trainer's steps as progress lines (its own tqdm bar is captured under pytest)."""
+
+    def on_train_begin(self, args, state, control, **kwargs) -> None:
+        self.steps = Steps("training (Trainer)", state.max_steps)
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        self.steps.update(state.global_step)
 
 
 def steps_per_epoch(config: FinetuneConfig) -> int:

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
 from ..data import Windows
 from ..io import notes, record
+from ..progress import track
 from ..registry import CPU, CUDA, register_restorer, register_stage
 
 
@@ -84,7 +84,7 @@ def head_importance(model: PreTrainedModel, data: Windows, batch_size: int = 8) 
     model.eval().requires_grad_(False)
     try:
         with head_mask(model, masks):
-            for batch in tqdm(list(data.batches(batch_size)), desc="head importance", leave=False):
+            for batch in track(list(data.batches(batch_size)), "head importance"):
                 batch = {k: v.to(device) for k, v in batch.items()}
                 labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
                 loss = model(**batch, labels=labels).loss

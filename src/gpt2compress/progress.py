@@ -1,0 +1,98 @@
+"""Progress of long work where the user looks. pytest captures tqdm and Trainer's bars, so inside `pytest bench/`
+the bench sets a sink (`report_to`) that writes through pytest's terminal reporter: one line per stage of a build
+and, for loops (training steps, perplexity windows, calibration), step i/N with the ETA, at most every EVERY
+seconds. Without a sink (the CLI, a notebook) loops keep their tqdm bars.
+
+`BUILDS` keeps what each build cost (seconds, or None when it came from the cache) for the end-of-session table.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+EVERY = float(os.environ.get("GPT2COMPRESS_PROGRESS_EVERY", "15"))  # seconds between two lines of one loop
+
+_sink: Callable[[str], None] | None = None
+BUILDS: dict[str, float | None] = {}  # "device/variant" -> build seconds (None: cached)
+MEASURES: dict[str, float] = {}  # "device/variant" -> seconds measuring it (every kind)
+
+
+@contextmanager
+def report_to(sink: Callable[[str], None]) -> Iterator[None]:
+    global _sink
+    previous, _sink = _sink, sink
+    try:
+        yield
+    finally:
+        _sink = previous
+
+
+def say(line: str) -> None:
+    """One line of progress: to the sink, else to stderr (the CLI's stdout stays its tables)."""
+    (_sink or (lambda text: print(text, file=sys.stderr, flush=True)))(f"[gpt2compress] {line}")
+
+
+def _clock(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+class Steps:
+    """Step i of N of `what`, said at the first and last step and at most every EVERY seconds between."""
+
+    def __init__(self, what: str, total: int | None) -> None:
+        self.what, self.total, self.start, self.last = what, total, time.monotonic(), 0.0
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if _sink is None or (now - self.last < EVERY and done not in (1, self.total)):
+            return
+        self.last, elapsed = now, now - self.start
+        if self.total:
+            eta = elapsed / done * (self.total - done)
+            say(f"{self.what}: step {done}/{self.total}, {_clock(elapsed)} so far, ETA {_clock(eta)}")
+        else:
+            say(f"{self.what}: step {done}, {_clock(elapsed)} so far")
+
+
+def track(items: Iterable[T], what: str, total: int | None = None, bar: bool = True) -> Iterator[T]:
+    """`items`, with progress: lines to the sink when one is set, else a tqdm bar (`bar=False`: nothing)."""
+    total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)
+    if _sink is None:
+        yield from (tqdm(items, desc=what, total=total, leave=False) if bar else items)
+        return
+    steps = Steps(what, total)
+    for done, item in enumerate(items, 1):
+        yield item
+        steps.update(done)
+
+
+@contextmanager
+def measuring(where: str) -> Iterator[None]:
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        MEASURES[where] = MEASURES.get(where, 0.0) + time.monotonic() - start
+
+
+def time_table() -> list[str]:
+    """Per device/variant: what its build cost (or "cached") and what measuring it took."""
+    rows = list(dict.fromkeys([*BUILDS, *MEASURES]))
+    if not rows:
+        return []
+    width = max(len(r) for r in rows)
+    return [f"{'device/variant':{width}}  {'build':>9}  {'measure':>9}"] + [
+        f"{r:{width}}  {_build_cell(r):>9}  {_clock(MEASURES[r]) if r in MEASURES else '-':>9}" for r in rows]
+
+
+def _build_cell(where: str) -> str:
+    if where not in BUILDS:
+        return "-"
+    return "cached" if BUILDS[where] is None else _clock(BUILDS[where])

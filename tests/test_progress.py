@@ -1,0 +1,37 @@
+"""Progress where the user looks (issue 15, item 1): pytest captures tqdm and Trainer's bars, so builds and long
+loops report through pytest's terminal reporter, rate-limited, and the session ends with a build/measure table."""
+
+from gpt2compress import progress
+
+from helpers import run_bench
+
+
+def test_loops_say_first_and_last_step_and_at_most_every_few_seconds(monkeypatch):
+    lines = []
+    monkeypatch.setattr(progress, "EVERY", 3600.0)
+    with progress.report_to(lines.append):
+        assert list(progress.track(range(50), "perplexity")) == list(range(50))
+    assert [line.split(",")[0] for line in lines] == ["[gpt2compress] perplexity: step 1/50",
+                                                      "[gpt2compress] perplexity: step 50/50"]
+    assert "ETA" in lines[0]
+    monkeypatch.setattr(progress, "EVERY", 0.0)
+    lines.clear()
+    with progress.report_to(lines.append):
+        list(progress.track(range(5), "train steps"))
+    assert len(lines) == 5
+    lines.clear()
+    assert list(progress.track(range(3), "no sink", bar=False)) == [0, 1, 2] and not lines  # the CLI: tqdm or nothing
+
+
+def test_a_bench_run_shows_its_builds_in_pytests_output(tmp_path, local_checkpoint):
+    budgets = tmp_path / "none.toml"
+    budgets.write_text("version = 1\n")
+    done = run_bench(local_checkpoint, tmp_path / "r.json", "--stages", "fp32,pruned-finetuned", "--finetune-steps",
+                     "3", "--budgets", str(budgets), env={"GPT2COMPRESS_PROGRESS_EVERY": "0"})
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
+    assert "[gpt2compress] build cpu/pruned-finetuned: stage 1/2 prune" in out
+    assert "[gpt2compress] build cpu/pruned-finetuned: stage 2/2 finetune" in out
+    assert "[gpt2compress] training (Trainer): step 3/3" in out and "[gpt2compress] perplexity: step" in out
+    table = out.split("gpt2compress: build and measure time per variant")[1]
+    assert "cpu/pruned-finetuned" in table and "cpu/fp32" in table

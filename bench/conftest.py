@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Callable
 import pytest
 import torch
 
+from gpt2compress import shards
 from gpt2compress.budgets import load_budgets
 from gpt2compress.cases import Case, names as case_names, select
 from gpt2compress.catalog import CLASSIFY, FORWARD, GENERATE, TRAIN
@@ -340,18 +342,60 @@ def reuse(benchmark) -> Callable[[Reference], Record]:
 
 
 SKIPPED: list[dict] = []  # every skipped bench case of this session, with its reason
+DURATIONS: dict[str, float] = {}  # test name -> seconds, setup (builds) + call + teardown: what --shard balances
+
+
+def _name(nodeid: str) -> str:
+    return nodeid.split("::", 1)[-1]
+
+
+def _ours(nodeid: str) -> bool:
+    return "bench/" in nodeid.replace("\\", "/")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.skipped and "bench/" in report.nodeid.replace("\\", "/"):
+    if not _ours(report.nodeid):
+        return
+    DURATIONS[_name(report.nodeid)] = DURATIONS.get(_name(report.nodeid), 0.0) + report.duration
+    if report.skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        SKIPPED.append({"test": report.nodeid.split("::", 1)[-1], "reason": reason.removeprefix("Skipped: ")})
+        SKIPPED.append({"test": _name(report.nodeid), "reason": reason.removeprefix("Skipped: ")})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--shard I/N: keep this runner's share of the bench cases (shards.py), balanced by recorded times."""
+    spec = config.getoption("--shard")
+    if not spec:
+        return
+    try:
+        index, count = shards.parse(spec)
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
+    ours = [_name(item.nodeid) for item in items if _ours(item.nodeid)]
+    share = shards.split(ours, count, _recorded_seconds(config))
+    kept = [i for i in items if not _ours(i.nodeid) or share[_name(i.nodeid)] == index]
+    config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+    items[:] = kept
+
+
+def _recorded_seconds(config: pytest.Config) -> dict[str, float]:
+    from gpt2compress.report.history_store import HISTORY_ENV, from_environment, runner_class
+
+    if not os.environ.get(HISTORY_ENV):
+        return {}
+    runner = os.environ.get("RUNNER_CLASS")
+    if not runner:
+        machine = config.hook.pytest_benchmark_generate_machine_info(config=config)
+        config.hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine)
+        runner = runner_class(machine)
+    return shards.recorded_seconds(os.environ[HISTORY_ENV], runner, from_environment()["commit"])
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
-    """The skips go into the results (the PR page lists them with their reasons); pytest-benchmark keeps only
-    the cases that ran."""
-    output_json.setdefault("machine_info", {}).setdefault("gpt2compress", {})["skipped"] = SKIPPED
+    """The skips go into the results (the PR page lists them with their reasons; pytest-benchmark keeps only
+    the cases that ran), with each test's time (the next `--shard` split balances on it) and the shard."""
+    ours = output_json.setdefault("machine_info", {}).setdefault("gpt2compress", {})
+    ours.update(skipped=SKIPPED, durations=DURATIONS, shard=config.getoption("--shard"))
 
 
 @pytest.fixture(scope="session", autouse=True)

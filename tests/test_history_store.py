@@ -47,6 +47,24 @@ def test_two_runners_recording_at_once_both_land(location, tmp_path):
     assert len(open_store(location).runs("runner-1")) == 3
 
 
+def test_shards_of_one_commit_recording_at_once_become_one_run(location, tmp_path):
+    """Four shards of one commit, `history record` at once: one run holding every shard's rows."""
+    data = json.loads(V1.read_text())
+    files = []
+    for i in range(1, 5):
+        data["machine_info"]["gpt2compress"] = {"shard": f"{i}/4", "durations": {f"t{i}": 1.0}}
+        files.append(tmp_path / f"shard-{i}.json")
+        files[-1].write_text(json.dumps(data))
+    env = {**os.environ, "GPT2COMPRESS_HISTORY": location}
+    procs = [subprocess.Popen([sys.executable, "-m", "gpt2compress.cli", "history", "record", str(f), "--commit",
+                               "c" * 40, "--ref", "refs/heads/main", "--runner-class", "cpu-shards"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in files]
+    outcomes = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outcomes
+    [run] = open_store(location).runs("cpu-shards")
+    assert run.rows == 4 * 6 and run.info.machine["gpt2compress"]["shards"] == ["1/4", "2/4", "3/4", "4/4"]
+
+
 def test_a_store_from_a_newer_version_is_refused_and_kept(location):
     store = open_store(location)
     record_file(store, V1, commit="b" * 40)

@@ -54,6 +54,13 @@ def test_bench_jobs_gate_prs_record_main_and_keep_evidence(name, labels, device,
     assert all(p in uploads[0]["with"]["path"] for p in ("report.md", "trend/"))
 
 
+def test_the_nightly_cpu_run_is_split_over_two_runners():
+    job = yaml.safe_load((ROOT / ".github" / "workflows" / "bench-cpu.yml").read_text())["jobs"]["bench"]
+    assert "schedule" in job["strategy"]["matrix"]["shard"] and job["strategy"]["fail-fast"] is False
+    script = "\n".join(step.get("run", "") for step in job["steps"])
+    assert "--shard ${{ matrix.shard }}/" in script
+
+
 def test_the_ci_script_gates_prs_records_main_and_reports():
     script = (ROOT / "bench" / "ci.sh").read_text()
     assert "gpt2compress history gate" in script and "gpt2compress history record" in script

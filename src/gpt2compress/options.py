@@ -48,6 +48,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--cls-epochs", "classify: fine-tuning epochs of the classifier (default 1; seed 004: 3)", type=float),
     Option("--cls-train-rows", "classify: training rows (default 2048; 0: the whole train split, as seed 004)",
            type=int),
+    Option("--shard", "I/N: this runner's share of the selected cases, N runners of one class splitting them "
+                      "(balanced by the times of the latest recorded run; the history merges the shards)",
+           metavar="I/N"),
     Option("--budgets", "budgets TOML (default bench/budgets.toml)"),
     Option("--stages", "comma-separated variants to run (default: all)"),
     Option("--batch-size", "batch of the timed forward (default 1)", 1, type=int),

@@ -133,17 +133,43 @@ class Store:
             raise HistoryError(f"{info.source or 'the run'} holds no gpt2compress results: nothing to record")
         with self.transaction():
             cursor = self.connection.cursor()
-            cursor.execute(self._sql(
-                "INSERT INTO runs (commit_sha, parents, ref, pr, runner_class, machine, recorded_at, source) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"),
-                (info.commit, json.dumps(info.parents), info.ref, info.pr, info.runner_class,
-                 json.dumps(info.machine, default=str), info.recorded_at, info.source))
-            run_id = cursor.fetchone()[0]
+            run_id = self._shard_of(cursor, info)
+            if run_id is None:
+                cursor.execute(self._sql(
+                    "INSERT INTO runs (commit_sha, parents, ref, pr, runner_class, machine, recorded_at, source) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"),
+                    (info.commit, json.dumps(info.parents), info.ref, info.pr, info.runner_class,
+                     json.dumps(info.machine, default=str), info.recorded_at, info.source))
+                run_id = cursor.fetchone()[0]
             cursor.executemany(self._sql(
                 "INSERT INTO results (run_id, kind, device, variant, shape, record) VALUES (?, ?, ?, ?, ?, ?)"),
                 [(run_id, r.kind, r.device, r.variant, json.dumps(list(r.shape)), json.dumps(r.to_extra_info()))
                  for r in records])
         return run_id
+
+    def _shard_of(self, cursor: Any, info: RunInfo) -> int | None:
+        """The run this one is another shard of (`--shard I/N`: same commit, class and ref, another I of the same
+        N), its machine info updated to hold both; None: a run of its own."""
+        ours = info.machine.get("gpt2compress", {})
+        shard = ours.get("shard")
+        if not shard or not info.commit:
+            return None
+        if self.postgres:  # two shards recording at once: one after the other, so the second finds the first
+            cursor.execute("SELECT pg_advisory_xact_lock(7250915)")
+        cursor.execute(self._sql("SELECT id, machine, ref FROM runs WHERE commit_sha = ? AND runner_class = ? "
+                                 "ORDER BY id DESC"), (info.commit, info.runner_class))
+        for run_id, machine, ref in cursor.fetchall():
+            theirs = json.loads(machine).get("gpt2compress", {})
+            shards = theirs.get("shards") or [theirs.get("shard")]
+            same_split = all(s and s.split("/")[1] == shard.split("/")[1] for s in shards)
+            if ref == info.ref and same_split and shard not in shards:
+                theirs.update(shards=sorted([*shards, shard]),
+                              skipped=theirs.get("skipped", []) + ours.get("skipped", []),
+                              durations={**theirs.get("durations", {}), **ours.get("durations", {})})
+                merged = {**json.loads(machine), "gpt2compress": theirs}
+                cursor.execute(self._sql("UPDATE runs SET machine = ? WHERE id = ?"), (json.dumps(merged), run_id))
+                return run_id
+        return None
 
     def runs(self, runner_class: str | None = None) -> list[StoredRun]:
         return self._runs("WHERE runner_class = ?", (runner_class,)) if runner_class else self._runs("", ())

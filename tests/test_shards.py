@@ -1,0 +1,64 @@
+"""--shard I/N (issue 15, item 4): N runners of one class split the selected cases — deterministically, balanced by
+the times of an earlier recorded run, none twice — and the history merges the shards of a commit into one run."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gpt2compress.report.history_store import RunInfo, open_store
+from gpt2compress.records import ForwardRecord
+from gpt2compress.shards import parse, split
+
+from helpers import ROOT
+
+
+def test_a_split_is_deterministic_complete_and_balanced_by_time():
+    names = [f"test_forward[v{i}-cpu]" for i in range(9)]
+    seconds = {n: float(i + 1) for i, n in enumerate(names)}  # 1..9 s: 45 s in all
+    share = split(names, 2, seconds)
+    assert share == split(list(reversed(names)), 2, seconds)  # every shard computes the same split
+    loads = [sum(seconds[n] for n in names if share[n] == s) for s in (1, 2)]
+    assert abs(loads[0] - loads[1]) <= max(seconds.values()) and sorted(loads) == [22.0, 23.0]
+    by_count = split(names, 2)
+    assert sorted(list(by_count.values()).count(s) for s in (1, 2)) == [4, 5]  # no times: by count
+    with pytest.raises(ValueError, match="write I/N"):
+        parse("2")
+    with pytest.raises(ValueError, match="between 1 and N"):
+        parse("3/2")
+
+
+def collected(*args: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "bench"), "--collect-only", "-q",
+                           "-p", "no:cacheprovider", *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return [line for line in done.stdout.splitlines() if "::" in line]
+
+
+def test_two_shards_select_exactly_the_cases_none_twice(monkeypatch):
+    monkeypatch.delenv("GPT2COMPRESS_HISTORY", raising=False)
+    everything = collected()
+    first, second = collected("--shard", "1/2"), collected("--shard", "2/2")
+    assert first and second and not set(first) & set(second)
+    assert sorted(first + second) == sorted(everything)
+
+
+def shard_run(store, shard: str, variants: list[str], commit: str = "a" * 40) -> int:
+    records = [ForwardRecord(variant=v, device="cpu", batch_shape=[1, 128], perplexity=30.0,
+                             latency_samples_ms=[10.0] * 5) for v in variants]
+    machine = {"gpt2compress": {"shard": shard, "durations": {f"test_forward[{v}-cpu]": 3.0 for v in variants}}}
+    return store.record(RunInfo("cpu-test", commit, ref="refs/heads/main", machine=machine), records)
+
+
+def test_the_history_merges_the_shards_of_a_commit_into_one_run(tmp_path):
+    store = open_store(str(tmp_path / "h.sqlite"))
+    one = shard_run(store, "1/2", ["fp32", "bf16"])
+    assert shard_run(store, "2/2", ["int8-scratch"]) == one
+    run = store.load(one)
+    assert sorted(r.variant for r in run.records) == ["bf16", "fp32", "int8-scratch"]
+    assert run.machine["gpt2compress"]["shards"] == ["1/2", "2/2"]
+    assert len(run.machine["gpt2compress"]["durations"]) == 3
+    assert shard_run(store, "1/2", ["fp32"], commit="b" * 40) != one  # another commit: a run of its own
+    assert shard_run(store, "1/2", ["fp32"]) != one  # shard 1 again (a re-run): not merged twice
+    json.dumps(run.machine)

@@ -21,7 +21,8 @@ CACHE = os.environ.get("GPT2COMPRESS_CACHE")  # before the unit tests' per-test 
 ARGS = ["-k", "test_forward", "--stages", "fp32,int8-scratch", "--device", "cpu", "--eval-samples", "4",
         "-p", "no:cacheprovider", "-q"]
 SLOW = ("        return F.linear(x, self.dequantized(x.dtype), bias)",
-        "        time.sleep(0.002)  # the planted regression\n        return F.linear(x, self.dequantized(x.dtype), bias)")
+        "        __import__('time').sleep(0.002)  # the planted regression\n"
+        "        return F.linear(x, self.dequantized(x.dtype), bias)")
 
 
 def git(repo: Path, *args: str) -> str:

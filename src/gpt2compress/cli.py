@@ -200,7 +200,7 @@ def history_changes(args: argparse.Namespace) -> int:
     from .report.change_points import change_points
     from .report.history_store import open_store
 
-    found = [c for c in change_points(open_store(args.history), args.ref, args.max_pvalue)
+    found = [c for c in change_points(open_store(args.history), args.ref, args.max_pvalue, args.last)
              if args.runner_class is None or c.runner_class == args.runner_class]
     for c in found:
         print(c.describe())
@@ -229,7 +229,7 @@ def history_trend(args: argparse.Namespace) -> int:
     from .report.history_store import open_store
     from .report.trend_charts import trend
 
-    for path in trend(open_store(args.history), args.out, args.ref):
+    for path in trend(open_store(args.history), args.out, args.ref, args.last):
         print(path)
     return 0
 
@@ -308,7 +308,8 @@ def _history_parser(commands: Any) -> None:
     changes = command("changes", "change points (E-divisive, apache-otava) over each series, with commit ranges",
                       history_changes)
     changes.add_argument("--ref", default=None, help="only runs of this ref (e.g. refs/heads/main; default: all)")
-    changes.add_argument("--max-pvalue", type=float, default=0.001)
+    changes.add_argument("--max-pvalue", type=float, default=1e-4)
+    changes.add_argument("--last", type=int, default=250, help="runs per runner class to read (default 250; 0: all)")
     rates = command("error-rates", "the gate's A/A false alarms and planted-slowdown catches over N processes",
                     history_error_rates)
     rates.add_argument("results", nargs="+", help="results JSON of N processes of identical code")
@@ -318,6 +319,7 @@ def _history_parser(commands: Any) -> None:
                       history_trend)
     trended.add_argument("--out", default="trend")
     trended.add_argument("--ref", default=None, help="only runs of this ref (e.g. refs/heads/main; default: all)")
+    trended.add_argument("--last", type=int, default=250, help="runs per runner class to draw (default 250; 0: all)")
     accepted = command("accept", "a deliberate regression becomes the baseline (its reason is kept)", history_accept)
     accepted.add_argument("commit")
     accepted.add_argument("--reason", required=True)

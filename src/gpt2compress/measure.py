@@ -152,6 +152,7 @@ def forward_reference(ctx: Context, inputs: Inputs, hellaswag: list | None = Non
     record = ForwardRecord(**identity(built, ctx), **footprint(built), **quality(built, ctx),
                            **_hellaswag(built, ctx, hellaswag), batch_shape=shape_of(inputs))
     forward = forward_callable(built.model, inputs)
+    release_memory()
     with peak_memory(ctx.device) as mem:
         time_calls(forward, rounds=0, warmup=warmup)
     record.peak_memory_forward_bytes = mem.peak
@@ -177,6 +178,7 @@ def forward_record(built: Built, ctx: Context, reference: Reference, runner: Run
     """Footprint, perplexity, peak memory (the variant alone), then latency in rounds paired with the reference's."""
     inputs = reference.inputs
     forward = forward_callable(built.model, inputs)
+    release_memory()  # what a build in this process freed is not this variant's peak
     with peak_memory(ctx.device) as mem:
         time_calls(forward, rounds=0, warmup=warmup)
     if built.name == reference.record.variant:  # deterministic: the reference's own values, measured once

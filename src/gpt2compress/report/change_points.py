@@ -2,7 +2,8 @@
 
 A gate compares one run with its base, so five +8 % steps each pass a 10 % threshold. Change-point detection
 looks at the whole series instead: E-divisive means as Apache Otava implements it (Hunter's split/merge over
-sliding windows, Student's t-test per candidate), on the value the gate compares (timing as the paired ratio
+sliding windows, Student's t-test per candidate; p < MAX_PVALUE, at least MIN_MAGNITUDE), on the value the gate
+compares (timing as the paired ratio
 to the run's reference). Each change point comes with its commit range: the last run before it, the first after.
 """
 
@@ -14,19 +15,25 @@ from ..catalog import METRICS, metrics_of, reference_of
 from .compare_gate import observed
 from .history_store import Store, StoredRun
 
-MAX_PVALUE = 0.001  # Otava's default significance
+# Otava's defaults (p < 0.001, no minimum size) flagged 0.25-0.4 change points per 250-run series of pure Gaussian
+# noise (σ 2 %); p < 1e-4 and a 2 % minimum flagged none in 20 such series and still found every +8 % step.
+MAX_PVALUE = 1e-4
+MIN_MAGNITUDE = 0.02  # relative
 WINDOW = 50  # runs per sliding window (Otava's default)
+LAST = 250  # runs per runner class that `changes` and `trend` read by default (--last 0: all)
 
 Series = dict[tuple, dict[str, list[tuple[int, float]]]]  # (class, kind, metric) -> line label -> [(x, value)]
 
 
-def series(store: Store, ref: str | None = None) -> tuple[Series, dict[str, list[StoredRun]]]:
+def series(store: Store, ref: str | None = None, last: int = LAST) -> tuple[Series, dict[str, list[StoredRun]]]:
     """Every gated metric per (runner class, kind, metric), one line per device/variant, x = the run's position
-    among its class's runs on `ref`. The reference has no timing line: its paired ratio is 1 by definition."""
+    among its class's last `last` runs on `ref` (0: all). The reference has no timing line: its paired ratio is 1
+    by definition."""
     runs: dict[str, list[StoredRun]] = {}
     for run in store.runs():
         if ref is None or run.info.ref == ref:
             runs.setdefault(run.info.runner_class, []).append(run)
+    runs = {runner: stored[-last:] if last else stored for runner, stored in runs.items()}
     out: Series = {}
     for runner, stored in runs.items():
         for x, run in enumerate(stored):
@@ -68,12 +75,13 @@ def detect(values: list[float], max_pvalue: float = MAX_PVALUE) -> list[tuple[in
     except ImportError as err:
         raise ValueError("change points need Apache Otava: pip install 'gpt2compress[history]'") from err
 
-    found, _ = compute_change_points(values, window_len=WINDOW, max_pvalue=max_pvalue)
+    found, _ = compute_change_points(values, window_len=WINDOW, max_pvalue=max_pvalue, min_magnitude=MIN_MAGNITUDE)
     return [(int(c.index), float(c.stats.mean_1), float(c.stats.mean_2), float(c.stats.pvalue)) for c in found]
 
 
-def change_points(store: Store, ref: str | None = None, max_pvalue: float = MAX_PVALUE) -> list[ChangePoint]:
-    return changes_in(*series(store, ref), max_pvalue=max_pvalue)
+def change_points(store: Store, ref: str | None = None, max_pvalue: float = MAX_PVALUE,
+                  last: int = LAST) -> list[ChangePoint]:
+    return changes_in(*series(store, ref, last), max_pvalue=max_pvalue)
 
 
 def changes_in(data: Series, runs: dict[str, list[StoredRun]], max_pvalue: float = MAX_PVALUE) -> list[ChangePoint]:

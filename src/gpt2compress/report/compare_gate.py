@@ -54,6 +54,11 @@ def _observed(m: Metric, record: Record) -> tuple[float | None, list[float]]:
     return m.value(record), list(getattr(record, m.samples, None) or []) if m.samples else []
 
 
+def observed(m: Metric, record: Record) -> float | None:
+    """The value a gate compares: timing as the paired ratio to the run's reference, the rest as measured."""
+    return record.ratios.get(m.name) if m.timing and not _is_reference(record) else m.value(record)
+
+
 def _threshold(m: Metric, record: Record, rules: tuple[CompareRule, ...]) -> float | None:
     chosen = None if m.timing and _is_reference(record) else m.threshold
     for rule in rules:  # the last matching rule wins
@@ -68,11 +73,6 @@ def _p_value(m: Metric, old: list[float], new: list[float]) -> float | None:
     from scipy.stats import mannwhitneyu
 
     return float(mannwhitneyu(new, old, alternative="greater" if m.direction > 0 else "less").pvalue)
-
-
-def observed(m: Metric, record: Record) -> float | None:
-    """The value a gate compares: timing as the paired ratio to the run's reference, the rest as measured."""
-    return _observed(m, record)[0]
 
 
 def compare_metric(m: Metric, old: Record, new: Record, rules: tuple[CompareRule, ...] = (),

@@ -12,34 +12,42 @@ import html
 from pathlib import Path
 
 from ..catalog import METRICS, reference_of
-from .change_points import ChangePoint, changes_in, series
+from .change_points import LAST, ChangePoint, changes_in, series
 from .charts import axis_label, plt, save
 from .history_store import Store, StoredRun
+
+MARKERS = 60  # runs up to which each point is marked
+TICKS = 40  # commit labels at most
+LEGEND_ROWS = 25
 
 
 def _chart(out: Path, key: tuple, lines: dict[str, list[tuple[int, float]]], runs: list[StoredRun],
            changes: list[ChangePoint]) -> Path:
     runner, kind, name = key
     m = METRICS[name]
-    fig, ax = plt.subplots(figsize=(9, 4.8))
+    columns = -(-len(lines) // LEGEND_ROWS)  # the legend beside the chart, LEGEND_ROWS entries a column
+    fig, ax = plt.subplots(figsize=(9 + 2.2 * columns, 4.8))
     for label, points in sorted(lines.items()):
-        (drawn,) = ax.plot([x for x, _ in points], [v for _, v in points], marker="o", label=label)
+        (drawn,) = ax.plot([x for x, _ in points], [v for _, v in points], label=label, linewidth=1,
+                           marker="o" if len(points) <= MARKERS else None)
         for c in changes:
             if c.line == label:
                 ax.axvline(c.x - 0.5, color=drawn.get_color(), linestyle="--", linewidth=1)
                 ax.annotate(f"{c.change:+.0%}", (c.x - 0.5, c.after), color=drawn.get_color(), fontsize=7)
-    ax.set_xticks(range(len(runs)), [(r.info.commit or f"run {r.id}")[:8] for r in runs], rotation=45, ha="right")
+    every = max(1, len(runs) // TICKS)  # at most TICKS commit labels
+    ax.set_xticks(range(0, len(runs), every), [(r.info.commit or f"run {r.id}")[:8] for r in runs[::every]],
+                  rotation=45, ha="right")
     ax.set_ylabel(f"{m.name}: × {reference_of(kind)}, paired rounds" if m.timing else m.label)
     what = f"{m.name} as a ratio to {reference_of(kind)} ({m.better} is better)" if m.timing else axis_label(m)
     ax.set_title(f"{runner} — {kind}: {what}")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=columns, loc="upper left", bbox_to_anchor=(1.01, 1))
     return save(fig, out, f"{runner}--{kind}--{name}")
 
 
-def trend(store: Store, out: str | Path, ref: str | None = None) -> list[Path]:
+def trend(store: Store, out: str | Path, ref: str | None = None, last: int = LAST) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data, runs = series(store, ref)
+    data, runs = series(store, ref, last)
     changes = changes_in(data, runs)
     charts = [_chart(out, key, lines, runs[key[0]], [c for c in changes if (c.runner_class, c.kind, c.metric) == key])
               for key, lines in sorted(data.items())]
@@ -49,6 +57,7 @@ def trend(store: Store, out: str | Path, ref: str | None = None) -> list[Path]:
     found = "\n".join(f"<li>{html.escape(c.describe())}</li>" for c in changes) or "<li>none</li>"
     index.write_text(f"<!doctype html>\n<meta charset='utf-8'>\n<title>gpt2compress trend</title>\n"
                      f"<h1>gpt2compress trend{' on ' + html.escape(ref) if ref else ''}</h1>\n"
-                     f"<p>{sum(len(r) for r in runs.values())} runs, {len(runs)} runner class(es)</p>\n"
+                     f"<p>{sum(len(r) for r in runs.values())} runs, {len(runs)} runner class(es)"
+                     f"{f' (the last {last} of each)' if last else ''}</p>\n"
                      f"<h2>Change points</h2>\n<ul>\n{found}\n</ul>\n{items}\n")
     return charts + [index]

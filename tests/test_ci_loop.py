@@ -55,9 +55,9 @@ def loop(tmp_path):
     for key in ("GITHUB_SHA", "GITHUB_REF", "GITHUB_HEAD_REF"):
         env.pop(key, None)
 
-    def ci(mode: str) -> tuple[int, str]:
-        done = subprocess.run(["bash", "bench/ci.sh", mode, *ARGS, "--budgets", "no-budgets.toml"], cwd=repo, env=env,
-                              capture_output=True, text=True, timeout=900)
+    def ci(mode: str, **more: str) -> tuple[int, str]:
+        done = subprocess.run(["bash", "bench/ci.sh", mode, *ARGS, "--budgets", "no-budgets.toml"], cwd=repo,
+                              env={**env, **more}, capture_output=True, text=True, timeout=900)
         report = repo / "report.md"
         return done.returncode, done.stdout + done.stderr + (report.read_text() if report.exists() else "")
 
@@ -78,8 +78,9 @@ def test_the_ci_loop_gates_accepts_and_keeps_every_run(loop):
     git(repo, "checkout", "-q", "main")
     git(repo, "checkout", "-qb", "slow")  # a PR whose stage code really makes int8-scratch slower
     slow = commit(repo, "int8-scratch: sleep per layer", "src/gpt2compress/stages/int8_scratch.py", *SLOW)
-    code, out = ci("pr")
+    code, out = ci("pr", RERUNS="1")  # one base run: the spread is unknown, so the suspect runs again, fresh
     assert code == 1, out
+    assert "re-ran forward/cpu/int8-scratch in 1 fresh process(es)" in out, out
     errors = [line for line in out.splitlines() if line.startswith("::error")]
     assert errors and all("forward/cpu/int8-scratch" in e for e in errors), out
     assert any("int8-scratch latency" in e for e in errors), out

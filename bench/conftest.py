@@ -38,6 +38,7 @@ from gpt2compress.variants import Context, ContextSpec, Settings, build
 
 DEFAULT_BUDGETS = Path(__file__).with_name("budgets.toml")
 SMOKE_EVAL_SAMPLES = 128  # --smoke checks that everything runs; full-corpus perplexity is the main job's
+PR_EVAL_SAMPLES = 512  # --tier pr: the smallest subset whose perplexity ratios tracked the full set's (README)
 DEFAULT_PROMPT_LEN = 128
 
 
@@ -64,11 +65,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if kind is None or "case" not in metafunc.fixturenames:
         return
     smoke = metafunc.config.getoption("--smoke")
-    chosen = select(kind, chosen_stages(metafunc.config), smoke)
+    tier = metafunc.config.getoption("--tier")
+    try:
+        chosen = select(kind, chosen_stages(metafunc.config), smoke, tier)
+    except KeyError as err:
+        raise pytest.UsageError(f"--tier: {err.args[0]}") from None
     metafunc.parametrize("case", chosen, ids=[c.variant for c in chosen])
     if "gen_batch_size" in metafunc.fixturenames:
         sizes = [int(b) for b in metafunc.config.getoption("--gen-batch-sizes").split(",")]
-        metafunc.parametrize("gen_batch_size", sizes[:1] if smoke else sizes)
+        metafunc.parametrize("gen_batch_size", sizes[:1] if smoke or tier == "pr" else sizes)
     metafunc.parametrize("device", devices(metafunc.config))
 
 
@@ -90,7 +95,8 @@ def source(pytestconfig, corpus):
 @pytest.fixture(scope="session")
 def contexts(pytestconfig, corpus, source) -> dict[str, Context]:
     opt = pytestconfig.getoption
-    eval_samples = opt("--eval-samples") or (SMOKE_EVAL_SAMPLES if opt("--smoke") else None)
+    eval_samples = opt("--eval-samples") or (SMOKE_EVAL_SAMPLES if opt("--smoke") else
+                                             PR_EVAL_SAMPLES if opt("--tier") == "pr" else None)
     settings = Settings.for_model(opt("--model"), **{**settings_overrides(opt), "eval_samples": eval_samples})
     out = {}
     for device in devices(pytestconfig):

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gpt2compress import charts
+from gpt2compress.report import charts
 from gpt2compress.catalog import METRICS
 from gpt2compress.report.stage_charts import summary_markdown
 from gpt2compress.records import ClassifyRecord, ForwardRecord, GenerateRecord, TrainRecord

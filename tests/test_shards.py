@@ -36,12 +36,17 @@ def collected(*args: str) -> list[str]:
     return [line for line in done.stdout.splitlines() if "::" in line]
 
 
-def test_two_shards_select_exactly_the_cases_none_twice(monkeypatch):
+@pytest.mark.parametrize("tier", ["pr"])  # nightly is the whole selection: the same code path
+def test_two_shards_of_a_tier_select_exactly_its_cases_none_twice(monkeypatch, tier):
     monkeypatch.delenv("GPT2COMPRESS_HISTORY", raising=False)
-    everything = collected()
-    first, second = collected("--shard", "1/2"), collected("--shard", "2/2")
+    everything = collected("--tier", tier)
+    first, second = collected("--tier", tier, "--shard", "1/2"), collected("--tier", tier, "--shard", "2/2")
     assert first and second and not set(first) & set(second)
     assert sorted(first + second) == sorted(everything)
+    if tier == "pr":  # forward and b1 generate of the shipped variants, nothing else
+        cases = [line for line in everything if "NOTSET" not in line]  # (an empty kind collects one skip)
+        assert {line.split("::")[0] for line in cases} == {"bench/test_forward.py", "bench/test_generate.py"}
+        assert all("-1-" in line for line in cases if "test_generate" in line)
 
 
 def shard_run(store, shard: str, variants: list[str], commit: str = "a" * 40) -> int:
@@ -62,3 +67,15 @@ def test_the_history_merges_the_shards_of_a_commit_into_one_run(tmp_path):
     assert shard_run(store, "1/2", ["fp32"], commit="b" * 40) != one  # another commit: a run of its own
     assert shard_run(store, "1/2", ["fp32"]) != one  # shard 1 again (a re-run): not merged twice
     json.dumps(run.machine)
+
+
+def test_the_pr_tier_is_forward_and_b1_generate_of_the_shipped_variants():
+    from gpt2compress.cases import PR_VARIANTS, select
+    from gpt2compress.variants import VARIANTS
+
+    assert set(PR_VARIANTS) <= set(VARIANTS)
+    assert {c.variant for c in select("forward", None, False, "pr")} == {"fp32", *PR_VARIANTS}
+    assert not select("train", None, False, "pr") and not select("classify", None, False, "pr")
+    assert len(select("forward", None, False, "nightly")) == len(select("forward", None, False))
+    with pytest.raises(KeyError, match="known tiers: pr, nightly"):
+        select("forward", None, False, "weekly")

@@ -33,6 +33,16 @@ SMOKE = {kind: (reference_of(kind), *others) for kind, others in {
     CLASSIFY: ("cls-int8-scratch", "cls-ov-int8-static", "cls-bnb-nf4"),
 }.items()}
 
+# --tier pr: what a PR gate needs, in minutes on cached builds: forward and b1 generate of the variants a team ships
+# (the walk-through chain, each INT8 path, the half precisions, each seed's full stack). --tier nightly: every case.
+PR_VARIANTS = ("pruned", "pruned-finetuned", "bf16", "fp16", "int8-scratch", "ov-int8-weights", "ov-int8-static",
+               "inc-int8", "bnb-int8", "bnb-nf4", "pruned-finetuned-ov-int8-static", "distilled-lora-pruned-int8",
+               "distilled-lora-pruned-nf4", "llamacpp-q8_0")
+TIERS: dict[str, dict[str, tuple[str, ...]] | None] = {
+    "pr": {kind: (reference_of(kind), *PR_VARIANTS) for kind in (FORWARD, GENERATE)},
+    "nightly": None,  # everything
+}
+
 
 @dataclass(frozen=True)
 class Case:
@@ -89,13 +99,17 @@ def names() -> list[str]:
     return list(dict.fromkeys(c.variant for c in cases()))
 
 
-def select(kind: str, stages: list[str] | None, smoke: bool) -> list[Case]:
+def select(kind: str, stages: list[str] | None, smoke: bool, tier: str | None = None) -> list[Case]:
     """`--stages` names cases: a variant selects its forward and generate cases, the train cases that train it
     and its classifier (cls-X for X); a train or classify case can be named too. `--smoke` keeps the smoke
-    cases. References are not selected: each kind's reference is measured by its own fixture whatever runs."""
+    cases, `--tier` its tier's. References are not selected: each kind's reference is measured by its own fixture
+    whatever runs."""
+    if tier not in (None, *TIERS):
+        raise KeyError(f"unknown tier {tier!r}; known tiers: {', '.join(TIERS)}")
+    in_tier = TIERS.get(tier) if tier else None
     chosen = []
     for c in cases(kind):
-        if smoke and not c.smoke:
+        if (smoke and not c.smoke) or (in_tier is not None and c.variant not in in_tier.get(kind, ())):
             continue
         aliases = {c.variant, c.trains, c.variant.removeprefix("cls-") if kind == CLASSIFY else None}
         if stages is None or aliases & set(stages):

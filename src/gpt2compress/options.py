@@ -57,6 +57,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--profile", "torch.profiler traces per stage here", metavar="DIR"),
     Option("--memray", "memray captures per stage here", metavar="DIR"),
     Option("--smoke", "only the fast smoke selection (what CI runs)", False, action="store_true"),
+    Option("--tier", "pr (forward + b1 generate of the shipped variants, a perplexity subset) | nightly (everything)",
+           metavar="TIER"),
     Option("--journal", "append every record here the moment it is measured (default: the --benchmark-json path "
                         "with .jsonl); survives a crash that loses the JSON", metavar="PATH"),
     Option("--prompt-len", "generate: prompt tokens (default 128, fewer if the model's context is shorter)", type=int),

@@ -35,10 +35,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
                "driver": _nvidia_driver()}
     machine_info["gpt2compress"] = {"versions": versions, "cpu_isa": isa_summary(), "torch_cpu_capability":
                                     torch.backends.cpu.get_cpu_capability(), "gpu": gpu,
-                                    "threads": torch.get_num_threads(), "python": platform.python_version(),
-                                    # how to run it again (`history gate --reruns` re-runs suspects this way)
-                                    "argv": list(config.invocation_params.args),
-                                    "cwd": str(config.invocation_params.dir)}
+                                    "threads": torch.get_num_threads(), "python": platform.python_version()}
 
 
 def _nvidia_driver() -> str | None:

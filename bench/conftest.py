@@ -398,10 +398,13 @@ def _recorded_seconds(config: pytest.Config) -> dict[str, float]:
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
-    """The skips go into the results (the PR page lists them with their reasons; pytest-benchmark keeps only
-    the cases that ran), with each test's time (the next `--shard` split balances on it) and the shard."""
-    ours = output_json.setdefault("machine_info", {}).setdefault("gpt2compress", {})
-    ours.update(skipped=SKIPPED, durations=DURATIONS, shard=config.getoption("--shard"))
+    """What this session was, beside the machine it ran on: the skips with their reasons (pytest-benchmark keeps
+    only the cases that ran), each test's time (the next `--shard` split balances on it), the shard, and the command
+    line (`history gate --reruns` re-runs suspects with it). Not in machine_info: pytest-benchmark compares that
+    between saved runs, and these differ every run."""
+    output_json["gpt2compress"] = {"skipped": SKIPPED, "durations": DURATIONS, "shard": config.getoption("--shard"),
+                                   "argv": list(config.invocation_params.args),
+                                   "cwd": str(config.invocation_params.dir)}
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -41,6 +41,18 @@ def binomial_floor(value_field: str, count_field: str) -> Callable[[Any], float]
     return floor
 
 
+def _rate_floor(rate_field: str, ms_field: str | None, ms: float) -> Callable[[Any], float]:
+    """A throughput's floor: the rate change that `ms` more per call (per token without `ms_field`) makes, so a rate
+    and the time it is computed from are held to the same noise floor."""
+
+    def floor(record: Any) -> float:
+        rate = getattr(record, rate_field, None)
+        per_call = getattr(record, ms_field, None) if ms_field else (1000 / rate if rate else None)
+        return rate - rate * per_call / (per_call + ms) if rate and per_call else 0.0
+
+    return floor
+
+
 def _meaningful(record: Any) -> str | None:
     return None if getattr(record, "perplexity_meaningful", True) else "random weights: perplexity is not gated"
 
@@ -82,7 +94,8 @@ METRICS: dict[str, Metric] = _metrics(
     Metric("latency", (FORWARD, CLASSIFY), "median_ms", "ms", "lower", "median latency, ms", 0.10, noise_floor=1.0,
            samples="latency_samples_ms", timing=True, budgets={"max_latency_ratio": RATIO}),
     Metric("tokens_per_s", (FORWARD,), "tokens_per_s", "tokens/s", "higher", "forward tokens/s", 0.10,
-           samples="tokens_per_s_samples", timing=True, budgets={"min_tokens_per_s_ratio": RATIO}),
+           noise_floor=_rate_floor("tokens_per_s", "median_ms", 1.0), samples="tokens_per_s_samples", timing=True,
+           budgets={"min_tokens_per_s_ratio": RATIO}),
     Metric("size", (FORWARD, CLASSIFY), "size_mb", "MiB", "lower", "size on disk, MiB", 0.01,
            budgets={"max_size_ratio": RATIO, "max_size_mb": VALUE}),
     Metric("peak_memory", (FORWARD,), "peak_memory_mb", "MiB", "lower", "peak memory, MiB", 0.10, noise_floor=1.0,
@@ -96,7 +109,8 @@ METRICS: dict[str, Metric] = _metrics(
     Metric("ttft", (GENERATE,), "ttft_ms", "ms", "lower", "time to first token, ms", 0.10, noise_floor=0.2,
            samples="ttft_samples_ms", timing=True, budgets={"max_ttft_ratio": RATIO}),
     Metric("decode_tokens_per_s", (GENERATE,), "decode_tokens_per_s", "tokens/s", "higher", "decode tokens/s", 0.10,
-           samples="decode_tokens_per_s_samples", timing=True, budgets={"min_decode_tokens_per_s_ratio": RATIO}),
+           noise_floor=_rate_floor("decode_tokens_per_s", None, 0.2), samples="decode_tokens_per_s_samples",
+           timing=True, budgets={"min_decode_tokens_per_s_ratio": RATIO}),
     Metric("decode_p99", (GENERATE,), "decode_p99_ms", "ms", "lower", "decode ms/token p99", 0.25, noise_floor=0.2,
            timing=True),
     Metric("train_tokens_per_s", (TRAIN,), "train_tokens_per_s", "tokens/s", "higher", "training tokens/s", 0.10,

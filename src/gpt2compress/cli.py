@@ -363,7 +363,6 @@ def main(argv: list[str] | None = None) -> int:
     add_cli_options(run)
     run.add_argument("--variants", default=",".join(WALKTHROUGH),
                      help="comma-separated variant names (README lists them; an unknown one names the known)")
-    run.add_argument("--rounds", type=int, default=10, help="timed forward passes per variant")
     run.add_argument("--json", default=None, help="also write the rows as JSON here")
     run.set_defaults(func=pipeline)
     charts = commands.add_parser("plot", help="charts and summary.md from benchmark JSON")

@@ -40,7 +40,7 @@ OPTIONS: tuple[Option, ...] = (
            type=float, cli=True),
     Option("--lora-targets", "comma-separated GPT-2 modules LoRA adapts (default c_attn,c_proj,c_fc)", cli=True),
     Option("--rounds", "forward: timed rounds, each paired with the reference's (default 20; seed 002: 100)", 20,
-           type=int),
+           type=int, cli=True),
     Option("--warmup", "forward: untimed warm-up rounds before them (default 3; seed 002: 10)", 3, type=int),
     Option("--cycle-inputs", "forward: each round times the next eval window(s) instead of the first every time "
                              "(seed 002)", False, action="store_true"),

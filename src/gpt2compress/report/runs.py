@@ -51,6 +51,13 @@ class Run:
                 r.against(base, paired=False)
 
 
+def _with_session(machine: dict, data: dict) -> dict:
+    """The machine info, with the session's own facts (skips, test times, shard, command line) under
+    `machine["gpt2compress"]`, where the history keeps them."""
+    session = data.get("gpt2compress")
+    return {**machine, "gpt2compress": {**machine.get("gpt2compress", {}), **session}} if session else machine
+
+
 def _rows_from_json(path: Path, data: dict) -> list[tuple[str, dict]]:
     return [(f"{path} benchmark {b.get('name') or i}", b.get("extra_info", {}))
             for i, b in enumerate(data.get("benchmarks", []))]
@@ -85,7 +92,7 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
             machine, rows = _rows_from_journal(path, text.splitlines())
         else:
             data = json.loads(text)
-            machine, rows = data.get("machine_info", {}), _rows_from_json(path, data)
+            machine, rows = _with_session(data.get("machine_info", {}), data), _rows_from_json(path, data)
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"cannot read benchmark results {path}: {err}; write them with "
                          f"`pytest bench/ --benchmark-json={path.with_suffix('.json').name}`") from err

@@ -2,21 +2,23 @@
 
 The base is the run of `git merge-base HEAD REF` on the same runner class, or of its nearest recorded ancestor
 (named in the output). A metric regresses only when it is worse than the base by its threshold (catalog /
-`[[compare]]`) and its noise floor, **and** outside the spread it has shown between processes: worse than the
-median of the last SPREAD_RUNS recorded runs of the class on the base's branch by more than SPREAD_MARGIN × their
-relative range (max − min) / median, timing as the paired ratio to fp32. Rounds inside one process do not see that
-spread, so no in-process p-value is used. With fewer than MIN_SPREAD_RUNS such runs the spread is unknown: the gate then re-runs the suspects
-(cases with a regression past the threshold) in `reruns` fresh processes and a suspect regresses only if every
-process confirms it, by more than those processes differ among themselves.
+`[[compare]]`) and its noise floor, **and** outside the spread it has shown between processes: worse than the median
+of the last SPREAD_RUNS recorded runs of the class on the base's branch by more than SPREAD_MARGIN × their relative
+range (max − min) / median, timing as the paired ratio to fp32. Rounds inside one process do not see that spread, so
+no in-process p-value is used. With fewer than MIN_SPREAD_RUNS such runs the spread is unknown: the gate then
+re-runs the suspects (cases with a regression past the threshold) in `reruns` fresh processes and a suspect regresses
+only if every process confirms it, by more than those processes differ among themselves.
 
 `error_rates` replays the gate over N processes of identical code (every ordered pair i → j, each gated with the
-other N − 1 as its history, the base i among them): its A/A false alarms, how often a planted slowdown is caught, and the smallest slowdown
-caught in ≥ 90 % of pairs, per variant — the numbers README publishes (bench/error-rates.sh).
+other N − 1 as its history, the base i among them): its A/A false alarms, how often a planted slowdown is caught,
+and the smallest slowdown caught in ≥ 90 % of pairs, per variant — the numbers README publishes
+(bench/error-rates.sh).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shlex
 import statistics
 import subprocess
@@ -256,8 +258,9 @@ def error_rates(runs: list[Run], planted: float = 0.15, metric: str = "latency",
         return any(f.regression and f.where == where and metric in (None, f.metric)
                    for f in judge(runs[i], new, histories[i, j], rules)[0])
 
-    def caught(record: Record, factor: float) -> int:
-        return sum(failed(i, j, _replace(runs[j], slower(runs[j].find(record.case), factor)), record.where(), metric)
+    @functools.cache
+    def caught(case: tuple, where: str, factor: float) -> int:  # the planted slowdown is often one of PLANTS
+        return sum(failed(i, j, _replace(runs[j], slower(runs[j].find(case), factor)), where, metric)
                    for i, j in pairs)
 
     out = []
@@ -268,9 +271,10 @@ def error_rates(runs: list[Run], planted: float = 0.15, metric: str = "latency",
             continue
         values = [v for r in runs if (v := observed(METRICS[metric], r.find(record.case))) is not None]
         false_alarms = sum(failed(i, j, runs[j], record.where()) for i, j in pairs)
-        detectable = next((p for p in PLANTS if caught(record, 1 + p) >= DETECT * len(pairs)), None)
+        detectable = next((p for p in PLANTS if caught(record.case, record.where(), 1 + p) >= DETECT * len(pairs)),
+                          None)
         out.append(ErrorRates(record.where(), metric, relative_range(values) or 0.0, len(pairs), false_alarms,
-                              caught(record, 1 + planted), detectable))
+                              caught(record.case, record.where(), 1 + planted), detectable))
     return out
 
 

@@ -59,7 +59,7 @@ class TokenTimestamps(LogitsProcessor):
 
 def cannot_generate(model: Any, batch_size: int = 1) -> str | None:
     """Why a variant cannot be timed autoregressively at this batch size (None if it can)."""
-    if not callable(getattr(model, "generate", None)):
+    if not callable(getattr(model, "generate", None)) and not callable(getattr(model, "timed_generate", None)):
         return (f"{type(model).__name__} has no generate(): it is a forward-only graph without a KV cache "
                 "(its forward is benchmarked instead)")
     limit = getattr(model, "max_batch_size", None)
@@ -84,9 +84,12 @@ def _generate(model: Any, input_ids: torch.Tensor, new_tokens: int, processors: 
 
 
 def timed_generate(model: Any, input_ids: torch.Tensor, new_tokens: int) -> GenerationTiming:
-    """Greedy `generate` of exactly `new_tokens` tokens with the KV cache, stamped per token."""
+    """Greedy `generate` of exactly `new_tokens` tokens with the KV cache, stamped per token. An engine with a
+    clock of its own (`timed_generate`, e.g. openvino-genai's) reads it instead."""
     if new_tokens < 2:
         raise ValueError("new_tokens must be ≥ 2: one for prefill and at least one decode step")
+    if callable(getattr(model, "timed_generate", None)):
+        return model.timed_generate(input_ids, new_tokens)
     device = model_device(model)
     input_ids, sync = input_ids.to(device), synchronizer(device)
     batch, prompt_len = input_ids.shape

@@ -25,6 +25,7 @@ import torch
 
 from .catalog import reference_of
 from .fingerprint import project_commit
+from .genai import generation_engine
 from .generation import cannot_generate, summarize, timed_generate
 from .metrics import (Inputs, cuda_event_ms, first_batch, fixed_batch, forward_callable, latency_stats, peak_memory,
                       perplexity, release_memory, size_on_disk, time_calls, unsynchronized_timer)
@@ -218,17 +219,19 @@ def generate_record(built: Built, ctx: Context, reference: Reference, rounds: in
                     runner: Runner = own_runner) -> GenerateRecord:
     """A warm-up `generate` alone (its peak memory), then `rounds` generates each right after the reference's."""
     prompt, new_tokens = reference.inputs
-    reason = cannot_generate(built.model, prompt.shape[0])
+    engine = generation_engine(built)
+    reason = cannot_generate(engine, prompt.shape[0])
     if reason:
         raise StageNotApplicable(reason)
     with peak_memory(ctx.device) as mem:
-        timed_generate(built.model, prompt, new_tokens)
+        timed_generate(engine, prompt, new_tokens)
     timings, base_timings = [], []
     with reference.loaded() as base:
-        alternate(lambda: timings.append(timed_generate(built.model, prompt, new_tokens)),
+        alternate(lambda: timings.append(timed_generate(engine, prompt, new_tokens)),
                   lambda: base_timings.append(timed_generate(base, prompt, new_tokens)), rounds, GEN_WARMUP, runner)
     timings, base_timings = timings[GEN_WARMUP:], base_timings[GEN_WARMUP:]
-    record = GenerateRecord(**identity(built, ctx), **_generate_fields(timings), peak_memory_bytes=mem.peak,
+    record = GenerateRecord(**{**identity(built, ctx), "runtime": getattr(engine, "runtime", built.runtime)},
+                            **_generate_fields(timings), peak_memory_bytes=mem.peak,
                             peak_memory_reserved_bytes=mem.reserved)
     return record.against(dataclasses.replace(reference.record, **_generate_fields(base_timings)))
 

@@ -55,6 +55,10 @@ def _is_classifier(config) -> bool:
     return auto_class(config) is AutoModelForSequenceClassification
 
 
+def is_causal_lm_ir(path: str | Path) -> bool:
+    return not _is_classifier(AutoConfig.from_pretrained(path))
+
+
 def load_openvino(path: str | Path, runtime: dict | None = None):
     """As `OVModelForCausalLM`, or `OVModelForSequenceClassification` for a classifier (seed 004)."""
     from optimum.intel import OVModelForCausalLM, OVModelForSequenceClassification

@@ -1,0 +1,44 @@
+"""openvino-genai generation: the same greedy tokens as optimum-intel's and torch's loops, on its own per-token clock."""
+
+import time
+
+import pytest
+import torch
+
+from gpt2compress.genai import GenAIGenerator, generation_engine
+from gpt2compress.generation import cannot_generate, timed_generate
+from gpt2compress.variants import build
+
+
+@pytest.fixture
+def ov_fp32(ctx):
+    return build("ov-fp32", ctx)
+
+
+def test_llmpipeline_generates_what_optimum_and_torch_generate(ctx, ov_fp32):
+    engine = generation_engine(ov_fp32)
+    assert isinstance(engine, GenAIGenerator) and engine.runtime == "openvino-genai"
+    prompt = torch.randint(0, 300, (2, 12))
+    new = engine.new_token_ids(prompt, 8)
+    kw = {"attention_mask": torch.ones_like(prompt), "do_sample": False, "max_new_tokens": 8, "min_new_tokens": 8,
+          "pad_token_id": 0}
+    optimum = ov_fp32.model.generate(prompt, **kw)[:, 12:]
+    torch_ = build("fp32", ctx).model.generate(prompt, **kw)[:, 12:]
+    assert new.shape == (2, 8)
+    assert torch.equal(new, optimum) and torch.equal(new, torch_)
+
+
+def test_its_clock_gives_a_prefill_and_one_duration_per_decode_step(ov_fp32):
+    engine = generation_engine(ov_fp32)
+    assert cannot_generate(engine, batch_size=8) is None
+    start = time.perf_counter()
+    timing = timed_generate(engine, torch.randint(0, 300, (3, 10)), new_tokens=6)
+    wall = time.perf_counter() - start
+    assert (timing.batch_size, timing.prompt_len, timing.new_tokens) == (3, 10, 6)
+    assert timing.stamped and timing.prefill_s > 0 and len(timing.decode_s) == 5 and all(s > 0 for s in timing.decode_s)
+    assert timing.prefill_s + sum(timing.decode_s) <= wall  # its clock read in the right units: inside the call
+
+
+def test_torch_variants_generate_themselves(ctx):
+    fp32 = build("fp32", ctx)
+    assert generation_engine(fp32) is fp32.model

@@ -59,8 +59,8 @@ class GenAIGenerator:
 
 def generation_engine(built: Any) -> Any:
     """What generates for a built variant: `LLMPipeline` on an OpenVINO causal LM's IR, the model itself otherwise."""
-    from .stages.openvino import RUNTIME, is_causal_lm_ir
+    from .stages.openvino import is_causal_lm_ir, runtime_properties
 
     if built.runtime == "openvino" and is_causal_lm_ir(built.path):
-        return GenAIGenerator(built.path, RUNTIME)
+        return GenAIGenerator(built.path, runtime_properties(built.path))
     return built.model

@@ -52,6 +52,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "ov-fp32": ("openvino",),
     "ov-int8-weights": ("openvino", "ov_int8_weights"),
     "ov-int8-static": ("openvino", "ov_int8_static"),
+    "ov-bf16": ("openvino", "ov_bf16"),
+    "ov-int8-static-bf16": ("openvino", "ov_int8_static", "ov_bf16"),
     "inc-int8": ("inc_int8",),
     "pruned-finetuned-int8-scratch": ("prune", "finetune", "int8_scratch"),
     "pruned-finetuned-ov-int8-static": ("prune", "finetune", "openvino", "ov_int8_static"),
@@ -178,6 +180,13 @@ def plan(chain: tuple[str, ...], ctx: Context) -> list[Step]:
     return steps
 
 
+def _precision(stage: str | None, before: str) -> str:
+    """A stage's precision replaces the one before it; "+ ..." adds to it (INT8 weights + bf16 compute)."""
+    if not stage:
+        return before
+    return f"{before} {stage}" if stage.startswith("+") else stage
+
+
 def _torch_info(model: torch.nn.Module) -> dict:
     """`stage_notes`: what stages recorded in the config (LoRA's trainable %, adapter sizes, ...), for the report."""
     return {"parameters": parameter_count(model), "heads_per_layer": heads_per_layer(model),
@@ -215,7 +224,7 @@ def build(name: str, ctx: Context, chain: tuple[str, ...] | None = None) -> Buil
                 model = runtime(current).load(path, ctx.device) if model is None else model
                 model = step.stage.apply(model.to(ctx.device) if current == "torch" else model, step.config)
                 current = step.stage.gives
-                info = {**info, "precision": step.stage.precision or info["precision"]}
+                info = {**info, "precision": _precision(step.stage.precision, info["precision"])}
             if current == "torch":
                 info = {**info, **_torch_info(model)}
             else:  # what an exporter says of its output (e.g. whether INC's embedding stayed float)

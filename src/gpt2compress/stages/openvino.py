@@ -10,11 +10,14 @@
   text windows. The LM head stays INT8: it is ~30 % of the FLOPs at 128 tokens.
 
 The runtime is pinned to f32 inference precision so "fp32" means fp32 even on CPUs
-whose OpenVINO default would silently switch to bf16.
+whose OpenVINO default would silently switch to bf16. `run_in_bf16` is the one stage
+that lifts the pin: the same IR, its float ops run in bf16 where the CPU has bf16
+natively. The hint is recorded in the entry's info.json and read back on every load.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +29,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from ..data import Windows
 from ..io import auto_class
 from ..registry import CPU, register_runtime, register_stage
+from .precision import native_bf16
 
 if TYPE_CHECKING:
     from ..variants import Context
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
 RUNTIME = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
 OV_LIBRARIES = ("openvino", "optimum-intel", "optimum")
 IR_FILE = "openvino_model.xml"
+PRECISION_NOTE = "inference_precision"  # in stage_notes: the hint this entry runs with (absent: f32)
 NNCF = ("nncf",)
 
 
@@ -88,7 +93,15 @@ def _export_config(model, use_cache: bool, task: str):
     return PrunableGPT2Config(model.config, task=task, use_past=use_cache, use_past_in_inputs=use_cache)
 
 
-register_runtime("openvino", load=lambda path, device: load_openvino(path), libraries=OV_LIBRARIES)
+def runtime_properties(path: str | Path) -> dict:
+    """The OpenVINO properties a cached entry runs with: the pinned f32, or the precision its stages recorded."""
+    info = Path(path) / "info.json"
+    notes = json.loads(info.read_text()).get("stage_notes", {}) if info.exists() else {}
+    return {**RUNTIME, "INFERENCE_PRECISION_HINT": notes.get(PRECISION_NOTE, RUNTIME["INFERENCE_PRECISION_HINT"])}
+
+
+register_runtime("openvino", load=lambda path, device: load_openvino(path, runtime_properties(path)),
+                 libraries=OV_LIBRARIES)
 
 
 @register_stage("openvino", openvino_config, devices=(CPU,), gives="openvino", precision="fp32",
@@ -180,3 +193,20 @@ def quantize_static_int8(ov_model, config: OpenVINOConfig):
     quantization = OVQuantizationConfig(bits=8, num_samples=len(items), model_type="transformer",
                                         fast_bias_correction=True, smooth_quant_alpha=config.smooth_quant_alpha)
     return _quantize(ov_model, config, quantization, OVCalibrationDataset(nncf.Dataset(items)))
+
+
+@dataclass(frozen=True)
+class InferencePrecisionConfig:
+    hint: str = "bf16"
+
+
+@register_stage("ov_bf16", lambda ctx: InferencePrecisionConfig(), devices=(CPU,), takes="openvino", gives="openvino",
+                precision="+ bf16 compute", libraries=OV_LIBRARIES, unsupported=native_bf16,
+                about="the same IR with OpenVINO's bf16 inference precision (its float ops in bf16)")
+def run_in_bf16(ov_model, config: InferencePrecisionConfig):
+    """Quantized ops stay INT8; what the IR keeps in float (LayerNorm, softmax, unquantized MatMuls) runs in bf16."""
+    with tempfile.TemporaryDirectory(prefix="gpt2compress-ovbf16-") as out:
+        ov_model.save_pretrained(out)
+        model = load_openvino(out, {**RUNTIME, "INFERENCE_PRECISION_HINT": config.hint})
+    model.stage_notes = {**getattr(ov_model, "stage_notes", {}), PRECISION_NOTE: config.hint}
+    return model

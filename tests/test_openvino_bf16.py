@@ -1,0 +1,41 @@
+"""ov-bf16: the same IR with OpenVINO's bf16 inference precision, kept across the cache, refused where it would be
+emulated."""
+
+import pytest
+import torch
+
+from gpt2compress.hardware import has_native_bf16
+from gpt2compress.registry import StageNotApplicable, runtime
+from gpt2compress.stages import precision
+from gpt2compress.variants import build
+
+
+def hint(ov_model) -> str:
+    ov_model.compile()
+    return ov_model.request.get_compiled_model().get_property("INFERENCE_PRECISION_HINT").to_string()
+
+
+def test_a_cpu_without_native_bf16_skips_it_with_the_reason(ctx, monkeypatch):
+    monkeypatch.setattr(precision, "has_native_bf16", lambda: False)
+    monkeypatch.delenv(precision.ALLOW_EMULATED_BF16, raising=False)
+    with pytest.raises(StageNotApplicable, match="no native bf16"):
+        build("ov-bf16", ctx)
+
+
+@pytest.mark.skipif(not has_native_bf16(), reason="this CPU has no native bf16 (avx512_bf16 or amx_bf16)")
+def test_runs_in_bf16_from_the_build_and_from_the_cache_while_ov_fp32_stays_f32(ctx):
+    fp32, bf16 = build("ov-fp32", ctx), build("ov-bf16", ctx)
+    assert bf16.info["precision"] == "fp32 + bf16 compute"
+    assert bf16.info["stage_notes"]["inference_precision"] == "bf16"
+    assert hint(bf16.model) == "bf16" and hint(fp32.model) == "f32"
+    assert hint(runtime("openvino").load(bf16.path, "cpu")) == "bf16"  # the cached entry, loaded again
+    ids = torch.randint(0, 300, (2, 16))
+    a, b = fp32.model(input_ids=ids).logits, bf16.model(input_ids=ids).logits
+    assert not torch.equal(a, b)  # bf16 really ran ...
+    assert torch.allclose(a, b, atol=0.1, rtol=0.05)  # ... and computed the same model
+
+
+@pytest.mark.skipif(not has_native_bf16(), reason="this CPU has no native bf16 (avx512_bf16 or amx_bf16)")
+def test_int8_static_keeps_its_int8_and_runs_the_rest_in_bf16(ctx):
+    built = build("ov-int8-static-bf16", ctx)
+    assert built.info["precision"] == "int8-wa + bf16 compute" and hint(built.model) == "bf16"

@@ -1,4 +1,4 @@
-"""openvino-genai generation: the same greedy tokens as optimum-intel's and torch's loops, on its own per-token clock."""
+"""openvino-genai generation: the greedy tokens of optimum-intel's and torch's loops, on its own per-token clock."""
 
 import time
 

@@ -399,11 +399,12 @@ def _recorded_seconds(config: pytest.Config) -> dict[str, float]:
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
     """What this session was, beside the machine it ran on: the skips with their reasons (pytest-benchmark keeps
-    only the cases that ran), each test's time (the next `--shard` split balances on it), the shard, and the command
+    only the cases that ran), each test's time (the next `--shard` split balances on it), the shard, the tier (the
+history gate's base is a run of the same tier where the merge base has one), and the command
     line (`history gate --reruns` re-runs suspects with it). Not in machine_info: pytest-benchmark compares that
     between saved runs, and these differ every run."""
     output_json["gpt2compress"] = {"skipped": SKIPPED, "durations": DURATIONS, "shard": config.getoption("--shard"),
-                                   "argv": list(config.invocation_params.args),
+                                   "tier": config.getoption("--tier"), "argv": list(config.invocation_params.args),
                                    "cwd": str(config.invocation_params.dir)}
 
 

@@ -92,6 +92,41 @@ def test_a_change_inside_the_between_process_spread_is_not_a_regression(repo, tm
     assert code == 0, out
 
 
+def tiered(out, tier, windows, perplexity=1.0):
+    """V1 as a `--tier` run whose perplexities were scored on `windows` eval windows."""
+    data = json.loads(V1.read_text())
+    data["gpt2compress"] = {"tier": tier}
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        if info.get("kind", "forward") == "forward":
+            info.update(eval_windows=windows, perplexity=info["perplexity"] * perplexity)
+    out.write_text(json.dumps(data))
+    return out
+
+
+def test_the_base_is_the_merge_bases_run_of_the_same_tier_and_other_eval_sets_are_not_compared(repo, tmp_path,
+                                                                                                capsys):
+    """main's push records `--tier pr` (512 windows), the nightly then records the same commit on all 1,913: a PR's
+    perplexity is judged against the push's run, never against the nightly's other eval set."""
+    location = str(tmp_path / "h.sqlite")
+    record_base(repo, location, tiered(tmp_path / "push.json", "pr", 512),
+                tiered(tmp_path / "nightly.json", "nightly", 1913, perplexity=1.05))
+    code, out = gate(location, tiered(tmp_path / "pr.json", "pr", 512), capsys)
+    assert code == 0, out
+    assert "run 1 of" in out, out
+    code, out = gate(location, tiered(tmp_path / "worse.json", "pr", 512, perplexity=1.03), capsys)
+    assert code == 1 and "perplexity" in out  # +3 % against the push's run, not -2 % against the nightly's
+    from gpt2compress.catalog import METRICS
+    from gpt2compress.records import ForwardRecord
+    from gpt2compress.report.compare_gate import compare_metric
+
+    def scored(windows, ppl):
+        return ForwardRecord(variant="int8-scratch", eval_windows=windows, eval_tokens=windows * 128, perplexity=ppl)
+
+    assert compare_metric(METRICS["perplexity"], scored(1913, 30.0), scored(512, 40.0)) is None
+    assert compare_metric(METRICS["perplexity"], scored(512, 30.0), scored(512, 40.0)).regression
+
+
 def test_no_recorded_ancestor_is_a_clear_error(repo, tmp_path):
     from gpt2compress.report.merge_base_gate import base_run
 

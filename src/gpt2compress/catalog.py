@@ -71,6 +71,7 @@ class Metric:
     timing: bool = False  # compared as the ratio to the run's own reference (machine drift between runs cancels)
     budgets: dict[str, str] = field(default_factory=dict)  # budget key -> how it reads the metric (RATIO, ...)
     ungated: Callable[[Any], str | None] = lambda record: None  # why this record's value must not be gated
+    same: tuple[str, ...] = ()  # record fields two values must share to be compared (the eval set they scored)
 
     @property
     def direction(self) -> int:
@@ -83,6 +84,11 @@ class Metric:
     def floor(self, record: Any) -> float:
         return self.noise_floor(record) if callable(self.noise_floor) else self.noise_floor
 
+    def scored_on(self, record: Any) -> tuple:
+        """What the value was measured on: two values with different ones are not the same quantity (a `--tier pr`
+        perplexity on 512 windows against a nightly one on all of them)."""
+        return tuple(getattr(record, name, None) for name in self.same)
+
 
 def _metrics(*metrics: Metric) -> dict[str, Metric]:
     return {m.name: m for m in metrics}
@@ -90,7 +96,7 @@ def _metrics(*metrics: Metric) -> dict[str, Metric]:
 
 METRICS: dict[str, Metric] = _metrics(
     Metric("perplexity", (FORWARD,), "perplexity", "", "lower", "perplexity", 0.01,
-           budgets={"max_perplexity_ratio": RATIO}, ungated=_meaningful),
+           budgets={"max_perplexity_ratio": RATIO}, ungated=_meaningful, same=("eval_windows", "eval_tokens")),
     Metric("latency", (FORWARD, CLASSIFY), "median_ms", "ms", "lower", "median latency, ms", 0.10, noise_floor=1.0,
            samples="latency_samples_ms", timing=True, budgets={"max_latency_ratio": RATIO}),
     Metric("tokens_per_s", (FORWARD,), "tokens_per_s", "tokens/s", "higher", "forward tokens/s", 0.10,
@@ -103,9 +109,9 @@ METRICS: dict[str, Metric] = _metrics(
     Metric("energy_per_sample", (FORWARD,), "energy_per_sample_mj", "mJ", "lower", "GPU energy per sample, mJ",
            0.10, budgets={"min_energy_efficiency": EFFICIENCY}),
     Metric("hellaswag_acc", (FORWARD,), "hellaswag_acc", "", "higher", "HellaSwag accuracy", 0.01,
-           noise_floor=binomial_floor("hellaswag_acc", "hellaswag_examples")),
+           noise_floor=binomial_floor("hellaswag_acc", "hellaswag_examples"), same=("hellaswag_examples",)),
     Metric("hellaswag_acc_norm", (FORWARD,), "hellaswag_acc_norm", "", "higher", "HellaSwag acc_norm", 0.01,
-           noise_floor=binomial_floor("hellaswag_acc_norm", "hellaswag_examples")),
+           noise_floor=binomial_floor("hellaswag_acc_norm", "hellaswag_examples"), same=("hellaswag_examples",)),
     Metric("ttft", (GENERATE,), "ttft_ms", "ms", "lower", "time to first token, ms", 0.10, noise_floor=0.2,
            samples="ttft_samples_ms", timing=True, budgets={"max_ttft_ratio": RATIO}),
     Metric("decode_tokens_per_s", (GENERATE,), "decode_tokens_per_s", "tokens/s", "higher", "decode tokens/s", 0.10,

@@ -3,7 +3,8 @@
 Each case in both runs (kind, device, variant, shape) is compared on every metric of its kind
 (`catalog.metrics_of`): forward latency, tokens/s, perplexity, size, memory, energy, HellaSwag;
 generate TTFT, decode tokens/s and its p99; training tokens/s and peak memory; classification
-accuracy and F1. A metric regresses when it is worse by more than its threshold (the catalog's
+accuracy and F1 (a value scored on another eval set than the base's is not compared: `Metric.same`).
+A metric regresses when it is worse by more than its threshold (the catalog's
 default, or a `[[compare]]` rule of the budgets file), by more than its noise floor in absolute
 terms (1 ms of latency; for accuracy two standard errors of the eval set, 2·sqrt(p(1−p)/n)),
 and — where both runs have at least MIN_SAMPLES rounds — significantly (one-sided Mann-Whitney
@@ -81,7 +82,7 @@ def compare_metric(m: Metric, old: Record, new: Record, rules: tuple[CompareRule
     gate's); a change inside it is not a regression. `in_process_p`: also require a significant Mann-Whitney
     test on the rounds (compare does; the history gate, which knows the between-process spread, does not)."""
     (a, old_rounds), (b, new_rounds) = _observed(m, old), _observed(m, new)
-    if a is None or b is None or a == 0 or m.ungated(new):
+    if a is None or b is None or a == 0 or m.ungated(new) or m.scored_on(old) != m.scored_on(new):
         return None
     change = m.direction * (b - a) / a
     limit = _threshold(m, new, rules)

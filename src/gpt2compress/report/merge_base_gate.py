@@ -38,7 +38,7 @@ SPREAD_RUNS = 10
 MIN_SPREAD_RUNS = 3
 SPREAD_MARGIN = 1.5  # × the relative range, beyond the recent median: measured, bench/error-rates.sh, README
 ANCESTORS = 200  # how far back to look for a recorded ancestor of the merge base
-History = dict[tuple, list[float]]  # (case, metric) -> its values in recent runs of the class
+History = dict[tuple, list[float]]  # (case, metric, what it was scored on) -> its values in recent runs of the class
 
 
 @dataclass
@@ -67,12 +67,22 @@ def _git(*args: str) -> list[str]:
     return out.split()
 
 
-def base_run(store: Store, runner: str, base_ref: str, head: str = "HEAD") -> tuple[StoredRun, str]:
-    """The recorded run of the merge base (or its nearest recorded ancestor) on this runner class."""
+def tier_of(machine: dict) -> str | None:
+    return machine.get("gpt2compress", {}).get("tier")
+
+
+def base_run(store: Store, runner: str, base_ref: str, head: str = "HEAD",
+             tier: str | None = None) -> tuple[StoredRun, str]:
+    """The recorded run of the merge base (or its nearest recorded ancestor) on this runner class. A commit recorded
+    twice (a push's `--tier pr` run, then the nightly's): its latest run of `tier`, else its latest run."""
     merge_base = (_git("merge-base", head, base_ref) or _git("rev-parse", base_ref) or [None])[0]
     if merge_base is None:
         raise HistoryError(f"--base {base_ref}: git knows no such ref here (fetch it: git fetch origin {base_ref})")
-    recorded = {run.info.commit: run for run in store.runs(runner)}  # a commit recorded twice: its latest run
+    recorded: dict[str, StoredRun] = {}
+    for run in store.runs(runner):  # in id order
+        kept = recorded.get(run.info.commit)
+        if kept is None or tier_of(run.info.machine) == tier or tier_of(kept.info.machine) != tier:
+            recorded[run.info.commit] = run
     for distance, commit in enumerate(_git("rev-list", f"--max-count={ANCESTORS}", merge_base)):
         if commit in recorded:
             note = "the merge base" if distance == 0 else f"{distance} commit(s) before the merge base {merge_base[:12]}"
@@ -97,7 +107,7 @@ def history_of(runs: list[Run]) -> History:
         for record in run.records:
             for m in metrics_of(record.kind):
                 if (value := observed(m, record)) is not None:
-                    values.setdefault((record.case, m.name), []).append(value)
+                    values.setdefault((record.case, m.name, m.scored_on(record)), []).append(value)
     return values
 
 
@@ -119,7 +129,7 @@ def judge(old: Run, new: Run, history: History, rules: tuple[CompareRule, ...] =
             continue
         confirmations = [again for run in reruns if (again := run.find(record.case)) is not None]
         for m in metrics_of(record.kind):
-            values = history.get((record.case, m.name), [])
+            values = history.get((record.case, m.name, m.scored_on(record)), [])
             spread = relative_range(values)
             confirm = spread is None and bool(confirmations)
             if confirm:
@@ -179,7 +189,7 @@ def gate(store: Store, new: Run, runner: str, base_ref: str, rules: tuple[Compar
          head: str = "HEAD", commit: str | None = None, reruns: int = 0) -> GateResult:
     """`commit`: the gated run's commit (accepted regressions of it pass). `reruns`: fresh processes for the
     suspects whose spread the history cannot tell (0: the threshold and noise floor alone decide them)."""
-    base, note = base_run(store, runner, base_ref, head)
+    base, note = base_run(store, runner, base_ref, head, tier_of(new.machine))
     old = store.load(base.id)
     history = spreads(store, runner, base.info.ref, base.id)
     again, rerun_note = [], ""

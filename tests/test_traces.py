@@ -1,4 +1,5 @@
-"""--profile and --memray leave one trace / capture per stage, named by stage."""
+"""--profile and --memray leave one trace / capture per stage, named by stage; OpenVINO stages their per-layer
+counters."""
 
 import json
 
@@ -8,7 +9,7 @@ from helpers import run_bench
 def test_profile_and_memray_outputs(tmp_path, local_checkpoint):
     budgets = tmp_path / "open.toml"
     budgets.write_text("version = 1\n")
-    run = run_bench(local_checkpoint, tmp_path / "r.json", "--stages", "fp32,int8-scratch", "--budgets", str(budgets),
+    run = run_bench(local_checkpoint, tmp_path / "r.json", "--stages", "fp32,int8-scratch,ov-int8-static", "--budgets", str(budgets),
                     "--profile", str(tmp_path / "traces"), "--memray", str(tmp_path / "mem"))
     assert run.returncode == 0, run.stdout[-3000:]
     for stage in ("fp32", "int8-scratch"):
@@ -17,3 +18,8 @@ def test_profile_and_memray_outputs(tmp_path, local_checkpoint):
         assert (tmp_path / "mem" / f"cpu-{stage}-build.bin").stat().st_size > 0
         assert "<html" in (tmp_path / "mem" / f"cpu-{stage}-build.html").read_text()[:2000].lower()
     assert list((tmp_path / "traces" / "tensorboard").glob("*.pt.trace.json"))
+    assert "aten::" in (tmp_path / "traces" / "cpu-int8-scratch.ops.md").read_text()
+    layers = json.loads((tmp_path / "traces" / "cpu-ov-int8-static.ov-layers.json").read_text())
+    assert layers and all(row["ms_per_forward"] >= 0 for row in layers)
+    assert any("i8" in row["kernel"].lower() for row in layers if row["layer_type"].startswith("FullyConnected"))
+    assert "| FullyConnected" in (tmp_path / "traces" / "cpu-ov-int8-static.ov-layers.md").read_text()

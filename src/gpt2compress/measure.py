@@ -311,8 +311,7 @@ def measure_case(kind: str, built: Built, ctx: Context, reference: Reference, ru
         if options.get("profile"):
             from .profiling import profile_forward
 
-            profile_forward(options["profile"], f"{ctx.device}-{built.name}", built,
-                            forward_callable(built.model, reference.inputs))
+            profile_forward(options["profile"], f"{ctx.device}-{built.name}", built, reference.inputs)
         return record
     if kind == "generate":
         return generate_record(built, ctx, reference, options["rounds"], runner)

@@ -60,6 +60,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "pruned-finetuned-inc-int8": ("prune", "finetune", "inc_int8"),
     "llamacpp-f32": ("gguf_f32",),  # peer engine: the same model in llama.cpp
     "llamacpp-q8_0": ("gguf_q8_0",),
+    "ct2-int8": ("ct2_int8",),  # peer engines: CTranslate2, ONNX Runtime
+    "ct2-int8-float32": ("ct2_int8_float32",),
+    "ort-int8-dynamic": ("ort_int8_dynamic",),
     "distilled": ("distill",),
     "distilled-lora": ("distill", "lora"),
     "distilled-lora-pruned": ("distill", "lora_pruned"),

@@ -20,7 +20,6 @@ source build of llama.cpp); without it the stages skip with that hint.
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import json
 import os
 import shutil
@@ -38,8 +37,9 @@ import torch
 from transformers.modeling_outputs import CausalLMOutput
 
 from ..cache import cached_dir
-from ..io import notes, save_model
+from ..io import save_model
 from ..registry import CPU, StageNotApplicable, register_runtime, register_stage
+from .peer_engines import not_a_float_gpt2, not_installed
 
 if TYPE_CHECKING:
     from ..variants import Context
@@ -72,9 +72,8 @@ class LlamaCppConfig:
 
 
 def llama_cpp_missing(device: str) -> str | None:
-    if importlib.util.find_spec("llama_cpp") is None:
-        return "llama-cpp-python is not installed: pip install -e '.[llamacpp]' (builds llama.cpp, ~10 min)"
-    return None
+    reason = not_installed("llama_cpp", "llamacpp", "llama-cpp-python")
+    return reason and f"{reason} (builds llama.cpp, ~10 min)"
 
 
 def converter_dir() -> Path:
@@ -107,16 +106,6 @@ def _fetch_converter(version: str, out: Path) -> None:
             sdist.extractall(out, members=members, filter="data")
 
 
-def _plain_gpt2(model: Any) -> str | None:
-    """Why llama.cpp's GPT-2 graph cannot hold this model (it has one head count and float weights)."""
-    recorded = notes(model.config) if hasattr(model, "config") else {}
-    if not isinstance(model, torch.nn.Module) or getattr(model.config, "model_type", None) != "gpt2":
-        return f"a {type(model).__name__} is not a PyTorch GPT-2 LM"
-    if recorded.get("pruned_heads") or "int8_scratch" in recorded:
-        return f"llama.cpp's GPT-2 needs the full, float model (this one has {', '.join(recorded)})"
-    return None
-
-
 def gguf_config(ctx: Context, outtype: str) -> LlamaCppConfig:
     return LlamaCppConfig(outtype, tokenizer=ctx.source.tokenizer)
 
@@ -128,7 +117,7 @@ def gguf_config(ctx: Context, outtype: str) -> LlamaCppConfig:
                 precision="int8-w (q8_0)", libraries=LLAMACPP_LIBRARIES, unsupported=llama_cpp_missing,
                 about="llama.cpp peer: GGUF Q8_0 (8-bit blocks of 32 weights, fp16 scale)")
 def to_gguf(model: Any, config: LlamaCppConfig) -> LlamaCppLM:
-    reason = _plain_gpt2(model)
+    reason = not_a_float_gpt2(model)
     if reason:
         raise StageNotApplicable(reason)
     if config.outtype not in OUTTYPES:

@@ -37,7 +37,9 @@ def test_bench_jobs_gate_prs_record_main_and_keep_evidence(name, labels, device,
     job = workflow["jobs"]["bench"]
     assert job["runs-on"] == labels and job["env"]["EXTRAS"] == extras  # bitsandbytes on the T4
     script = "\n".join(step.get("run", "") for step in job["steps"])
-    assert f"--model gpt2 --data wikitext2 --device {device}" in script and "HF_HOME" in job["env"]
+    assert f"--model gpt2 --data wikitext2 --tier ${{{{ env.TIER }}}} --device {device}" in script and "HF_HOME" in job["env"]
+    assert job["env"]["TIER"] == ("${{ (github.event_name == 'schedule' || github.event_name == 'workflow_dispatch') "
+                                  "&& 'nightly' || 'pr' }}")  # pushes record the tier PRs are gated against
     assert "bench/ci.sh ${{ github.event_name == 'pull_request' && 'pr' || 'main' }}" in script
     assert "GPT2COMPRESS_HISTORY" in job["env"] and "fetch-depth" in str(job["steps"][0])
     assert workflow["permissions"] == {"contents": "read"} and "schedule" in workflow[True]  # yaml reads `on` as True

@@ -55,12 +55,3 @@ class GenAIGenerator:
                                "clock changed; check raw_metrics in this openvino-genai version")
         decode = [(b - a) * MS for a, b in zip(ready, ready[1:])]
         return GenerationTiming(input_ids.shape[0], input_ids.shape[1], raw.m_times_to_first_token[-1] * US, decode)
-
-
-def generation_engine(built: Any) -> Any:
-    """What generates for a built variant: `LLMPipeline` on an OpenVINO causal LM's IR, the model itself otherwise."""
-    from .stages.openvino import is_causal_lm_ir, runtime_properties
-
-    if built.runtime == "openvino" and is_causal_lm_ir(built.path):
-        return GenAIGenerator(built.path, runtime_properties(built.path))
-    return built.model

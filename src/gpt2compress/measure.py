@@ -25,7 +25,7 @@ import torch
 
 from .catalog import reference_of
 from .fingerprint import project_commit
-from .genai import generation_engine
+from .engines import generation_engine, scoring_engine
 from .generation import cannot_generate, summarize, timed_generate
 from .metrics import (Inputs, cuda_event_ms, first_batch, fixed_batch, forward_callable, latency_stats, peak_memory,
                       perplexity, release_memory, size_on_disk, time_calls, unsynchronized_timer)
@@ -109,10 +109,10 @@ def footprint(built: Built) -> dict[str, Any]:
             "heads_per_layer": built.info["heads_per_layer"], "stage_notes": built.info.get("stage_notes", {})}
 
 
-def quality(built: Built, ctx: Context, batch_size: int = 8) -> dict[str, Any]:
+def quality(model: Any, ctx: Context, batch_size: int = 8) -> dict[str, Any]:
     """Perplexity on the eval windows; flagged when the weights are random (`gpt2-random`)."""
     with peak_memory(ctx.device) as mem:
-        ppl = perplexity(built.model, ctx.eval, batch_size)
+        ppl = perplexity(model, ctx.eval, batch_size)
     return {"perplexity": ppl, "perplexity_meaningful": ctx.source.perplexity_meaningful,
             "eval_windows": len(ctx.eval), "eval_tokens": ctx.eval.n_tokens, "peak_memory_eval_bytes": mem.peak}
 
@@ -150,8 +150,8 @@ def forward_reference(ctx: Context, inputs: Inputs, hellaswag: list | None = Non
 
     name = reference_of("forward")
     built = build(name, ctx)
-    record = ForwardRecord(**identity(built, ctx), **footprint(built), **quality(built, ctx),
-                           **_hellaswag(built, ctx, hellaswag), batch_shape=shape_of(inputs))
+    record = ForwardRecord(**identity(built, ctx), **footprint(built), **quality(built.model, ctx),
+                           **_hellaswag(built.model, ctx, hellaswag), batch_shape=shape_of(inputs))
     forward = forward_callable(built.model, inputs)
     release_memory()
     with peak_memory(ctx.device) as mem:
@@ -166,31 +166,32 @@ def shape_of(inputs: Inputs) -> list[int]:
     return list(first_batch(inputs)["input_ids"].shape)
 
 
-def _hellaswag(built: Built, ctx: Context, examples: list | None) -> dict[str, Any]:
+def _hellaswag(model: Any, ctx: Context, examples: list | None) -> dict[str, Any]:
     if not examples:
         return {}
     from .hellaswag import evaluate
 
-    return evaluate(built.model, ctx.source.tokenizer, examples, ctx.source.model.config.n_positions)
+    return evaluate(model, ctx.source.tokenizer, examples, ctx.source.model.config.n_positions)
 
 
 def forward_record(built: Built, ctx: Context, reference: Reference, runner: Runner = own_runner,
                    hellaswag: list | None = None, rounds: int = ROUNDS, warmup: int = WARMUP) -> ForwardRecord:
-    """Footprint, perplexity, peak memory (the variant alone), then latency in rounds paired with the reference's."""
-    inputs = reference.inputs
-    forward = forward_callable(built.model, inputs)
+    """Footprint, perplexity, peak memory (the variant alone), then latency in rounds paired with the reference's.
+    An OpenVINO LM is scored on its stateless IR (`engines.scoring_engine`)."""
+    inputs, model = reference.inputs, scoring_engine(built)
+    forward = forward_callable(model, inputs)
     release_memory()  # what a build in this process freed is not this variant's peak
     with peak_memory(ctx.device) as mem:
         time_calls(forward, rounds=0, warmup=warmup)
     if built.name == reference.record.variant:  # deterministic: the reference's own values, measured once
         scores = measured_once(reference, QUALITY_FIELDS)
     else:
-        scores = {**quality(built, ctx), **_hellaswag(built, ctx, hellaswag)}
+        scores = {**quality(model, ctx), **_hellaswag(model, ctx, hellaswag)}
     record = ForwardRecord(**identity(built, ctx), **footprint(built), **scores,
                            batch_shape=shape_of(inputs), peak_memory_forward_bytes=mem.peak,
                            peak_memory_reserved_bytes=mem.reserved, peak_rss_forward_bytes=mem.rss_peak)
     with reference.loaded() as base:
-        forward = forward_callable(built.model, inputs)  # both from the first batch: pairs time the same input
+        forward = forward_callable(model, inputs)  # both from the first batch: pairs time the same input
         times, base_times = alternate(forward, forward_callable(base, inputs), rounds, warmup, runner)
     record.latency_samples_ms = ms(times)
     if ctx.device == "cuda":
@@ -293,13 +294,12 @@ def classify_record(built: Built, cctx: Any, reference: Reference, runner: Runne
     return record.against(dataclasses.replace(reference.record, latency_samples_ms=ms(base_times)))
 
 
-def speed(built: Built, ctx: Context, batch_size: int = 1, rounds: int = 10) -> dict[str, Any]:
+def speed(model: Any, ctx: Context, batch_size: int = 1, rounds: int = 10) -> dict[str, Any]:
     """For scripts (`gpt2compress pipeline`): latency of the variant alone, no reference."""
     batch = fixed_batch(ctx.eval, batch_size, ctx.settings.seq_len)
     with peak_memory(ctx.device) as mem:
-        times = time_calls(forward_callable(built.model, batch), rounds=rounds)
+        times = time_calls(forward_callable(model, batch), rounds=rounds)
     return {**latency_stats(times), "peak_memory_forward_bytes": mem.peak, "batch_shape": shape_of(batch)}
-
 
 
 def measure_case(kind: str, built: Built, ctx: Context, reference: Reference, runner: Runner,

@@ -3,7 +3,7 @@
 - PyTorch variants: torch.profiler traces (Chrome/Perfetto JSON plus TensorBoard logs) and a table of the
   operators with the most self time (`NAME.ops.md`).
 - OpenVINO variants: OpenVINO's own per-layer counters (`PERF_COUNT`, what `benchmark_app -pc` prints) on a
-  second compile of the same IR, summed per layer type and kernel (`NAME.ov-layers.md`, rows in
+  compile of the stateless IR the bench scores on, summed per layer type and kernel (`NAME.ov-layers.md`, rows in
   `NAME.ov-layers.json`): the kernel names say which ISA ran (`brgemm_avx512_amx`, `gemm_mlas_f32`, ...) and
   whether an INT8 layer really ran as INT8 (`..._I8`) or fell back to float.
 """
@@ -54,15 +54,15 @@ def torch_trace(out: Path, name: str, forward, steps: int) -> Path:
 
 
 def openvino_layers(out: Path, name: str, built: Any, inputs: Inputs, steps: int) -> Path:
-    from .stages.openvino import load_openvino, runtime_properties
+    from .stages.openvino import StatelessScorer, runtime_properties
 
-    model = load_openvino(built.path, {**runtime_properties(built.path), "PERF_COUNT": "YES"})
-    forward = forward_callable(model, inputs)
+    scorer = StatelessScorer(built.path, {**runtime_properties(built.path), "PERF_COUNT": "YES"})  # as measured
+    forward = forward_callable(scorer, inputs)
     forward()  # the first inference also prepares kernels
     per_layer: dict[tuple[str, str], float] = defaultdict(float)
     for _ in range(steps):
         forward()
-        for layer in model.request.get_profiling_info():
+        for layer in scorer.request.get_profiling_info():
             if layer.status == layer.Status.EXECUTED:
                 per_layer[(layer.node_type, layer.exec_type)] += layer.real_time.total_seconds() * 1e3 / steps
     rows = [{"layer_type": t, "kernel": k, "ms_per_forward": ms} for (t, k), ms in

@@ -60,16 +60,54 @@ def _is_classifier(config) -> bool:
     return auto_class(config) is AutoModelForSequenceClassification
 
 
+def cut_state(model):
+    """The stateful IR as a stateless one: each KV-cache ReadValue replaced by its initial (empty) value, the
+    Assigns that would store the cache dropped. What is left computes the same logits for a whole sequence."""
+    for read in [op for op in model.get_ordered_ops() if op.get_type_name() == "ReadValue"]:
+        for target in list(read.output(0).get_target_inputs()):
+            target.replace_source_output(read.input_value(0))
+    for sink in list(model.get_sinks()):
+        model.remove_sink(sink)
+    for variable in list(model.get_variables()):
+        model.remove_variable(variable)
+    model.validate_nodes_and_infer_types()
+    return model
+
+
+class StatelessScorer:
+    """A causal-LM IR compiled without its KV-cache state: scoring a window is one infer call, with no state to
+    reset and no generation wrapper around it (optimum's forward resets the state and runs its Python glue
+    every call). Forward latency and perplexity of the OV variants are measured on it."""
+
+    def __init__(self, path: str | Path, properties: dict):
+        import openvino as ov
+
+        core = ov.Core()
+        self.compiled = core.compile_model(cut_state(core.read_model(Path(path) / IR_FILE)), "CPU", properties)
+        self.request = self.compiled.create_infer_request()
+        self.names = {name for port in self.compiled.inputs for name in port.get_names()}
+
+    def __call__(self, input_ids, attention_mask=None, **_):
+        import torch
+        from transformers.modeling_outputs import CausalLMOutput
+
+        ids = input_ids.cpu().numpy()
+        mask = np.ones_like(ids) if attention_mask is None else attention_mask.cpu().numpy()
+        logits = self.request.infer(ir_inputs(self.names, ids, mask))["logits"]
+        return CausalLMOutput(logits=torch.from_numpy(np.array(logits)))
+
+
 def is_causal_lm_ir(path: str | Path) -> bool:
     return not _is_classifier(AutoConfig.from_pretrained(path))
 
 
 def load_openvino(path: str | Path, runtime: dict | None = None):
-    """As `OVModelForCausalLM`, or `OVModelForSequenceClassification` for a classifier (seed 004)."""
+    """As `OVModelForCausalLM`, or `OVModelForSequenceClassification` for a classifier (seed 004). Compiled on its
+    first call: the bench scores and generates an LM through its own engines (engines.py), not this object."""
     from optimum.intel import OVModelForCausalLM, OVModelForSequenceClassification
 
     ov_class = OVModelForSequenceClassification if _is_classifier(AutoConfig.from_pretrained(path)) else OVModelForCausalLM
-    return ov_class.from_pretrained(path, ov_config=dict(runtime or RUNTIME))
+    return ov_class.from_pretrained(path, ov_config=dict(runtime or RUNTIME), compile=False)
 
 
 def _export_config(model, use_cache: bool, task: str):
@@ -167,18 +205,20 @@ def quantize_weights_int8(ov_model, config: OpenVINOConfig):
     return _quantize(ov_model, config, OVWeightQuantizationConfig(bits=8))
 
 
+def ir_inputs(names, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """A causal-LM IR's inputs for a batch: the position ids and beam index it expects beside ids and mask."""
+    item = {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
+    if "position_ids" in names:
+        item["position_ids"] = np.where(mask == 1, np.cumsum(mask, 1) - 1, 1).astype(np.int64)
+    if "beam_idx" in names:
+        item["beam_idx"] = np.arange(ids.shape[0], dtype=np.int32)
+    return item
+
+
 def _calibration_inputs(ov_model, windows: Windows) -> list[dict[str, np.ndarray]]:
-    """One IR input dict per window, with the position ids and beam index the IR expects."""
-    names, items = set(ov_model.input_names), []
-    for batch in windows.batches(1):
-        ids, mask = batch["input_ids"].numpy(), batch["attention_mask"].numpy()
-        item = {"input_ids": ids, "attention_mask": mask}
-        if "position_ids" in names:
-            item["position_ids"] = np.where(mask == 1, np.cumsum(mask, 1) - 1, 1)
-        if "beam_idx" in names:
-            item["beam_idx"] = np.arange(ids.shape[0], dtype=np.int32)
-        items.append(item)
-    return items
+    """One IR input dict per window."""
+    names = set(ov_model.input_names)
+    return [ir_inputs(names, b["input_ids"].numpy(), b["attention_mask"].numpy()) for b in windows.batches(1)]
 
 
 @register_stage("ov_int8_static", openvino_config, devices=(CPU,), takes="openvino", gives="openvino",

@@ -1,11 +1,13 @@
-"""openvino-genai generation: the greedy tokens of optimum-intel's and torch's loops, on its own per-token clock."""
+"""The engines OpenVINO LMs are measured on: openvino-genai generation (the greedy tokens of optimum-intel's and
+torch's loops, on its own per-token clock) and the stateless IR that scores windows."""
 
 import time
 
 import pytest
 import torch
 
-from gpt2compress.genai import GenAIGenerator, generation_engine
+from gpt2compress.engines import generation_engine
+from gpt2compress.genai import GenAIGenerator
 from gpt2compress.generation import cannot_generate, timed_generate
 from gpt2compress.variants import build
 
@@ -42,3 +44,18 @@ def test_its_clock_gives_a_prefill_and_one_duration_per_decode_step(ov_fp32):
 def test_torch_variants_generate_themselves(ctx):
     fp32 = build("fp32", ctx)
     assert generation_engine(fp32) is fp32.model
+
+
+def test_the_stateless_ir_scores_as_the_stateful_one(ctx, ov_fp32):
+    from gpt2compress.engines import scoring_engine
+    from gpt2compress.stages.openvino import StatelessScorer
+
+    scorer = scoring_engine(ov_fp32)
+    assert isinstance(scorer, StatelessScorer)
+    assert scorer.request.query_state() == [] and ov_fp32.model.request is None  # no KV-cache state; not compiled
+    ids = torch.randint(0, 300, (2, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0  # right padding, as the eval windows have
+    ours, theirs = scorer(ids, mask).logits, ov_fp32.model(input_ids=ids, attention_mask=mask).logits
+    assert torch.allclose(ours[0], theirs[0], atol=1e-5) and torch.allclose(ours[1, :8], theirs[1, :8], atol=1e-5)
+    assert torch.allclose(ours[0], build("fp32", ctx).model(input_ids=ids[:1]).logits[0], atol=1e-4)

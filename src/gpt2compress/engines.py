@@ -1,0 +1,37 @@
+"""What runs a built variant for each kind of measurement: the model itself, or, for an OpenVINO causal LM, the
+paths OpenVINO deploys it on. Builds stay what stages made (optimum-intel models, which NNCF quantizes); only
+the measurement picks the engine.
+
+- scoring (perplexity, forward latency, HellaSwag): the IR compiled without its KV-cache state
+  (`stages.openvino.StatelessScorer`);
+- generation: openvino-genai's `LLMPipeline` on the same IR (`genai.GenAIGenerator`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _openvino_lm(built: Any) -> bool:
+    from .stages.openvino import is_causal_lm_ir
+
+    return built.runtime == "openvino" and is_causal_lm_ir(built.path)
+
+
+def scoring_engine(built: Any) -> Any:
+    """What scores windows for a built variant: a stateless compiled IR for an OpenVINO LM, the model otherwise."""
+    if _openvino_lm(built):
+        from .stages.openvino import StatelessScorer, runtime_properties
+
+        return StatelessScorer(built.path, runtime_properties(built.path))
+    return built.model
+
+
+def generation_engine(built: Any) -> Any:
+    """What generates for a built variant: `LLMPipeline` on an OpenVINO LM's IR, the model itself otherwise."""
+    if _openvino_lm(built):
+        from .genai import GenAIGenerator
+        from .stages.openvino import runtime_properties
+
+        return GenAIGenerator(built.path, runtime_properties(built.path))
+    return built.model

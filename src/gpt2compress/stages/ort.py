@@ -82,7 +82,8 @@ class OnnxRuntimeLM(ConvertedModel):
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_: Any) -> CausalLMOutput:
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        feed = {"input_ids": input_ids.cpu().numpy().astype(np.int64), "attention_mask": mask.cpu().numpy().astype(np.int64)}
+        feed = {"input_ids": input_ids.cpu().numpy().astype(np.int64),
+                "attention_mask": mask.cpu().numpy().astype(np.int64)}
         return CausalLMOutput(logits=torch.from_numpy(self.session.run(["logits"], feed)[0]))
 
 

@@ -89,7 +89,7 @@ def _pipeline_rows(args: argparse.Namespace, source, corpus, device: str) -> lis
             print(f"{name:36} skipped: {reason}")
             continue
         model = scoring_engine(built)  # as the bench scores it (an OpenVINO LM: its stateless IR)
-        row = {"variant": name, "device": device, **footprint(built), **quality(model, ctx),
+        row = {"variant": name, "device": device, **footprint(built), **quality(built, model, ctx),
                **speed(model, ctx, rounds=args.rounds)}
         rows.append(row)
         ppl = f"{row['perplexity']:9.2f}" + ("" if row["perplexity_meaningful"] else "*")

@@ -31,6 +31,7 @@ from .metrics import (Inputs, cuda_event_ms, first_batch, fixed_batch, forward_c
                       perplexity, release_memory, size_on_disk, time_calls, unsynchronized_timer)
 from .records import ClassifyRecord, ForwardRecord, GenerateRecord, Record, TrainRecord
 from .registry import StageNotApplicable
+from .scores import reused_or_scored
 from .variants import Built, Context
 
 ROUNDS, WARMUP = 20, 3  # forward: timed rounds (each paired with one of the reference's) and warm-up rounds
@@ -109,16 +110,21 @@ def footprint(built: Built) -> dict[str, Any]:
             "heads_per_layer": built.info["heads_per_layer"], "stage_notes": built.info.get("stage_notes", {})}
 
 
-def quality(model: Any, ctx: Context, batch_size: int = 8) -> dict[str, Any]:
-    """Perplexity on the eval windows; flagged when the weights are random (`gpt2-random`)."""
-    with peak_memory(ctx.device) as mem:
-        ppl = perplexity(model, ctx.eval, batch_size)
-    return {"perplexity": ppl, "perplexity_meaningful": ctx.source.perplexity_meaningful,
-            "eval_windows": len(ctx.eval), "eval_tokens": ctx.eval.n_tokens, "peak_memory_eval_bytes": mem.peak}
+def quality(built: Built, model: Any, ctx: Context, batch_size: int = 8) -> dict[str, Any]:
+    """Perplexity of `model` (how `built` is scored) on the eval windows, reused while nothing that makes it
+    changed (scores.py); flagged when the weights are random (`gpt2-random`)."""
+    def score() -> dict[str, Any]:
+        with peak_memory(ctx.device) as mem:
+            ppl = perplexity(model, ctx.eval, batch_size)
+        return {"perplexity": ppl, "peak_memory_eval_bytes": mem.peak}
+
+    return {**reused_or_scored(built, ctx.eval.key, ctx.device, score),
+            "perplexity_meaningful": ctx.source.perplexity_meaningful, "eval_windows": len(ctx.eval),
+            "eval_tokens": ctx.eval.n_tokens}
 
 
 QUALITY_FIELDS = ("perplexity", "perplexity_meaningful", "eval_windows", "eval_tokens", "peak_memory_eval_bytes",
-                  "hellaswag_acc", "hellaswag_acc_norm", "hellaswag_examples")
+                  "scores_reused", "hellaswag_acc", "hellaswag_acc_norm", "hellaswag_examples")
 
 
 def measured_once(reference: Reference, fields: tuple[str, ...]) -> dict[str, Any]:
@@ -150,7 +156,7 @@ def forward_reference(ctx: Context, inputs: Inputs, hellaswag: list | None = Non
 
     name = reference_of("forward")
     built = build(name, ctx)
-    record = ForwardRecord(**identity(built, ctx), **footprint(built), **quality(built.model, ctx),
+    record = ForwardRecord(**identity(built, ctx), **footprint(built), **quality(built, built.model, ctx),
                            **_hellaswag(built.model, ctx, hellaswag), batch_shape=shape_of(inputs))
     forward = forward_callable(built.model, inputs)
     release_memory()
@@ -186,7 +192,7 @@ def forward_record(built: Built, ctx: Context, reference: Reference, runner: Run
     if built.name == reference.record.variant:  # deterministic: the reference's own values, measured once
         scores = measured_once(reference, QUALITY_FIELDS)
     else:
-        scores = {**quality(model, ctx), **_hellaswag(model, ctx, hellaswag)}
+        scores = {**quality(built, model, ctx), **_hellaswag(model, ctx, hellaswag)}
     record = ForwardRecord(**identity(built, ctx), **footprint(built), **scores,
                            batch_shape=shape_of(inputs), peak_memory_forward_bytes=mem.peak,
                            peak_memory_reserved_bytes=mem.reserved, peak_rss_forward_bytes=mem.rss_peak)

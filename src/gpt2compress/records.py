@@ -146,6 +146,7 @@ class ForwardRecord(Footprint, Timed, Record):
     eval_windows: int | None = None
     eval_tokens: int | None = None
     peak_memory_eval_bytes: int | None = None
+    scores_reused: bool | None = None  # perplexity (and its eval peak) from an earlier run of this build (scores.py)
     peak_memory_forward_bytes: int | None = None
     peak_memory_reserved_bytes: int | None = None
     peak_rss_forward_bytes: int | None = None

@@ -1,0 +1,34 @@
+"""A build's perplexity is computed once per everything that makes it, and recomputed when any of that changes."""
+
+import dataclasses
+
+import torch
+
+from gpt2compress import scores
+from gpt2compress.measure import quality
+from gpt2compress.variants import build
+
+
+def test_an_unchanged_build_reuses_its_score_and_a_changed_one_does_not(ctx):
+    built = build("fp32", ctx)
+    first = quality(built, built.model, ctx)
+    assert first["scores_reused"] is False and first["perplexity"] > 1
+    again = quality(built, built.model, ctx)
+    assert again["scores_reused"] is True and again["perplexity"] == first["perplexity"]
+
+    other = build("pruned", ctx)  # another build key
+    assert quality(other, other.model, ctx)["scores_reused"] is False
+    fewer = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, eval_samples=4))  # other windows
+    assert quality(built, built.model, fewer)["scores_reused"] is False
+    torch.set_num_threads(torch.get_num_threads() + 1)  # another machine setting
+    try:
+        assert quality(built, built.model, ctx)["scores_reused"] is False
+    finally:
+        torch.set_num_threads(torch.get_num_threads() - 1)
+
+
+def test_the_scoring_code_is_in_the_key(ctx, monkeypatch):
+    built = build("fp32", ctx)
+    before = scores.score_key(built, ctx.eval.key, "cpu")
+    monkeypatch.setattr(scores, "fingerprint", lambda modules, libraries: {"code": "changed", "modules": modules})
+    assert scores.score_key(built, ctx.eval.key, "cpu") != before

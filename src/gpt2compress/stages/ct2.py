@@ -21,7 +21,7 @@ from transformers.modeling_outputs import CausalLMOutput
 
 from ..io import save_model
 from ..registry import CPU, StageNotApplicable, register_runtime, register_stage
-from .peer_engines import ConvertedModel, converting_dir, not_a_float_gpt2, not_installed
+from ..peer_engines import ConvertedModel, converting_dir, not_a_float_gpt2, not_installed
 
 if TYPE_CHECKING:
     from ..variants import Context

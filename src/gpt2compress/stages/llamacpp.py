@@ -39,7 +39,7 @@ from transformers.modeling_outputs import CausalLMOutput
 from ..cache import cached_dir
 from ..io import save_model
 from ..registry import CPU, StageNotApplicable, register_runtime, register_stage
-from .peer_engines import not_a_float_gpt2, not_installed
+from ..peer_engines import not_a_float_gpt2, not_installed
 
 if TYPE_CHECKING:
     from ..variants import Context

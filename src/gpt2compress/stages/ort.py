@@ -18,7 +18,7 @@ import torch
 from transformers.modeling_outputs import CausalLMOutput
 
 from ..registry import CPU, StageNotApplicable, register_runtime, register_stage
-from .peer_engines import ConvertedModel, converting_dir, not_a_float_gpt2, not_installed
+from ..peer_engines import ConvertedModel, converting_dir, not_a_float_gpt2, not_installed
 
 ORT_LIBRARIES = ("onnxruntime", "onnx", "onnxscript")
 FP32_FILE, INT8_FILE = "model-fp32.onnx", "model.onnx"

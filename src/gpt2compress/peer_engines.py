@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..io import notes
+from .io import notes
 
 
 def not_installed(module: str, extra: str, what: str) -> str | None:

@@ -1,6 +1,7 @@
 """The engines OpenVINO LMs are measured on: openvino-genai generation (the greedy tokens of optimum-intel's and
 torch's loops, on its own per-token clock) and the stateless IR that scores windows."""
 
+import os
 import time
 
 import pytest
@@ -17,19 +18,27 @@ def ov_fp32(ctx):
     return build("ov-fp32", ctx)
 
 
+# openvino-genai 2026.4.1 with prefix caching off segfaults intermittently in the next compile_model (genai.py):
+# the pipeline's tests run where it is opted into, never in a CI process that must not crash.
+genai = pytest.mark.skipif(os.environ.get("GPT2COMPRESS_GENAI") != "1",
+                           reason="LLMPipeline is opt-in (GPT2COMPRESS_GENAI=1): see genai.py")
+
+
+@genai
 def test_llmpipeline_generates_what_optimum_and_torch_generate(ctx, ov_fp32):
-    engine = generation_engine(ov_fp32)
-    assert isinstance(engine, GenAIGenerator) and engine.runtime == "openvino-genai"
     prompt = torch.randint(0, 300, (2, 12))
-    new = engine.new_token_ids(prompt, 8)
     kw = {"attention_mask": torch.ones_like(prompt), "do_sample": False, "max_new_tokens": 8, "min_new_tokens": 8,
           "pad_token_id": 0}
-    optimum = ov_fp32.model.generate(prompt, **kw)[:, 12:]
+    optimum = ov_fp32.model.generate(prompt, **kw)[:, 12:]  # compiled before a pipeline exists (see genai.py)
     torch_ = build("fp32", ctx).model.generate(prompt, **kw)[:, 12:]
+    engine = generation_engine(ov_fp32)
+    assert isinstance(engine, GenAIGenerator) and engine.runtime == "openvino-genai"
+    new = engine.new_token_ids(prompt, 8)
     assert new.shape == (2, 8)
     assert torch.equal(new, optimum) and torch.equal(new, torch_)
 
 
+@genai
 def test_its_clock_gives_a_prefill_and_one_duration_per_decode_step(ov_fp32):
     engine = generation_engine(ov_fp32)
     assert cannot_generate(engine, batch_size=8) is None
@@ -41,9 +50,10 @@ def test_its_clock_gives_a_prefill_and_one_duration_per_decode_step(ov_fp32):
     assert timing.prefill_s + sum(timing.decode_s) <= wall  # its clock read in the right units: inside the call
 
 
-def test_torch_variants_generate_themselves(ctx):
+def test_torch_variants_generate_themselves_and_openvino_through_optimum_by_default(ctx, ov_fp32, monkeypatch):
+    monkeypatch.delenv("GPT2COMPRESS_GENAI", raising=False)
     fp32 = build("fp32", ctx)
-    assert generation_engine(fp32) is fp32.model
+    assert generation_engine(fp32) is fp32.model and generation_engine(ov_fp32) is ov_fp32.model
 
 
 def test_the_stateless_ir_scores_as_the_stateful_one(ctx, ov_fp32):
@@ -59,3 +69,15 @@ def test_the_stateless_ir_scores_as_the_stateful_one(ctx, ov_fp32):
     ours, theirs = scorer(ids, mask).logits, ov_fp32.model(input_ids=ids, attention_mask=mask).logits
     assert torch.allclose(ours[0], theirs[0], atol=1e-5) and torch.allclose(ours[1, :8], theirs[1, :8], atol=1e-5)
     assert torch.allclose(ours[0], build("fp32", ctx).model(input_ids=ids[:1]).logits[0], atol=1e-4)
+
+
+@genai
+def test_every_round_prefills_its_prompt(ov_fp32, monkeypatch):
+    """LLMPipeline's prefix caching would skip the prefill of a prompt it saw: the bench turns it off."""
+    import openvino_genai
+
+    made = []
+    real = openvino_genai.LLMPipeline
+    monkeypatch.setattr(openvino_genai, "LLMPipeline", lambda *a, **kw: made.append(kw) or real(*a, **kw))
+    generation_engine(ov_fp32)
+    assert made and made[0]["scheduler_config"].enable_prefix_caching is False

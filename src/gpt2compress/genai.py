@@ -15,7 +15,7 @@ The bench times every round's full prefill (as it does torch's and llama.cpp's),
 off (decode measured 7.7–8.0 ms/token with it, 6.5–6.7 without, 124M int8 weights, AMD EPYC AVX-512).
 
 Why it is opt-in (GPT2COMPRESS_GENAI=1, engines.py): with prefix caching off, openvino-genai 2026.4.1 made
-the next `Core.compile_model` in the process segfault in 2 of 5 test runs (13 of 13 passed with the default
+the next `Core.compile_model` in the process segfault in 8 of 20 test runs (6 of 6 passed with the default
 scheduler, whose cached prefill makes TTFT meaningless). Until a version holds both, the bench's default
 OpenVINO generation stays optimum-intel's.
 """

@@ -6,13 +6,22 @@ from functools import lru_cache
 
 
 @lru_cache
-def cpu_flags() -> frozenset[str]:
+def _cpuinfo(field: str) -> str:
+    """The first `field` line of /proc/cpuinfo ("" where there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
-            line = next((line for line in f if line.startswith("flags")), "")
+            line = next((line for line in f if line.startswith(field)), "")
     except OSError:
         line = ""
-    return frozenset(line.partition(":")[2].split())
+    return line.partition(":")[2].strip()
+
+
+def cpu_flags() -> frozenset[str]:
+    return frozenset(_cpuinfo("flags").split())
+
+
+def cpu_model() -> str:
+    return _cpuinfo("model name")
 
 
 def has_vnni() -> bool:

@@ -12,7 +12,6 @@ that stage's builds and so their scores; the record says when a score was reused
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,18 +19,10 @@ import torch
 
 from .cache import cached_dir, content_key
 from .fingerprint import fingerprint
-from .hardware import isa_summary
+from .hardware import cpu_model, isa_summary
 from .registry import TORCH_LIBRARIES, runtime
 
 SCORES_FILE = "scores.json"
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        return platform.processor()
 
 
 def score_key(built: Any, windows_key: str, device: str) -> str:
@@ -39,7 +30,7 @@ def score_key(built: Any, windows_key: str, device: str) -> str:
     code = fingerprint(("gpt2compress.metrics", "gpt2compress.engines", loader.module),
                        TORCH_LIBRARIES + loader.libraries)
     gpu = torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else None
-    return content_key("scores", built.info["build"]["key"], windows_key, code, _cpu_model(), isa_summary(),
+    return content_key("scores", built.info["build"]["key"], windows_key, code, cpu_model(), isa_summary(),
                        torch.get_num_threads(), device, gpu)
 
 

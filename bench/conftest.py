@@ -377,8 +377,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         index, count = shards.parse(spec)
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
-    ours = [_name(item.nodeid) for item in items if _ours(item.nodeid)]
-    share = shards.split(ours, count, _recorded_seconds(config))
+    ours = {_name(item.nodeid): item.callspec.params for item in items if _ours(item.nodeid)}
+    cased = {name: p for name, p in ours.items() if isinstance(p.get("case"), Case)}  # (not an empty kind's skip)
+    groups = {name: p["case"].build_group for name, p in cased.items()}
+    free = frozenset(name for name, p in cased.items() if p["case"].unsupported(p["device"]))
+    share = shards.split(list(ours), count, _recorded_seconds(config), groups, free)
     kept = [i for i in items if not _ours(i.nodeid) or share[_name(i.nodeid)] == index]
     config.hook.pytest_deselected(items=[i for i in items if i not in kept])
     items[:] = kept

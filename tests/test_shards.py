@@ -29,6 +29,25 @@ def test_a_split_is_deterministic_complete_and_balanced_by_time():
         parse("3/2")
 
 
+def test_cases_that_share_a_trained_build_stay_on_one_shard_and_skips_weigh_nothing():
+    from gpt2compress.cases import cases
+
+    every = {f"{c.kind}[{c.variant}]": c for c in cases()}
+    groups = {name: c.build_group for name, c in every.items()}
+    finetuned = "lm:prune+finetune"
+    assert groups["forward[pruned-finetuned-ov-int8-static]"] == groups["generate[pruned-finetuned]"] == finetuned
+    assert groups["forward[distilled-lora-pruned-int8]"] == groups["train[distilled-lora]"] == "lm:distill"
+    assert groups["classify[cls-ov-int8-static]"] == "classifier:finetune" != groups["forward[pruned-finetuned]"]
+    assert groups["forward[ov-int8-static]"] == "ov-int8-static"  # nothing trained: the variant alone
+    for count in (2, 3, 4):
+        share = split(list(every), count, groups=groups)
+        for group in set(groups.values()):
+            assert len({share[n] for n in every if groups[n] == group}) == 1, group
+    names = ["a", "b", "c", "d"]
+    skipped = frozenset({"a", "b", "c"})
+    assert split(names, 2, {n: 10.0 for n in names}, free=skipped) == {"d": 1, "a": 2, "b": 2, "c": 2}
+
+
 def collected(*args: str) -> list[str]:
     done = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "bench"), "--collect-only", "-q",
                            "-p", "no:cacheprovider", *args], capture_output=True, text=True, cwd=ROOT, timeout=600)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .catalog import CLASSIFY, FORWARD, GENERATE, KINDS, TRAIN, reference_of
 from .classify import CLASSIFY_VARIANTS
-from .registry import StageNotApplicable, check_chain
+from .registry import StageNotApplicable, check_chain, stage
 from .training import TrainSetup
 from .variants import BASELINE, VARIANTS
 
@@ -62,6 +62,16 @@ class Case:
         """The stages whose device rules decide where this case runs (a train precision is its cast stage's)."""
         precision = self.setup.precision if self.setup else "fp32"
         return self.chain + ((precision,) if precision != "fp32" else ())
+
+    @property
+    def build_group(self) -> str:
+        """Cases that need the same trained model: `--shard` keeps them on one runner, so it trains once there.
+        The chain up to its first training stage (on the LM or the classifier), else the variant itself."""
+        trained = [i for i, name in enumerate(self.chain) if stage(name).trains]
+        if not trained:
+            return self.variant
+        family = "classifier" if self.kind == CLASSIFY else "lm"
+        return f"{family}:{'+'.join(self.chain[:trained[0] + 1])}"
 
     def unsupported(self, device: str) -> str | None:
         """Why this case cannot run on `device` (from the stage registry), or None."""

@@ -64,6 +64,7 @@ class Stage:
     unsupported: Callable[[str], str | None] = _always  # the reason it cannot run on a device, if any
     libraries: tuple[str, ...] = ()  # packages whose version changes what it builds
     module: str = ""  # where `apply` lives (its code fingerprint starts there)
+    trains: bool = False  # runs an optimizer: minutes to hours, so cases that share its output share a shard
 
     def fingerprint(self) -> dict:
         """Code (this stage's module, the output runtime's save code, all they import) and library versions."""
@@ -78,14 +79,15 @@ RESTORERS: dict[str, Callable[[Any, Any], Any]] = {}
 
 def register_stage(name: str, make_config: Callable[[Context], Any], *, devices: tuple[str, ...],
                    takes: str = "torch", gives: str = "torch", precision: str | None = None, about: str = "",
-                   unsupported: Callable[[str], str | None] | None = None, libraries: tuple[str, ...] = ()):
+                   unsupported: Callable[[str], str | None] | None = None, libraries: tuple[str, ...] = (),
+                   trains: bool = False):
     """Decorator: register `apply(model, config) -> model` under `name`."""
 
     def decorator(apply: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         if name in STAGES and STAGES[name].module != apply.__module__:
             raise ValueError(f"stage {name!r} is registered twice: in {STAGES[name].module} and {apply.__module__}")
         STAGES[name] = Stage(name, apply, make_config, tuple(devices), takes, gives, precision, about,
-                             unsupported or _always, tuple(libraries), apply.__module__)
+                             unsupported or _always, tuple(libraries), apply.__module__, trains)
         return apply
 
     return decorator

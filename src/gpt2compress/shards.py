@@ -1,8 +1,9 @@
 """`--shard I/N`: one runner's share of the selected cases, when N runners of one class (a CI matrix) split a
 tier. Every shard computes the same split from the same inputs: the selected test names and what each took in
 the latest recorded run of an earlier commit (build + measure time, kept in the run's machine info); without
-such a run, by count. Longest first onto the least-loaded shard (LPT), ties by name, so the split is
-deterministic and balanced to within one case. The history merges the shards of one commit into one run.
+such a run, by count. Cases that share a trained build (`Case.build_group`) stay together, so a fine-tune
+runs on one shard, not on each. Longest first onto the least-loaded shard (LPT), ties by name, so the split is
+deterministic and balanced to within one group. The history merges the shards of one commit into one run.
 """
 
 from __future__ import annotations
@@ -21,16 +22,23 @@ def parse(spec: str) -> tuple[int, int]:
     return index, count
 
 
-def split(names: list[str], count: int, seconds: dict[str, float] | None = None) -> dict[str, int]:
-    """name -> shard (1..count). Names without a recorded time weigh the median of those with one (1 without)."""
-    seconds = seconds or {}
+def split(names: list[str], count: int, seconds: dict[str, float] | None = None,
+          groups: dict[str, str] | None = None, free: frozenset[str] = frozenset()) -> dict[str, int]:
+    """name -> shard (1..count). A group (cases that share a trained build) goes to one shard whole. Names
+    without a recorded time weigh the median of those with one (1 without); `free` ones (skipped on this
+    device) weigh nothing."""
+    seconds, groups = seconds or {}, groups or {}
     known = [seconds[n] for n in names if seconds.get(n)]
     default = statistics.median(known) if known else 1.0
-    weight = {n: seconds.get(n) or default for n in names}
+    members: dict[str, list[str]] = {}
+    for name in sorted(set(names)):
+        members.setdefault(groups.get(name, name), []).append(name)
+    weight = {g: sum(0.0 if n in free else seconds.get(n) or default for n in ns) for g, ns in members.items()}
     load, out = [0.0] * count, {}
-    for name in sorted(set(names), key=lambda n: (-weight[n], n)):
+    for group in sorted(members, key=lambda g: (-weight[g], g)):
         shard = min(range(count), key=lambda i: (load[i], i))
-        out[name], load[shard] = shard + 1, load[shard] + weight[name]
+        load[shard] += weight[group]
+        out.update({name: shard + 1 for name in members[group]})
     return out
 
 

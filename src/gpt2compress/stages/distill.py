@@ -116,7 +116,7 @@ def distill_config(ctx: Context) -> DistillConfig:
     return DistillConfig(training_config(ctx, ctx.settings.finetune_lr), keep_layers=ctx.settings.distill_layers)
 
 
-@register_stage("distill", distill_config, devices=(CPU, CUDA), libraries=TRAINING_LIBRARIES,
+@register_stage("distill", distill_config, devices=(CPU, CUDA), trains=True, libraries=TRAINING_LIBRARIES,
                 about="knowledge distillation into a shallower student initialised from the teacher's blocks")
 def distill(teacher: PreTrainedModel, config: DistillConfig) -> PreTrainedModel:
     if not 0 <= config.alpha <= 1 or config.temperature <= 0:

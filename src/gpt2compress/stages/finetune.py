@@ -119,7 +119,7 @@ def training_config(ctx: Context, learning_rate: float) -> FinetuneConfig:
 
 
 @register_stage("finetune", lambda ctx: training_config(ctx, ctx.settings.finetune_lr), devices=(CPU, CUDA),
-                libraries=TRAINING_LIBRARIES, about="recover quality with transformers.Trainer")
+                trains=True, libraries=TRAINING_LIBRARIES, about="recover quality with transformers.Trainer")
 def finetune(model: PreTrainedModel, config: FinetuneConfig) -> PreTrainedModel:
     run_trainer(model, config)
     return model.eval()

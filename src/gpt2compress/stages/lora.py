@@ -117,10 +117,11 @@ def lora_config(ctx: Context, sparsity: float = 0.0) -> LoraConfig:
     return LoraConfig(training_config(ctx, ctx.settings.lora_lr), adapters, sparsity=sparsity)
 
 
-@register_stage("lora", lora_config, devices=(CPU, CUDA), libraries=TRAINING_LIBRARIES + ("peft",),
+@register_stage("lora", lora_config, devices=(CPU, CUDA), trains=True,
+                libraries=TRAINING_LIBRARIES + ("peft",),
                 about="LoRA fine-tuning (peft), adapters merged back into the weights")
 @register_stage("lora_pruned", lambda ctx: lora_config(ctx, ctx.settings.adapter_sparsity), devices=(CPU, CUDA),
-                libraries=TRAINING_LIBRARIES + ("peft",),
+                trains=True, libraries=TRAINING_LIBRARIES + ("peft",),
                 about="LoRA with L1-pruned adapters (mask kept through training), merged back")
 def lora_finetune(model: PreTrainedModel, config: LoraConfig) -> PreTrainedModel:
     """Train LoRA adapters on `config.train.data`, then merge them: returns a plain GPT-2."""

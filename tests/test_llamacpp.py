@@ -8,7 +8,7 @@ import tarfile
 import pytest
 import torch
 
-from helpers import random_gpt2
+from helpers import ROOT, random_gpt2
 from gpt2compress.generation import cannot_generate, timed_generate
 from gpt2compress.stages import StageNotApplicable, check_chain
 from gpt2compress.stages import llamacpp
@@ -21,6 +21,31 @@ def test_without_the_extra_the_stage_skips_naming_the_install(monkeypatch):
         check_chain(("gguf_q8_0",), "cpu")
     with pytest.raises(StageNotApplicable, match="runs on: cpu"):
         check_chain(("gguf_f32",), "cuda")
+
+
+def test_a_build_with_ggmls_amx_kernels_is_refused_naming_the_rebuild(monkeypatch):
+    monkeypatch.setattr(llamacpp, "not_installed", lambda *args: None)
+    monkeypatch.setattr(llamacpp, "system_info", lambda: "CPU : AVX512 = 1 | AVX512_VNNI = 1 | AMX_INT8 = 1 |")
+    with pytest.raises(StageNotApplicable, match=r"AMX kernels.*bench/install-llamacpp\.sh"):
+        check_chain(("gguf_q8_0",), "cpu")
+    monkeypatch.setattr(llamacpp, "system_info", lambda: "CPU : AVX512 = 1 | AVX512_VNNI = 1 | AVX512_BF16 = 1 |")
+    check_chain(("gguf_q8_0",), "cpu")
+
+
+@pytest.mark.parametrize("cpu, wanted, unwanted", [
+    ("fpu avx2 avx512f avx512bw avx512vl avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16",  # an AMX Xeon
+     ["-DGGML_NATIVE=OFF", "-DGGML_AVX512=ON", "-DGGML_AVX512_VNNI=ON", "-DGGML_AVX512_BF16=ON", "-DGGML_AMX_INT8=OFF"],
+     ["-DGGML_AMX_INT8=ON"]),
+    ("fpu avx2 avx512f avx512bw avx512vl avx512_vnni", ["-DGGML_AVX512_VNNI=ON"], ["AVX512_BF16"]),  # AVX-512 EPYC
+    ("fpu avx avx2 fma f16c", ["<native>"], ["GGML_NATIVE=OFF"]),  # AVX2-only: -march=native is right
+])
+def test_the_llama_cpp_build_names_the_isa_and_never_amx(tmp_path, cpu, wanted, unwanted):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {cpu}\n")
+    done = subprocess.run(["bash", str(ROOT / "bench" / "install-llamacpp.sh"), "--dry-run"], capture_output=True,
+                          text=True, env={"CPUINFO": str(cpuinfo), "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert all(flag in done.stderr for flag in wanted) and not any(flag in done.stderr for flag in unwanted)
 
 
 def test_a_converter_dir_without_the_converter_names_the_fix(tmp_path, monkeypatch):

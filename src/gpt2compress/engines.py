@@ -4,8 +4,8 @@ the measurement picks the engine.
 
 - scoring (perplexity, forward latency, HellaSwag): the IR compiled without its KV-cache state
   (`stages.openvino.StatelessScorer`);
-- generation: optimum-intel's `generate`; opt-in (GPT2COMPRESS_GENAI=1), openvino-genai's `LLMPipeline` on the
-  same IR (`genai.GenAIGenerator`), which is not the default yet (genai.py says why).
+- generation: openvino-genai's `LLMPipeline` on the same IR, in a process of its own (`genai.GenAIGenerator`;
+  GPT2COMPRESS_GENAI=0 times optimum-intel's `generate` instead).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ def scoring_engine(built: Any) -> Any:
 
 
 def generation_engine(built: Any) -> Any:
-    """What generates for a built variant: the model itself (optimum-intel's `generate` for OpenVINO); with
-    GPT2COMPRESS_GENAI=1, `LLMPipeline` on an OpenVINO LM's IR. Opt-in: see genai.py for why."""
-    if os.environ.get(GENAI_ENV) == "1" and _openvino_lm(built):
+    """What generates for a built variant: `LLMPipeline` on an OpenVINO LM's IR (the loop OpenVINO deploys;
+    GPT2COMPRESS_GENAI=0: optimum-intel's `generate`), the model itself otherwise."""
+    if os.environ.get(GENAI_ENV) != "0" and _openvino_lm(built):
         from .genai import GenAIGenerator
         from .stages.openvino import runtime_properties
 

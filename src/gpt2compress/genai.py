@@ -10,18 +10,25 @@ evenly over the batch's sequences, so a decode step is read off the ready times 
 token ids (`TokenizedInputs`), so the IR needs no OpenVINO tokenizer beside it.
 
 On CPU the pipeline runs continuous batching with prefix caching on by default: the same prompt again
-then reuses its KV cache, and a 128-token prefill at the 124M shape "took" 8 ms instead of ~55 ms.
-The bench times every round's full prefill (as it does torch's and llama.cpp's), so prefix caching is
-off (decode measured 7.7–8.0 ms/token with it, 6.5–6.7 without, 124M int8 weights, AMD EPYC AVX-512).
+then reuses its KV cache, and a 128-token prefill at the 124M shape "took" 8 ms instead of ~55 ms. The bench
+times every round's full prefill (as it does torch's and llama.cpp's), so prefix caching is off. (The SDPA
+attention backend, the stateful IR with no prefix cache at all, also prefills every call, but decoded at 101
+tokens/s where paged attention did ~150: 124M int8 weights, AMD EPYC Zen 4.)
 
-Why it is opt-in (GPT2COMPRESS_GENAI=1, engines.py): with prefix caching off, openvino-genai 2026.4.1 made
-the next `Core.compile_model` in the process segfault in 8 of 20 test runs (6 of 6 passed with the default
-scheduler, whose cached prefill makes TTFT meaningless). Until a version holds both, the bench's default
-OpenVINO generation stays optimum-intel's.
+It runs in a child process of its own (spawned; it leaves with `os._exit`). In openvino-genai 2026.4.1, a
+process that has held an `LLMPipeline` segfaults now and then in later OpenVINO work or at exit: the next
+model export or `compile_model` died in 8 of 20 test runs with prefix caching off, and in 3 of 10 with the SDPA
+backend (once at interpreter exit, after every test had passed); 0 of 10 with the pipeline in a child. The child does nothing after generating, so the
+bench's process never holds a pipeline. The timings are the pipeline's own clock, read in the child, so the
+process boundary adds nothing to them.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -29,41 +36,93 @@ import numpy as np
 import torch
 
 from .generation import GenerationTiming
+from .isolation import Crashed
 
 US, MS = 1e-6, 1e-3
 
 
 class GenAIGenerator:
-    """`LLMPipeline` behind `timed_generate`, the call `generation.timed_generate` hands an engine."""
+    """`LLMPipeline` (in its own process) behind `timed_generate`, the call `generation.timed_generate` hands an
+    engine."""
 
     runtime = "openvino-genai"
 
+    prefix_caching = False  # else every round after the first skips the prompt's prefill
+
     def __init__(self, ir_dir: str | Path, properties: dict[str, Any]):
-        import openvino_genai
+        context = multiprocessing.get_context("spawn")
+        self._conn, theirs = context.Pipe()
+        self._child = context.Process(target=_serve, args=(theirs, str(ir_dir), properties, self.prefix_caching),
+                                      daemon=True)
+        self._child.start()
+        theirs.close()
+        weakref.finalize(self, _stop, self._conn, self._child)
+        self._ask(None)  # returns once the pipeline is compiled
 
-        self.scheduler = openvino_genai.SchedulerConfig()  # held as long as the pipeline (see the docstring)
-        self.scheduler.enable_prefix_caching = False  # else every round after the first skips the prompt's prefill
-        self.pipeline = openvino_genai.LLMPipeline(str(ir_dir), "CPU", scheduler_config=self.scheduler, **properties)
+    def _ask(self, request: tuple | None) -> Any:
+        try:
+            if request is not None:
+                self._conn.send(request)
+            status, value = self._conn.recv()
+        except (EOFError, OSError):  # the other end is gone: a closed pipe, a reset connection
+            self._child.join(5)
+            code = self._child.exitcode
+            died = f"signal {-code} ({signal.Signals(-code).name})" if code and code < 0 else f"exit status {code}"
+            raise Crashed(f"openvino-genai's process died: {died}") from None
+        if status == "raise":
+            raise value
+        return value
 
-    def generate(self, input_ids: torch.Tensor, new_tokens: int) -> Any:
-        """Greedy search of exactly `new_tokens` tokens (EOS ignored, as `min_new_tokens` does for torch)."""
-        import openvino as ov
-        import openvino_genai
-
-        ids = np.ascontiguousarray(input_ids.cpu().numpy().astype(np.int64))
-        inputs = openvino_genai.TokenizedInputs(ov.Tensor(ids), ov.Tensor(np.ones_like(ids)))
-        config = openvino_genai.GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                                 ignore_eos=True, do_sample=False)
-        return self.pipeline.generate(inputs, config)
+    def generate(self, input_ids: torch.Tensor, new_tokens: int) -> tuple[list[list[int]], float, list[float]]:
+        """Greedy search of exactly `new_tokens` tokens (EOS ignored, as `min_new_tokens` does for torch): the
+        new tokens per sequence, the first token's time (µs from the call's start) and each step's ready time (ms)."""
+        return self._ask((np.ascontiguousarray(input_ids.cpu().numpy().astype(np.int64)), new_tokens))
 
     def new_token_ids(self, input_ids: torch.Tensor, new_tokens: int) -> torch.Tensor:
-        return torch.tensor([list(row) for row in self.generate(input_ids, new_tokens).tokens])
+        return torch.tensor(self.generate(input_ids, new_tokens)[0])
 
     def timed_generate(self, input_ids: torch.Tensor, new_tokens: int) -> GenerationTiming:
-        raw = self.generate(input_ids, new_tokens).perf_metrics.raw_metrics
-        ready = list(raw.m_new_token_times)  # ms: when each step's tokens (one per sequence) were ready
+        _, first_us, ready = self.generate(input_ids, new_tokens)
         if len(ready) != new_tokens:
             raise RuntimeError(f"openvino-genai stamped {len(ready)} steps for {new_tokens} new tokens: its per-token "
                                "clock changed; check raw_metrics in this openvino-genai version")
         decode = [(b - a) * MS for a, b in zip(ready, ready[1:])]
-        return GenerationTiming(input_ids.shape[0], input_ids.shape[1], raw.m_times_to_first_token[-1] * US, decode)
+        return GenerationTiming(input_ids.shape[0], input_ids.shape[1], first_us * US, decode)
+
+
+def _serve(conn: Any, ir_dir: str, properties: dict[str, Any], prefix_caching: bool) -> None:
+    """The child: compile the pipeline, then answer (ids, new_tokens) until told to stop; never run teardown."""
+    try:
+        import openvino as ov
+        import openvino_genai
+
+        scheduler = openvino_genai.SchedulerConfig()  # held as long as the pipeline
+        scheduler.enable_prefix_caching = prefix_caching
+        pipeline = openvino_genai.LLMPipeline(ir_dir, "CPU", scheduler_config=scheduler, **properties)
+        conn.send(("ok", None))
+        while (request := conn.recv()) is not None:
+            ids, new_tokens = request
+            try:
+                inputs = openvino_genai.TokenizedInputs(ov.Tensor(ids), ov.Tensor(np.ones_like(ids)))
+                config = openvino_genai.GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                                         ignore_eos=True, do_sample=False)
+                result = pipeline.generate(inputs, config)
+                raw = result.perf_metrics.raw_metrics  # m_durations splits a step over the batch: use ready times
+                conn.send(("ok", ([list(row) for row in result.tokens], raw.m_times_to_first_token[-1],
+                                  list(raw.m_new_token_times))))
+            except Exception as err:  # noqa: BLE001 - raised in the parent
+                conn.send(("raise", err))
+    except Exception as err:  # noqa: BLE001 - the pipeline could not be made: raised in the parent
+        conn.send(("raise", err))
+    finally:
+        os._exit(0)
+
+
+def _stop(conn: Any, child: Any) -> None:
+    try:
+        conn.send(None)
+    except (BrokenPipeError, OSError):
+        pass
+    child.join(10)
+    if child.is_alive():
+        child.kill()

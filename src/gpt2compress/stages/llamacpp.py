@@ -19,6 +19,7 @@ source build of llama.cpp); without it the stages skip with that hint.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import os
@@ -73,7 +74,27 @@ class LlamaCppConfig:
 
 def llama_cpp_missing(device: str) -> str | None:
     reason = not_installed("llama_cpp", "llamacpp", "llama-cpp-python")
-    return reason and f"{reason} (builds llama.cpp, ~10 min)"
+    if reason:
+        return f"{reason} (builds llama.cpp, ~10 min; bench/install-llamacpp.sh picks the build flags)"
+    return amx_build(system_info())
+
+
+def amx_build(info: str) -> str | None:
+    """A build with ggml's AMX matmul segfaults on AMX Xeons in its first eval (ggml-org/llama.cpp#20824, #26954:
+    worker threads run tile instructions without the kernel's per-thread XTILEDATA permission). A source build
+    compiles it in whenever -march=native sees AMX, so it is refused here before it takes the bench down."""
+    if "AMX_INT8 = 1" not in info:
+        return None
+    return ("this llama-cpp-python was built with ggml's AMX kernels, which segfault in the first eval on AMX CPUs "
+            "(ggml-org/llama.cpp#20824); rebuild it without them: bench/install-llamacpp.sh")
+
+
+@functools.cache
+def system_info() -> str:
+    """llama.cpp's compiled-in CPU features, asked of a child process (no native library in the bench's own)."""
+    done = subprocess.run([sys.executable, "-c", "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"],
+                          capture_output=True, text=True)
+    return done.stdout
 
 
 def converter_dir() -> Path:

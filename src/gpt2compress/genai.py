@@ -13,20 +13,19 @@ On CPU the pipeline runs continuous batching with prefix caching on by default: 
 then reuses its KV cache, and a 128-token prefill at the 124M shape "took" 8 ms instead of ~55 ms. The bench
 times every round's full prefill (as it does torch's and llama.cpp's), so prefix caching is off. (The SDPA
 attention backend, the stateful IR with no prefix cache at all, also prefills every call, but decoded at 101
-tokens/s where paged attention did ~150: 124M int8 weights, AMD EPYC Zen 4.)
+tokens/s where paged attention did 140: 124M int8 weights, AMD EPYC Zen 4.)
 
-It runs in a child process of its own (spawned; it leaves with `os._exit`). In openvino-genai 2026.4.1, a
-process that has held an `LLMPipeline` segfaults now and then in later OpenVINO work or at exit: the next
-model export or `compile_model` died in 8 of 20 test runs with prefix caching off, and in 3 of 10 with the SDPA
-backend (once at interpreter exit, after every test had passed); 0 of 10 with the pipeline in a child. The child does nothing after generating, so the
-bench's process never holds a pipeline. The timings are the pipeline's own clock, read in the child, so the
-process boundary adds nothing to them.
+It runs in a child process of its own (spawned from `genai_worker`, which imports no torch; it leaves with
+`os._exit`). In openvino-genai 2026.4.1, a process that has held an `LLMPipeline` segfaults now and then in later
+OpenVINO work or at exit: the next model export or `compile_model` died in 8 of 20 test runs with prefix caching
+off, and in 3 of 10 with the SDPA backend (once at interpreter exit, after every test had passed); 0 of 20 with the
+pipeline in a child. The child does nothing after generating, so the bench's process never holds a pipeline. The
+timings are the pipeline's own clock, read in the child, so the process boundary adds nothing to them.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 import weakref
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 
 from .generation import GenerationTiming
+from .genai_worker import serve
 from .isolation import Crashed
 
 US, MS = 1e-6, 1e-3
@@ -52,7 +52,7 @@ class GenAIGenerator:
     def __init__(self, ir_dir: str | Path, properties: dict[str, Any]):
         context = multiprocessing.get_context("spawn")
         self._conn, theirs = context.Pipe()
-        self._child = context.Process(target=_serve, args=(theirs, str(ir_dir), properties, self.prefix_caching),
+        self._child = context.Process(target=serve, args=(theirs, str(ir_dir), properties, self.prefix_caching),
                                       daemon=True)
         self._child.start()
         theirs.close()
@@ -88,34 +88,6 @@ class GenAIGenerator:
                                "clock changed; check raw_metrics in this openvino-genai version")
         decode = [(b - a) * MS for a, b in zip(ready, ready[1:])]
         return GenerationTiming(input_ids.shape[0], input_ids.shape[1], first_us * US, decode)
-
-
-def _serve(conn: Any, ir_dir: str, properties: dict[str, Any], prefix_caching: bool) -> None:
-    """The child: compile the pipeline, then answer (ids, new_tokens) until told to stop; never run teardown."""
-    try:
-        import openvino as ov
-        import openvino_genai
-
-        scheduler = openvino_genai.SchedulerConfig()  # held as long as the pipeline
-        scheduler.enable_prefix_caching = prefix_caching
-        pipeline = openvino_genai.LLMPipeline(ir_dir, "CPU", scheduler_config=scheduler, **properties)
-        conn.send(("ok", None))
-        while (request := conn.recv()) is not None:
-            ids, new_tokens = request
-            try:
-                inputs = openvino_genai.TokenizedInputs(ov.Tensor(ids), ov.Tensor(np.ones_like(ids)))
-                config = openvino_genai.GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                                         ignore_eos=True, do_sample=False)
-                result = pipeline.generate(inputs, config)
-                raw = result.perf_metrics.raw_metrics  # m_durations splits a step over the batch: use ready times
-                conn.send(("ok", ([list(row) for row in result.tokens], raw.m_times_to_first_token[-1],
-                                  list(raw.m_new_token_times))))
-            except Exception as err:  # noqa: BLE001 - raised in the parent
-                conn.send(("raise", err))
-    except Exception as err:  # noqa: BLE001 - the pipeline could not be made: raised in the parent
-        conn.send(("raise", err))
-    finally:
-        os._exit(0)
 
 
 def _stop(conn: Any, child: Any) -> None:

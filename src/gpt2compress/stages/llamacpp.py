@@ -92,8 +92,8 @@ def amx_build(info: str) -> str | None:
 @functools.cache
 def system_info() -> str:
     """llama.cpp's compiled-in CPU features, asked of a child process (no native library in the bench's own)."""
-    done = subprocess.run([sys.executable, "-c", "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"],
-                          capture_output=True, text=True)
+    ask = "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"
+    done = subprocess.run([sys.executable, "-c", ask], capture_output=True, text=True)
     return done.stdout
 
 

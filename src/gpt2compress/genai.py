@@ -26,7 +26,6 @@ timings are the pipeline's own clock, read in the child, so the process boundary
 from __future__ import annotations
 
 import multiprocessing
-import signal
 import weakref
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import torch
 
 from .generation import GenerationTiming
 from .genai_worker import serve
-from .isolation import Crashed
+from .isolation import Crashed, death
 
 US, MS = 1e-6, 1e-3
 
@@ -66,9 +65,7 @@ class GenAIGenerator:
             status, value = self._conn.recv()
         except (EOFError, OSError):  # the other end is gone: a closed pipe, a reset connection
             self._child.join(5)
-            code = self._child.exitcode
-            died = f"signal {-code} ({signal.Signals(-code).name})" if code and code < 0 else f"exit status {code}"
-            raise Crashed(f"openvino-genai's process died: {died}") from None
+            raise Crashed(f"openvino-genai's process died: {death(self._child.exitcode)}") from None
         if status == "raise":
             raise value
         return value

@@ -38,10 +38,14 @@ def run_isolated(fn: Callable[..., Any], *args: Any, modules: tuple[str, ...] = 
         raise value
     if status == "error":
         raise RuntimeError(f"in the isolated child process:\n{value}")
-    code = child.exitcode
-    if code is not None and code < 0:
-        raise Crashed(f"crashed: signal {-code} ({signal.Signals(-code).name})")
-    raise Crashed(f"crashed: the child process exited with status {code} without a result")
+    raise Crashed(f"crashed: {death(child.exitcode)}")
+
+
+def death(exitcode: int | None) -> str:
+    """How a child process that sent no result ended: "signal 11 (SIGSEGV)", or its exit status."""
+    if exitcode is not None and exitcode < 0:
+        return f"signal {-exitcode} ({signal.Signals(-exitcode).name})"
+    return f"the child process exited with status {exitcode} without a result"
 
 
 def _child(send: Any, fn: Callable[..., Any], args: tuple, modules: tuple[str, ...]) -> None:

@@ -20,6 +20,10 @@ def serve(conn: Any, ir_dir: str, properties: dict[str, Any], prefix_caching: bo
 
         scheduler = openvino_genai.SchedulerConfig()  # held as long as the pipeline
         scheduler.enable_prefix_caching = prefix_caching
+        # a batch's whole prompt in one prefill step: else it is split into chunks of 256 tokens, each stamped as a
+        # step, and batch 8 x 128 tokens showed 68 ready times for 64 new tokens
+        scheduler.dynamic_split_fuse = False
+        scheduler.max_num_batched_tokens = 1 << 16
         pipeline = openvino_genai.LLMPipeline(ir_dir, "CPU", scheduler_config=scheduler, **properties)
         conn.send(("ok", None))
         while (request := conn.recv()) is not None:

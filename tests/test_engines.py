@@ -10,6 +10,7 @@ import torch
 from gpt2compress.engines import generation_engine
 from gpt2compress.genai import GenAIGenerator
 from gpt2compress.generation import cannot_generate, timed_generate
+from gpt2compress.isolation import Crashed
 from gpt2compress.variants import build
 
 
@@ -40,6 +41,22 @@ def test_its_clock_gives_a_prefill_and_one_duration_per_decode_step(ov_fp32):
     assert (timing.batch_size, timing.prompt_len, timing.new_tokens) == (3, 10, 6)
     assert timing.stamped and timing.prefill_s > 0 and len(timing.decode_s) == 5 and all(s > 0 for s in timing.decode_s)
     assert timing.prefill_s + sum(timing.decode_s) <= wall  # its clock read in the right units: inside the call
+
+
+def test_a_call_whose_process_died_is_answered_by_a_new_process_and_counted(ov_fp32):
+    engine = generation_engine(ov_fp32)
+    engine._child.kill()  # as openvino-genai's own crashes do (see genai.py)
+    engine._child.join()
+    timing = timed_generate(engine, torch.randint(0, 300, (1, 6)), new_tokens=3)
+    assert len(timing.decode_s) == 2 and engine.restarts >= 1
+
+
+def test_a_process_that_keeps_dying_or_hangs_is_an_error_that_says_so(ov_fp32):
+    class Impatient(GenAIGenerator):
+        attempts, answer_s = 2, 0.001
+
+    with pytest.raises(Crashed, match=r"died 2 times in a row: .*gave no answer in 0 s: killed"):
+        Impatient(ov_fp32.path, {})
 
 
 def test_torch_variants_generate_themselves_and_openvino_through_genai_unless_opted_out(ctx, ov_fp32, monkeypatch):
@@ -77,10 +94,17 @@ def test_every_round_prefills_its_prompt_in_a_process_of_its_own(ov_fp32):
     assert child.exitcode == 0  # told to stop, it left without teardown
 
 
-def test_a_dead_pipeline_process_is_a_clear_error(ov_fp32):
-    from gpt2compress.isolation import Crashed
+def test_a_call_that_kills_every_process_is_a_clear_error(ov_fp32):
+    class Doomed(GenAIGenerator):
+        attempts = 2
 
-    engine = generation_engine(ov_fp32)
-    engine._child.kill()
-    with pytest.raises(Crashed, match="openvino-genai's process died: signal 9"):
+        def _exchange(self, request):
+            if request is not None:
+                self._child.kill()
+                self._child.join()
+            return super()._exchange(request)
+
+    engine = Doomed(ov_fp32.path, {})
+    with pytest.raises(Crashed, match=r"died 2 times in a row: openvino-genai's process died: signal 9 \(SIGKILL\)"):
         engine.new_token_ids(torch.randint(0, 300, (1, 4)), 2)
+    assert engine.restarts == 1

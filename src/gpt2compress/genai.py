@@ -18,9 +18,16 @@ tokens/s where paged attention did 140: 124M int8 weights, AMD EPYC Zen 4.)
 It runs in a child process of its own (spawned from `genai_worker`, which imports no torch; it leaves with
 `os._exit`). In openvino-genai 2026.4.1, a process that has held an `LLMPipeline` segfaults now and then in later
 OpenVINO work or at exit: the next model export or `compile_model` died in 8 of 20 test runs with prefix caching
-off, and in 3 of 10 with the SDPA backend (once at interpreter exit, after every test had passed); 0 of 20 with the
-pipeline in a child. The child does nothing after generating, so the bench's process never holds a pipeline. The
-timings are the pipeline's own clock, read in the child, so the process boundary adds nothing to them.
+off, and in 3 of 10 with the SDPA backend (once at interpreter exit, after every test had passed). The child does
+nothing after generating, so the bench's process never holds a pipeline. The timings are the pipeline's own clock,
+read in the child, so the process boundary adds nothing to them.
+
+The pipeline's own process is not safe either: about one process in 15 dies in its first `generate` or in the
+first of a new shape (SIGSEGV in a memset inside the CPU plugin's infer, now and then SIGABRT or a hang; 2-8 of 60
+processes, whatever the head size, thread count, CPU pinning or KV-cache size; the same rate with 1 call as with 20
+of one shape). So a call whose process dies is sent again to a new process, up to `attempts` processes; each
+replacement is said in the progress lines and counted in the generate record's `engine_restarts`. A round's time is
+the successful call's own clock: a death costs wall time, never a number.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import torch
 from .generation import GenerationTiming
 from .genai_worker import serve
 from .isolation import Crashed, death
+from .progress import say
 
 US, MS = 1e-6, 1e-3
 
@@ -48,23 +56,52 @@ class GenAIGenerator:
 
     prefix_caching = False  # else every round after the first skips the prompt's prefill
 
+    attempts = 3  # processes one call may use: a fresh one replaces a process that died (see the module's doc)
+    answer_s = 300.0  # a process silent this long is hung (seen once in ~300 starts): it is killed and replaced
+
     def __init__(self, ir_dir: str | Path, properties: dict[str, Any]):
-        context = multiprocessing.get_context("spawn")
-        self._conn, theirs = context.Pipe()
-        self._child = context.Process(target=serve, args=(theirs, str(ir_dir), properties, self.prefix_caching),
-                                      daemon=True)
-        self._child.start()
-        theirs.close()
-        weakref.finalize(self, _stop, self._conn, self._child)
-        self._ask(None)  # returns once the pipeline is compiled
+        self._args = (str(ir_dir), properties, self.prefix_caching)
+        self._child: Any = None
+        self.restarts = 0  # processes that died and were replaced; a measurement reports it
+        self._ask(None)  # returns once a pipeline is compiled
 
     def _ask(self, request: tuple | None) -> Any:
+        """`request`'s answer from a live process; a process that dies on it is replaced and the request sent again,
+        `attempts` processes in all."""
+        deaths = []
+        while len(deaths) < self.attempts:
+            try:
+                if self._child is None:
+                    self._start()
+                return self._exchange(request) if request is not None else None
+            except Crashed as err:
+                deaths.append(str(err))
+                self._child = None
+                if len(deaths) < self.attempts:
+                    self.restarts += 1
+                    say(f"openvino-genai: {err}; retrying on a new process ({self.restarts} so far)")
+        raise Crashed(f"openvino-genai's process died {len(deaths)} times in a row: " + "; ".join(deaths))
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, theirs = context.Pipe()
+        self._child = context.Process(target=serve, args=(theirs, *self._args), daemon=True)
+        self._child.start()
+        theirs.close()
+        self._stop = weakref.finalize(self, _stop, self._conn, self._child)
+        self._exchange(None)  # the child's first message: compiled, or why not
+
+    def _exchange(self, request: tuple | None) -> Any:
         try:
             if request is not None:
                 self._conn.send(request)
+            if not self._conn.poll(self.answer_s):
+                self._stop()
+                raise Crashed(f"openvino-genai's process gave no answer in {self.answer_s:.0f} s: killed")
             status, value = self._conn.recv()
         except (EOFError, OSError):  # the other end is gone: a closed pipe, a reset connection
             self._child.join(5)
+            self._stop()
             raise Crashed(f"openvino-genai's process died: {death(self._child.exitcode)}") from None
         if status == "raise":
             raise value

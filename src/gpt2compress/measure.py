@@ -238,8 +238,8 @@ def generate_record(built: Built, ctx: Context, reference: Reference, rounds: in
                   lambda: base_timings.append(timed_generate(base, prompt, new_tokens)), rounds, GEN_WARMUP, runner)
     timings, base_timings = timings[GEN_WARMUP:], base_timings[GEN_WARMUP:]
     record = GenerateRecord(**{**identity(built, ctx), "runtime": getattr(engine, "runtime", built.runtime)},
-                            **_generate_fields(timings), peak_memory_bytes=mem.peak,
-                            peak_memory_reserved_bytes=mem.reserved)
+                            **_generate_fields(timings), engine_restarts=getattr(engine, "restarts", 0),
+                            peak_memory_bytes=mem.peak, peak_memory_reserved_bytes=mem.reserved)
     return record.against(dataclasses.replace(reference.record, **_generate_fields(base_timings)))
 
 

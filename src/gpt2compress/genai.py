@@ -22,10 +22,10 @@ off, and in 3 of 10 with the SDPA backend (once at interpreter exit, after every
 nothing after generating, so the bench's process never holds a pipeline. The timings are the pipeline's own clock,
 read in the child, so the process boundary adds nothing to them.
 
-The pipeline's own process is not safe either: about one process in 15 dies in its first `generate` or in the
-first of a new shape (SIGSEGV in a memset inside the CPU plugin's infer, now and then SIGABRT or a hang; 2-8 of 60
-processes, whatever the head size, thread count, CPU pinning or KV-cache size; the same rate with 1 call as with 20
-of one shape). So a call whose process dies is sent again to a new process, up to `attempts` processes; each
+The pipeline's own process is not safe either: about one process in 13 dies in its first `generate` or in the
+first of a new shape (SIGSEGV in a memset inside the CPU plugin's infer, now and then SIGABRT or a hang; 51 of 660
+processes, 1-9 of each 60 whatever the head size, thread count, CPU pinning or KV-cache size; the same rate with 1
+call as with 20 of one shape). So a call whose process dies is sent again to a new process, up to `attempts` processes; each
 replacement is said in the progress lines and counted in the generate record's `engine_restarts`. A round's time is
 the successful call's own clock: a death costs wall time, never a number.
 """

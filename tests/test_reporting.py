@@ -219,3 +219,19 @@ def test_stages_naming_one_variant_still_report_its_ratios(local_checkpoint, tmp
     assert [r.variant for r in records] == ["int8-scratch"]
     assert {"latency", "tokens_per_s", "perplexity", "size", "peak_memory"} <= set(records[0].ratios)
     assert len(records[0].reference_rounds["latency_samples_ms"]) == len(records[0].latency_samples_ms) == 20
+
+
+def test_the_summary_sets_our_fastest_decode_beside_each_peer_engine():
+    from gpt2compress.records import GenerateRecord
+    from gpt2compress.report.throughput_pages import peer_lines
+
+    def row(variant, runtime, ratio, batch=1):
+        return GenerateRecord(variant=variant, runtime=runtime, batch_size=batch,
+                              ratios={"decode_tokens_per_s": ratio})
+
+    rows = [row("fp32", "torch", 1.0), row("ov-int8-weights", "openvino-genai", 5.8),
+            row("ov-int8-weights-f32act", "openvino-genai", 6.35), row("llamacpp-q8_0", "llamacpp", 5.85),
+            row("ct2-int8", "ctranslate2", 7.0), row("ov-int8-weights", "openvino-genai", 20.0, batch=8)]
+    assert peer_lines(rows) == [
+        "- b1: our fastest decode, ov-int8-weights-f32act, is 1.09× llamacpp-q8_0's (×decode 6.35 vs 5.85)",
+        "- b1: our fastest decode, ov-int8-weights-f32act, is 0.907× ct2-int8's (×decode 6.35 vs 7)"]  # b8: no peer

@@ -22,6 +22,8 @@ FORWARD, GENERATE, TRAIN, CLASSIFY = "forward", "generate", "train", "classify"
 KINDS = (FORWARD, GENERATE, TRAIN, CLASSIFY)
 # The variant every ratio of a kind divides by (measured in the same run, on the same device and shape).
 REFERENCES = {FORWARD: "fp32", GENERATE: "fp32", TRAIN: "fp32", CLASSIFY: "cls-fp32"}
+# Runtimes of the peer engines: the same model run by someone else's engine, the bar ours are held to.
+PEER_RUNTIMES = ("llamacpp", "ctranslate2", "onnxruntime")
 
 # How a budget key reads a metric off a record.
 RATIO = "ratio"  # the ratio to the reference (paired for timing)

@@ -51,6 +51,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "int8-scratch": ("int8_scratch",),
     "ov-fp32": ("openvino",),
     "ov-int8-weights": ("openvino", "ov_int8_weights"),
+    "ov-int8-weights-f32act": ("openvino", "ov_int8_weights", "ov_f32_activations"),
     "ov-int8-static": ("openvino", "ov_int8_static"),
     "ov-bf16": ("openvino", "ov_bf16"),
     "ov-int8-static-bf16": ("openvino", "ov_int8_static", "ov_bf16"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..catalog import GENERATE, METRICS, TRAIN
+from ..catalog import GENERATE, METRICS, PEER_RUNTIMES, TRAIN
 from ..records import Record
 from .charts import fmt, metric_bars
 from .runs import Run
@@ -42,7 +42,25 @@ def generate_section(runs: list[Run]) -> list[str]:
                              f"| {fmt(r.ratios.get('ttft'))} | {fmt(r.decode_p50_ms, '.2f')} "
                              f"| {fmt(r.decode_p90_ms, '.2f')} | {fmt(r.decode_p99_ms, '.2f')} "
                              f"| {fmt(r.decode_tokens_per_s, ',.1f')} | {fmt(r.ratios.get('decode_tokens_per_s'))} |")
-            lines.append("")
+            peers = peer_lines(rows)
+            lines += ["", *peers, ""] if peers else [""]
+    return lines
+
+
+def peer_lines(rows: list[Record]) -> list[str]:
+    """Our fastest decode against each peer engine's, per batch size. Each side is its own ratio to fp32 rounds
+    interleaved with it, so the two are compared as measured side by side, not across a run's drift."""
+    lines = []
+    key = "decode_tokens_per_s"
+    for batch in sorted({r.batch_size for r in rows}):
+        rated = [r for r in rows if r.batch_size == batch and r.ratios.get(key)]
+        ours = [r for r in rated if r.runtime not in PEER_RUNTIMES]
+        if not ours:
+            continue
+        best = max(ours, key=lambda r: r.ratios[key])
+        lines += [f"- b{batch}: our fastest decode, {best.variant}, is {fmt(best.ratios[key] / peer.ratios[key])}× "
+                  f"{peer.variant}'s (×decode {fmt(best.ratios[key])} vs {fmt(peer.ratios[key])})"
+                  for peer in rated if peer.runtime in PEER_RUNTIMES]
     return lines
 
 

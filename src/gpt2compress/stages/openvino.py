@@ -10,9 +10,11 @@
   text windows. The LM head stays INT8: it is ~30 % of the FLOPs at 128 tokens.
 
 The runtime is pinned to f32 inference precision so "fp32" means fp32 even on CPUs
-whose OpenVINO default would silently switch to bf16. `run_in_bf16` is the one stage
-that lifts the pin: the same IR, its float ops run in bf16 where the CPU has bf16
-natively. The hint is recorded in the entry's info.json and read back on every load.
+whose OpenVINO default would silently switch to bf16. Two stages change how the same IR
+runs, not the IR: `run_in_bf16` lifts the pin (its float ops in bf16 where the CPU has
+bf16 natively), and `f32_activations` turns off the CPU plugin's dynamic INT8
+quantization of activations in weight-compressed MatMuls. What they set is recorded in
+the entry's info.json and read back on every load.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 RUNTIME = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
 OV_LIBRARIES = ("openvino", "optimum-intel", "optimum")
 IR_FILE = "openvino_model.xml"
-PRECISION_NOTE = "inference_precision"  # in stage_notes: the hint this entry runs with (absent: f32)
+RUNTIME_NOTE = "ov_runtime"  # in stage_notes: the properties this entry runs with over RUNTIME
 NNCF = ("nncf",)
 
 
@@ -134,10 +136,10 @@ def _export_config(model, use_cache: bool, task: str):
 
 
 def runtime_properties(path: str | Path) -> dict:
-    """The OpenVINO properties a cached entry runs with: the pinned f32, or the precision its stages recorded."""
+    """The OpenVINO properties a cached entry runs with: RUNTIME, with what its stages recorded over it."""
     info = Path(path) / "info.json"
     notes = json.loads(info.read_text()).get("stage_notes", {}) if info.exists() else {}
-    return {**RUNTIME, "INFERENCE_PRECISION_HINT": notes.get(PRECISION_NOTE, RUNTIME["INFERENCE_PRECISION_HINT"])}
+    return {**RUNTIME, **notes.get(RUNTIME_NOTE, {})}
 
 
 register_runtime("openvino", load=lambda path, device: load_openvino(path, runtime_properties(path)),
@@ -237,6 +239,16 @@ def quantize_static_int8(ov_model, config: OpenVINOConfig):
     return _quantize(ov_model, config, quantization, OVCalibrationDataset(nncf.Dataset(items)))
 
 
+def with_runtime(ov_model, properties: dict[str, str]):
+    """The same IR, compiled with `properties` over what it ran with; recorded so a cached entry loads the same."""
+    runs = {**getattr(ov_model, "stage_notes", {}).get(RUNTIME_NOTE, {}), **properties}
+    with tempfile.TemporaryDirectory(prefix="gpt2compress-ovrt-") as out:
+        ov_model.save_pretrained(out)
+        model = load_openvino(out, {**RUNTIME, **runs})
+    model.stage_notes = {**getattr(ov_model, "stage_notes", {}), RUNTIME_NOTE: runs}
+    return model
+
+
 @dataclass(frozen=True)
 class InferencePrecisionConfig:
     hint: str = "bf16"
@@ -247,8 +259,19 @@ class InferencePrecisionConfig:
                 about="the same IR with OpenVINO's bf16 inference precision (its float ops in bf16)")
 def run_in_bf16(ov_model, config: InferencePrecisionConfig):
     """Quantized ops stay INT8; what the IR keeps in float (LayerNorm, softmax, unquantized MatMuls) runs in bf16."""
-    with tempfile.TemporaryDirectory(prefix="gpt2compress-ovbf16-") as out:
-        ov_model.save_pretrained(out)
-        model = load_openvino(out, {**RUNTIME, "INFERENCE_PRECISION_HINT": config.hint})
-    model.stage_notes = {**getattr(ov_model, "stage_notes", {}), PRECISION_NOTE: config.hint}
-    return model
+    return with_runtime(ov_model, {"INFERENCE_PRECISION_HINT": config.hint})
+
+
+@dataclass(frozen=True)
+class DynamicQuantizationConfig:
+    group_size: int = 0  # 0: off; OpenVINO's CPU default quantizes activations in groups of 32
+
+
+@register_stage("ov_f32_activations", lambda ctx: DynamicQuantizationConfig(), devices=(CPU,), takes="openvino",
+                gives="openvino", precision="+ f32 activations", libraries=OV_LIBRARIES,
+                about="the same IR without the CPU plugin's dynamic INT8 quantization of activations")
+def f32_activations(ov_model, config: DynamicQuantizationConfig):
+    """A weight-only INT8 MatMul on CPU quantizes its activations per call by default (VNNI INT8 compute). That pays
+    where compute bounds (prefill, batches); a b1 decode step is bound by reading the weights, and quantizing its one
+    row costs more than it saves: weights dequantized in the kernel and f32 compute decode faster there."""
+    return with_runtime(ov_model, {"DYNAMIC_QUANTIZATION_GROUP_SIZE": str(config.group_size)})

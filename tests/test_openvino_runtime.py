@@ -10,14 +10,14 @@ from gpt2compress.stages import precision
 from gpt2compress.variants import build
 
 
-def compiled(ov_model, name: str) -> str:
+def compiled(ov_model, name: str):
+    """The property as the compiled model holds it (an OpenVINO Type for precisions, an int for group sizes)."""
     ov_model.compile()
-    return str(ov_model.request.get_compiled_model().get_property(name))
+    return ov_model.request.get_compiled_model().get_property(name)
 
 
 def hint(ov_model) -> str:
-    ov_model.compile()
-    return ov_model.request.get_compiled_model().get_property("INFERENCE_PRECISION_HINT").to_string()
+    return compiled(ov_model, "INFERENCE_PRECISION_HINT").to_string()
 
 
 def test_a_cpu_without_native_bf16_skips_it_with_the_reason(ctx, monkeypatch):
@@ -50,9 +50,9 @@ def test_f32_activations_turns_dynamic_quantization_off_from_the_build_and_from_
     default, f32act = build("ov-int8-weights", ctx), build("ov-int8-weights-f32act", ctx)
     assert f32act.info["precision"] == "int8-w + f32 activations"
     assert f32act.info["stage_notes"]["ov_runtime"] == {"DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
-    assert compiled(default.model, "DYNAMIC_QUANTIZATION_GROUP_SIZE") != "0"  # OpenVINO's CPU default is on
-    assert compiled(f32act.model, "DYNAMIC_QUANTIZATION_GROUP_SIZE") == "0"
-    assert compiled(runtime("openvino").load(f32act.path, "cpu"), "DYNAMIC_QUANTIZATION_GROUP_SIZE") == "0"
+    assert compiled(default.model, "DYNAMIC_QUANTIZATION_GROUP_SIZE") != 0  # OpenVINO's CPU default is on
+    assert compiled(f32act.model, "DYNAMIC_QUANTIZATION_GROUP_SIZE") == 0
+    assert compiled(runtime("openvino").load(f32act.path, "cpu"), "DYNAMIC_QUANTIZATION_GROUP_SIZE") == 0
     assert hint(f32act.model) == "f32"  # the pin stays
     ids = torch.randint(0, 300, (2, 16))
     a, b = default.model(input_ids=ids).logits, f32act.model(input_ids=ids).logits

@@ -4,7 +4,7 @@ import dataclasses
 
 import torch
 
-from gpt2compress import scores
+from gpt2compress import fingerprint, scores
 from gpt2compress.measure import quality
 from gpt2compress.variants import build
 
@@ -30,5 +30,24 @@ def test_an_unchanged_build_reuses_its_score_and_a_changed_one_does_not(ctx):
 def test_the_scoring_code_is_in_the_key(ctx, monkeypatch):
     built = build("fp32", ctx)
     before = scores.score_key(built, ctx.eval.key, "cpu")
-    monkeypatch.setattr(scores, "fingerprint", lambda modules, libraries: {"code": "changed", "modules": modules})
+    monkeypatch.setattr(scores, "fingerprint", lambda modules, libraries, **_: {"code": "changed", "modules": modules})
     assert scores.score_key(built, ctx.eval.key, "cpu") != before
+
+
+def test_a_score_follows_its_own_runtimes_scorer_not_the_others(ctx, monkeypatch):
+    """Editing the OpenVINO stage must not re-score an fp32 build; editing metrics or engines must."""
+    built = build("fp32", ctx)
+    real_hash = fingerprint.source_hash
+
+    def key_after_editing(name: str) -> str:
+        monkeypatch.setattr(fingerprint, "source_hash", lambda path: "edited" if path.match(name) else real_hash(path))
+        fingerprint.code_fingerprint.cache_clear()
+        return scores.score_key(built, ctx.eval.key, "cpu")
+
+    try:
+        before = key_after_editing("nothing.py")
+        assert key_after_editing("stages/openvino.py") == before
+        assert key_after_editing("gpt2compress/metrics.py") != before
+        assert key_after_editing("gpt2compress/engines.py") != before
+    finally:
+        fingerprint.code_fingerprint.cache_clear()  # no edited hash outlives the test

@@ -144,9 +144,13 @@ def library_versions(names: tuple[str, ...]) -> dict[str, str | None]:
     return {"python": ".".join(platform.python_version_tuple()[:2]), **{n: _installed(n) for n in sorted(set(names))}}
 
 
-def fingerprint(modules: tuple[str, ...], libraries: tuple[str, ...]) -> dict:
-    """What goes into a cache key: one hash for the code (modules listed for a reader) and the versions."""
-    code = code_fingerprint(tuple(sorted(set(modules))))
+def fingerprint(modules: tuple[str, ...], libraries: tuple[str, ...], shallow: tuple[str, ...] = ()) -> dict:
+    """What goes into a cache key: one hash for the code (modules listed for a reader) and the versions.
+
+    `shallow` modules count by their own code, not by what they import: a dispatcher that imports every
+    runtime's code lazily would otherwise tie each runtime's key to all the others."""
+    root = package_root()
+    code = {**code_fingerprint(tuple(sorted(set(modules)))), **{m: source_hash(module_file(m, root)) for m in shallow}}
     digest = hashlib.sha256(repr(sorted(code.items())).encode()).hexdigest()[:16]
     return {"code": digest, "modules": sorted(code), "libraries": library_versions(libraries)}
 

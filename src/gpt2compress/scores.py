@@ -4,7 +4,7 @@ Perplexity is deterministic: the same model bytes, scored on the same windows by
 libraries, CPU ISA and thread count give the same number. Recomputing it is most of a warm `--tier pr`
 run at the 124M shape (about 2.8 min per variant for 512 windows on 2 cores), so it is cached like a
 build: keyed by the build's own cache key (source, stages, their code and library versions), the
-windows' key, the scoring code (metrics, engines and the runtime's loader, by content), the libraries,
+windows' key, the scoring code (metrics, the engine dispatch and the runtime's loader, by content), the libraries,
 the machine (CPU model, ISA, threads, device), and written atomically. A PR that changes a stage re-keys
 that stage's builds and so their scores; the record says when a score was reused (`scores_reused`).
 """
@@ -27,8 +27,10 @@ SCORES_FILE = "scores.json"
 
 def score_key(built: Any, windows_key: str, device: str) -> str:
     loader = runtime(built.runtime)
-    code = fingerprint(("gpt2compress.metrics", "gpt2compress.engines", loader.module),
-                       TORCH_LIBRARIES + loader.libraries)
+    # engines.py picks each runtime's scorer, which lives with the runtime's loader: walking engines' lazy imports
+    # would re-score an fp32 build whenever the OpenVINO stage changed.
+    code = fingerprint(("gpt2compress.metrics", loader.module), TORCH_LIBRARIES + loader.libraries,
+                       shallow=("gpt2compress.engines",))
     gpu = torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else None
     return content_key("scores", built.info["build"]["key"], windows_key, code, cpu_model(), isa_summary(),
                        torch.get_num_threads(), device, gpu)

@@ -125,10 +125,12 @@ def source_hash(path: Path) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def code_fingerprint(modules: tuple[str, ...], root: Path | None = None) -> dict[str, str]:
-    """{module: hash} of everything `modules` run. Computed once per process: the code it imported."""
+def code_fingerprint(modules: tuple[str, ...], root: Path | None = None,
+                     shallow: tuple[str, ...] = ()) -> dict[str, str]:
+    """{module: hash} of everything `modules` run, and of the `shallow` modules' own code. Computed once per
+    process: the code it imported."""
     root = root or package_root()
-    return {m: source_hash(module_file(m, root)) for m in build_modules(modules, root)}
+    return {m: source_hash(module_file(m, root)) for m in [*build_modules(modules, root), *shallow]}
 
 
 @functools.lru_cache(maxsize=None)
@@ -149,8 +151,7 @@ def fingerprint(modules: tuple[str, ...], libraries: tuple[str, ...], shallow: t
 
     `shallow` modules count by their own code, not by what they import: a dispatcher that imports every
     runtime's code lazily would otherwise tie each runtime's key to all the others."""
-    root = package_root()
-    code = {**code_fingerprint(tuple(sorted(set(modules)))), **{m: source_hash(module_file(m, root)) for m in shallow}}
+    code = code_fingerprint(tuple(sorted(set(modules))), shallow=tuple(sorted(set(shallow))))
     digest = hashlib.sha256(repr(sorted(code.items())).encode()).hexdigest()[:16]
     return {"code": digest, "modules": sorted(code), "libraries": library_versions(libraries)}
 

@@ -9,6 +9,7 @@ from gpt2compress.metrics import perplexity
 from gpt2compress.registry import StageNotApplicable, runtime
 from gpt2compress.stages.ct2 import CTranslate2Config, to_ctranslate2
 from gpt2compress.variants import build
+from helpers import random_gpt2
 
 
 @pytest.mark.parametrize("variant, tolerance", [("ct2-int8", 0.05), ("ct2-int8-float32", 0.05),
@@ -33,6 +34,18 @@ def test_ctranslate2_generates_torchs_greedy_tokens_one_stamp_per_token(ctx):
     theirs = fp32.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=7,
                            min_new_tokens=7, pad_token_id=0)
     assert torch.equal(ours, theirs)
+
+
+def test_ctranslate2_converts_a_model_with_more_rows_than_the_tokenizer_has_tokens(ctx):
+    tokenizer = ctx.source.tokenizer   # gpt2-random without --tokenizer: GPT-2's rows, tiny's smaller BPE
+    model = random_gpt2(vocab_size=len(tokenizer) + 37)
+    peer = to_ctranslate2(model, CTranslate2Config("float32", tokenizer=tokenizer))
+    assert len(peer.vocabulary) == len(tokenizer) + 37 and len(tokenizer) == len(ctx.source.tokenizer)
+    prompt = torch.randint(0, len(tokenizer), (2, 8))
+    theirs = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=5,
+                            min_new_tokens=5, pad_token_id=0)
+    assert torch.equal(peer.generate(prompt, max_new_tokens=5), theirs)
+    assert torch.allclose(peer(prompt).logits, model(prompt).logits, atol=1e-3)
 
 
 def test_onnxruntime_is_forward_only_and_pruned_models_export(ctx):

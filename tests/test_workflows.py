@@ -63,6 +63,16 @@ def test_the_nightly_cpu_run_is_split_over_two_runners():
     assert "--shard ${{ matrix.shard }}/" in script
 
 
+def test_the_cpu_job_installs_the_llama_cpp_peer_its_pr_tier_measures():
+    from gpt2compress.cases import PR_VARIANTS
+    job = yaml.safe_load((ROOT / ".github" / "workflows" / "bench-cpu.yml").read_text())["jobs"]["bench"]
+    steps = [s for s in job["steps"] if "bench/install-llamacpp.sh" in s.get("run", "")]
+    assert "llamacpp-q8_0" in PR_VARIANTS and steps   # without it the decode-vs-llama.cpp line is always a skip
+    assert "LLAMACPP_WHEELS" in steps[0]["env"] and "if" not in steps[0]   # every tier, from the runner's wheel cache
+    runs = [s.get("run", "") for s in job["steps"]]
+    assert runs.index(steps[0]["run"]) < next(i for i, run in enumerate(runs) if "bench/ci.sh" in run)  # before
+
+
 def test_the_ci_script_gates_prs_records_main_and_reports():
     script = (ROOT / "bench" / "ci.sh").read_text()
     assert "gpt2compress history gate" in script and "gpt2compress history record" in script

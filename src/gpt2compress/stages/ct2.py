@@ -10,6 +10,7 @@ optional extra: `pip install -e '.[peers]'`.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -56,10 +57,22 @@ def to_ctranslate2(model: Any, config: CTranslate2Config) -> CTranslate2LM:
     if reason:
         raise StageNotApplicable(reason)
     scratch = converting_dir("ct2")
-    hf = save_model(model.float().cpu(), scratch / "hf", config.tokenizer)
+    tokenizer = a_token_per_row(config.tokenizer, model.config.vocab_size)
+    hf = save_model(model.float().cpu(), scratch / "hf", tokenizer)
     ctranslate2.converters.TransformersConverter(str(hf)).convert(str(scratch / "ct2"),
                                                                   quantization=config.quantization)
     return CTranslate2LM(scratch / "ct2", scratch)
+
+
+def a_token_per_row(tokenizer: Any, rows: int) -> Any:
+    """CTranslate2 names every output row by a token and refuses fewer tokens than rows. `gpt2-random` without
+    `--tokenizer` pairs GPT-2's 50,257 rows with tiny's 4,096-token BPE, so the rest get placeholder names: the
+    ids the tokenizer makes are unchanged, and the model may still generate any row."""
+    if tokenizer is None or len(tokenizer) >= rows:
+        return tokenizer
+    padded = copy.deepcopy(tokenizer)
+    padded.add_tokens([f"<|unused{i}|>" for i in range(len(tokenizer), rows)])
+    return padded
 
 
 class CTranslate2LM(ConvertedModel):

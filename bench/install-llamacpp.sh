@@ -10,8 +10,9 @@
 #   bench/install-llamacpp.sh --dry-run  print the CMAKE_ARGS and wheel key it would use ($CPUINFO: another cpuinfo)
 #   LLAMACPP_WHEELS=DIR bench/install-llamacpp.sh
 #                                        keep the built wheel in DIR/<key> and install from there next time (seconds):
-#                                        the key hashes the pin, CMAKE_ARGS, the CPU's flags, the compiler and Python,
-#                                        so a runner whose CPU, compiler or pin changed builds anew
+#                                        the key hashes the pin, CMAKE_ARGS, the CPU's flags, the compiler, Python and
+#                                        this script, so a runner whose CPU, compiler, pin or build recipe changed
+#                                        builds anew
 set -euo pipefail
 flags=$(grep -m1 '^flags' "${CPUINFO:-/proc/cpuinfo}" || true)
 has() { [[ " $flags " == *" $1 "* ]]; }
@@ -27,7 +28,8 @@ cd "$(dirname "$0")/.."
 pin=$(sed -n 's/^llamacpp = \["\(.*\)"\]$/\1/p' pyproject.toml)   # the extra's one pin
 compiler=$( (${CC:-cc} --version 2>/dev/null || echo "no cc") | head -1)
 interpreter=$(python -c 'import sys, sysconfig; print(sys.version, sysconfig.get_platform())' 2>/dev/null || echo "no python")
-key=$(printf '%s\n' "$pin" "$args" "$flags" "$compiler" "$interpreter" | sha256sum | cut -c1-16)
+script=$(sha256sum < bench/install-llamacpp.sh)   # the code that builds it
+key=$(printf '%s\n' "$pin" "$args" "$flags" "$compiler" "$interpreter" "$script" | sha256sum | cut -c1-16)
 echo "install-llamacpp: CMAKE_ARGS=${args:-<native>} wheel key=$key" >&2
 [ "${1:-}" = --dry-run ] && exit 0
 

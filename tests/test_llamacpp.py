@@ -48,18 +48,17 @@ def test_the_llama_cpp_build_names_the_isa_and_never_amx(tmp_path, cpu, wanted, 
     assert all(flag in done.stderr for flag in wanted) and not any(flag in done.stderr for flag in unwanted)
 
 
-def _install_llamacpp(tmp_path, cpu, wheels, *args):
+def _install_llamacpp(tmp_path, cpu, wheels, *args, script=ROOT / "bench" / "install-llamacpp.sh"):
     """Runs the script against a fake `python` that logs its argv (and writes the wheel `pip wheel` would)."""
     (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {cpu}\n")
     fake = tmp_path / "bin"
     fake.mkdir(exist_ok=True)
     wheel = "llama_cpp_python-0.0.0-cp3-cp3-linux_x86_64.whl"
-    (fake / "python").write_text(f'#!/bin/bash\necho "$*" >> "$LOG"\nif [ "$3" = wheel ]; then touch "$5/{wheel}"; fi\n')
+    (fake / "python").write_text(f'#!/bin/bash\necho "$*" >> "$LOG"\n[ "$3" = wheel ] && touch "$5/{wheel}"; exit 0\n')
     (fake / "python").chmod(0o755)
     env = {"CPUINFO": str(tmp_path / "cpuinfo"), "PATH": f"{fake}:/usr/bin:/bin", "LOG": str(tmp_path / "log"),
            "LLAMACPP_WHEELS": str(wheels)}
-    done = subprocess.run(["bash", str(ROOT / "bench" / "install-llamacpp.sh"), *args], capture_output=True,
-                          text=True, env=env, timeout=60)
+    done = subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     log = (tmp_path / "log").read_text() if (tmp_path / "log").exists() else ""
     (tmp_path / "log").unlink(missing_ok=True)
@@ -76,6 +75,12 @@ def test_the_llama_cpp_wheel_is_built_once_per_key_then_installed_from_the_cache
     assert again == key and " wheel " not in log and f"{wheels}/{key}/llama_cpp_python-" in log   # a hit: no build
     other, _ = _install_llamacpp(tmp_path, avx2 + " avx512f avx512bw avx512vl", wheels, "--dry-run")
     assert other != key   # another CPU (and so other CMAKE_ARGS) is another wheel
+    edited = tmp_path / "tree" / "bench" / "install-llamacpp.sh"
+    edited.parent.mkdir(parents=True)
+    edited.write_text((ROOT / "bench" / "install-llamacpp.sh").read_text() + "# an edited recipe\n")
+    (tmp_path / "tree" / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    rebuilt, _ = _install_llamacpp(tmp_path, avx2, wheels, "--dry-run", script=edited)
+    assert rebuilt != key   # a changed build recipe is another wheel
 
 
 def test_a_converter_dir_without_the_converter_names_the_fix(tmp_path, monkeypatch):

@@ -24,6 +24,7 @@ from gpt2compress.budgets import load_budgets
 from gpt2compress.cases import Case, names as case_names, select
 from gpt2compress.catalog import CLASSIFY, FORWARD, GENERATE, TRAIN
 from gpt2compress.data import load_corpus
+from gpt2compress.hardware import cpu_classes
 from gpt2compress.isolation import Crashed, run_isolated
 from gpt2compress.journal import Journal
 from gpt2compress.measure import (Reference, classify_reference, forward_reference, generate_reference,
@@ -323,7 +324,8 @@ def gate(benchmark, budgets, journal, pytestconfig):
     checked: a broken budget fails the test without losing a number."""
 
     def check(record: Record) -> None:
-        budget = budgets.budget_for(record.device, pytestconfig.getoption("--model"), record.variant)
+        budget = budgets.budget_for(record.device, pytestconfig.getoption("--model"), record.variant,
+                                    cpu_classes() if record.device == "cpu" else ())
         record.budget = budget.of(record.kind)
         benchmark.extra_info.update(record.to_extra_info())
         if journal is not None:

@@ -1,8 +1,10 @@
 import json
+import re
 
 import pytest
 
 from gpt2compress.budgets import Budget, BudgetFileError, load_budgets
+from gpt2compress.hardware import CPU_CLASSES, cpu_classes
 from gpt2compress.metrics import perplexity
 from gpt2compress.records import ClassifyRecord, ForwardRecord, GenerateRecord
 from gpt2compress.stages.int8_scratch import Int8Linear, quantize_int8_scratch
@@ -10,6 +12,7 @@ from gpt2compress.stages.int8_scratch import Int8Linear, quantize_int8_scratch
 from helpers import ROOT, random_gpt2, random_windows, run_bench
 
 SHIPPED = ROOT / "bench" / "budgets.toml"
+UNKNOWN_CLASS = "version = 1\n[cpu.'*'.fp32.avx512]\nmax_latency_ratio = 1\n"
 
 
 def write(tmp_path, text):
@@ -25,9 +28,34 @@ def test_shipped_budgets_load():
 
 def test_model_specific_entries_override_the_wildcard():
     budgets = load_budgets(SHIPPED)
-    b = budgets.budget_for("cpu", "gpt2-random", "ov-int8-static").limits
+    b = budgets.budget_for("cpu", "gpt2-random", "inc-int8").limits
     assert b["max_latency_ratio"] == pytest.approx(0.90) and b["max_perplexity_ratio"] == pytest.approx(1.05)
-    assert "max_latency_ratio" not in budgets.budget_for("cpu", "tiny", "ov-int8-static").limits
+    assert "max_latency_ratio" not in budgets.budget_for("cpu", "tiny", "inc-int8").limits
+
+
+def test_a_cpu_class_sub_table_holds_only_on_cpus_of_that_class(tmp_path):
+    budgets = load_budgets(write(tmp_path, """version = 1
+[cpu.'*'.x]
+max_latency_ratio = 0.9
+max_perplexity_ratio = 1.05
+[cpu.'*'.x.vnni]
+max_latency_ratio = 0.5
+[cpu.m.x]
+max_perplexity_ratio = 1.1
+[cpu.m.x.bf16]
+max_perplexity_ratio = 1.2
+"""))
+    slow_without_vnni = forward(latency=0.7, perplexity=1.0)
+    avx2, vnni = cpu_classes(frozenset({"avx2", "fma"})), cpu_classes(frozenset({"avx2", "avx512_vnni"}))
+    assert (avx2, vnni) == ((), ("vnni",))
+    assert budgets.budget_for("cpu", "m", "x", avx2).violations(slow_without_vnni) == []
+    assert budgets.budget_for("cpu", "m", "x", vnni).violations(slow_without_vnni) == [
+        "max_latency_ratio: measured 0.7, allowed ≤ 0.5"]
+    assert budgets.budget_for("cpu", "m", "x", ("vnni", "bf16")).limits == {
+        "max_latency_ratio": 0.5, "max_perplexity_ratio": 1.2}  # the named model's table, then its class's
+    shipped = load_budgets(SHIPPED)  # the VNNI claims of the 124M shape do not fail an AVX2-only runner
+    assert "max_latency_ratio" not in shipped.budget_for("cpu", "gpt2-random", "ov-int8-static", avx2).limits
+    assert shipped.budget_for("cpu", "gpt2-random", "ov-int8-static", vnni).limits["max_latency_ratio"] < 1
 
 
 @pytest.mark.parametrize("text,message", [
@@ -37,12 +65,12 @@ def test_model_specific_entries_override_the_wildcard():
     ("[cpu.'*'.fp32]\nmax_latency_ratio = 1\n", "version = 1"),
     ("version = 1\ncpu = 3\n", "table of tables"),
     ("version = 1\n[cpu\n", "not valid TOML"),
-    ("version = 1\n[[compare]]\nmetric = 'speed'\nthreshold = 0.1\n", "unknown metric 'speed'; known: perplexity"),
-    ("version = 1\n[[compare]]\nmetric = 'ttft'\nthreshold = 'x'\n", "threshold must be a number"),
-    ("version = 1\n[[compare]]\nmetric = 'ttft'\nkind = 'gen'\nthreshold = 0.1\n", "unknown kind 'gen'"),
+    (UNKNOWN_CLASS, "[cpu.'*'.fp32.avx512]: unknown CPU class 'avx512'"),
+    (UNKNOWN_CLASS, "known: vnni (amx_int8/avx512_vnni/avx_vnni), bf16"),
+    ("version = 1\n[cpu.'*'.fp32.vnni]\nmax_latency = 1\n", "[cpu.'*'.fp32.vnni]: unknown budget 'max_latency'"),
 ])
 def test_malformed_budgets_say_where_and_what(tmp_path, text, message):
-    with pytest.raises(BudgetFileError, match=message.replace("(", r"\(")):
+    with pytest.raises(BudgetFileError, match=re.escape(message)):
         load_budgets(write(tmp_path, text))
 
 
@@ -109,11 +137,15 @@ def test_wrecked_int8_scale_fails_its_perplexity_budget():
 
 
 def test_bench_writes_json_even_when_a_budget_fails(tmp_path, local_checkpoint):
-    budgets = write(tmp_path, "version = 1\n[cpu.'*'.int8-scratch]\nmax_size_ratio = 0.01\n")
+    # and applies a CPU class's sub-table only on a CPU of that class: fp32's size ratio is 1, so each class's
+    # limit of 0.5 fails fp32 exactly where this CPU is of the class
+    classes = "".join(f"[cpu.'*'.fp32.{c}]\nmax_size_ratio = 0.5\n" for c in CPU_CLASSES)
+    budgets = write(tmp_path, "version = 1\n[cpu.'*'.int8-scratch]\nmax_size_ratio = 0.01\n" + classes)
     out = tmp_path / "results.json"
     run = run_bench(local_checkpoint, out, "--stages", "fp32,int8-scratch,bf16", "--budgets", str(budgets))
     assert run.returncode == 1, run.stdout[-3000:]
     assert "max_size_ratio: measured" in run.stdout and "allowed ≤ 0.01" in run.stdout
+    assert ("allowed ≤ 0.5" in run.stdout) == bool(cpu_classes()), run.stdout[-3000:]
     results = {b["extra_info"]["variant"]: b for b in json.loads(out.read_text())["benchmarks"]}
     assert set(results) >= {"fp32", "int8-scratch"}  # the failing one is recorded too
     info = results["int8-scratch"]["extra_info"]

@@ -5,15 +5,18 @@
     max_perplexity_ratio = 1.5       # perplexity / fp32 perplexity
     max_latency_ratio = 1.1          # latency / fp32's, paired rounds of the same session
 
+    [cpu.gpt2-random.ov-int8-static.vnni]   # a CPU class (hardware.CPU_CLASSES): only where the CPU has VNNI/AMX
+    max_latency_ratio = 0.60         # a speed claim that INT8 kernels hold there, not on AVX2-only CPUs
+
     [[compare]]                      # `gpt2compress compare`: override a metric's default threshold
     match = "cpu/ov-.*"              # regex on "device/variant"
     metric = "latency"               # a metric of catalog.METRICS
     kind = "forward"                 # optional: only rows of this kind
     threshold = 0.20
 
-Entries for a specific model override those under "*". Budget keys and metric names come from
-`catalog.py`; an unknown one is an error that lists the known ones. A budget applies to the
-records of its metric's kinds, and a budget whose metric was not measured fails, saying why.
+Entries for a specific model override those under "*", and a CPU class's sub-table its own table's. Budget
+keys and metric names come from `catalog.py`; an unknown one is an error that lists the known ones. A budget
+applies to the records of its metric's kinds, and a budget whose metric was not measured fails, saying why.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import BUDGET_KEYS, KINDS, METRICS, budget_value
+from .hardware import CPU_CLASSES
 from .records import Record
 
 SUPPORTED_VERSION = 1
@@ -51,9 +55,14 @@ class Budgets:
     limits: dict = field(default_factory=dict)  # device -> model -> variant -> {budget key: limit}
     compare: tuple[CompareRule, ...] = ()
 
-    def budget_for(self, device: str, model: str, variant: str) -> Budget:
-        models = self.limits.get(device, {})
-        merged = {**models.get("*", {}).get(variant, {}), **models.get(model, {}).get(variant, {})}
+    def budget_for(self, device: str, model: str, variant: str, cpu_classes: tuple[str, ...] = ()) -> Budget:
+        """The "*" model's limits, then the named model's; in each, a sub-table of a CPU class the measuring CPU
+        belongs to (`hardware.cpu_classes`) over the table's own limits."""
+        merged: dict[str, float] = {}
+        for entry in (self.limits.get(device, {}).get(m, {}).get(variant, {}) for m in ("*", model)):
+            merged.update({k: v for k, v in entry.items() if not isinstance(v, dict)})
+            for cls in cpu_classes:
+                merged.update(entry.get(cls, {}))
         return Budget({k: float(v) for k, v in merged.items()})
 
 
@@ -110,12 +119,28 @@ def load_budgets(path: str | Path) -> Budgets:
             for variant, entry in _table(path, f"{device}.{model}", variants).items():
                 where = f"[{device}.{model!r}.{variant}]"
                 for key, value in _table(path, where, entry).items():
-                    if key not in BUDGET_KEYS:
-                        raise BudgetFileError(f"{path} {where}: unknown budget {key!r}; known: "
-                                              f"{', '.join(sorted(BUDGET_KEYS))}")
-                    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                        raise BudgetFileError(f"{path} {where}: {key} must be a positive number, got {value!r}")
+                    if isinstance(value, dict):
+                        _check_cpu_class(path, where, key, value)
+                    else:
+                        _check_limit(path, where, key, value)
     return Budgets(limits, tuple(_rule(path, rule) for rule in data.get("compare", [])))
+
+
+def _check_limit(path: Path, where: str, key: str, value) -> None:
+    if key not in BUDGET_KEYS:
+        raise BudgetFileError(f"{path} {where}: unknown budget {key!r}; known: {', '.join(sorted(BUDGET_KEYS))}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise BudgetFileError(f"{path} {where}: {key} must be a positive number, got {value!r}")
+
+
+def _check_cpu_class(path: Path, where: str, name: str, limits: dict) -> None:
+    """A sub-table names a CPU class: its limits hold only where the CPU has one of the class's flags."""
+    if name not in CPU_CLASSES:
+        raise BudgetFileError(f"{path} {where[:-1]}.{name}]: unknown CPU class {name!r}; a sub-table of a variant "
+                              f"scopes its limits to CPUs of one class, known: " + ", ".join(
+                                  f"{c} ({'/'.join(sorted(flags))})" for c, flags in CPU_CLASSES.items()))
+    for key, value in limits.items():
+        _check_limit(path, f"{where[:-1]}.{name}]", key, value)
 
 
 def _rule(path: Path, rule: dict) -> CompareRule:

@@ -25,9 +25,12 @@ read in the child, so the process boundary adds nothing to them.
 The pipeline's own process is not safe either: about one process in 13 dies in its first `generate` or in the
 first of a new shape (SIGSEGV in a memset inside the CPU plugin's infer, now and then SIGABRT or a hang; 51 of 660
 processes, 1-9 of each 60 whatever the head size, thread count, CPU pinning or KV-cache size; the same rate with 1
-call as with 20 of one shape). So a call whose process dies is sent again to a new process, up to `attempts` processes; each
-replacement is said in the progress lines and counted in the generate record's `engine_restarts`. A round's time is
-the successful call's own clock: a death costs wall time, never a number.
+call as with 20 of one shape). Once the same fault raised instead: infer read a garbage reshape pattern ("the shape
+of input data (3.1.40) conflicts with the reshape pattern (-8388608.40)", a unit test's batch-3 call, AMD EPYC
+Zen 1). So a call whose process dies, or whose pipeline raises from inside infer, is sent again to a new process,
+up to `attempts` processes; each replacement is said in the progress lines and counted in the generate record's
+`engine_restarts`. An error raised before infer (a wrong input type, a bad config) is the caller's and raised at
+once. A round's time is the successful call's own clock: a failure costs wall time, never a number.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from .isolation import Crashed, death
 from .progress import say
 
 US, MS = 1e-6, 1e-3
+INFER_FAILED = "src/inference/src/cpp/infer_request.cpp"  # where OpenVINO raises what failed inside an infer call
 
 
 class GenAIGenerator:
@@ -58,6 +62,7 @@ class GenAIGenerator:
 
     attempts = 3  # processes one call may use: a fresh one replaces a process that died (see the module's doc)
     answer_s = 300.0  # a process silent this long is hung (seen once in ~300 starts): it is killed and replaced
+    worker = staticmethod(serve)  # what the process runs (a module-level function: spawn pickles it by name)
 
     def __init__(self, ir_dir: str | Path, properties: dict[str, Any]):
         self._args = (str(ir_dir), properties, self.prefix_caching)
@@ -66,26 +71,27 @@ class GenAIGenerator:
         self._ask(None)  # returns once a pipeline is compiled
 
     def _ask(self, request: tuple | None) -> Any:
-        """`request`'s answer from a live process; a process that dies on it is replaced and the request sent again,
-        `attempts` processes in all."""
-        deaths = []
-        while len(deaths) < self.attempts:
+        """`request`'s answer from a live process; a process that dies on it, or whose infer raises, is replaced and
+        the request sent again, `attempts` processes in all."""
+        failures = []
+        while len(failures) < self.attempts:
             try:
                 if self._child is None:
                     self._start()
                 return self._exchange(request) if request is not None else None
             except Crashed as err:
-                deaths.append(str(err))
+                failures.append(str(err))
                 self._child = None
-                if len(deaths) < self.attempts:
+                if len(failures) < self.attempts:
                     self.restarts += 1
                     say(f"openvino-genai: {err}; retrying on a new process ({self.restarts} so far)")
-        raise Crashed(f"openvino-genai's process died {len(deaths)} times in a row: " + "; ".join(deaths))
+        raise Crashed(f"openvino-genai failed {len(failures)} times in a row, each on a new process: "
+                      + "; ".join(failures))
 
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, theirs = context.Pipe()
-        self._child = context.Process(target=serve, args=(theirs, *self._args), daemon=True)
+        self._child = context.Process(target=self.worker, args=(theirs, *self._args), daemon=True)
         self._child.start()
         theirs.close()
         self._stop = weakref.finalize(self, _stop, self._conn, self._child)
@@ -104,6 +110,9 @@ class GenAIGenerator:
             self._stop()
             raise Crashed(f"openvino-genai's process died: {death(self._child.exitcode)}") from None
         if status == "raise":
+            if INFER_FAILED in str(value):  # the native fault the module's doc describes, raised instead of fatal
+                self._stop()
+                raise Crashed(f"openvino-genai's infer raised: {_last_line(value)}") from value
             raise value
         return value
 
@@ -122,6 +131,11 @@ class GenAIGenerator:
                                "clock changed; check raw_metrics in this openvino-genai version")
         decode = [(b - a) * MS for a, b in zip(ready, ready[1:])]
         return GenerationTiming(input_ids.shape[0], input_ids.shape[1], first_us * US, decode)
+
+
+def _last_line(err: BaseException) -> str:
+    """OpenVINO's message ends with what failed, after lines naming the source files it passed through."""
+    return next((line for line in reversed(str(err).splitlines()) if line.strip()), repr(err))
 
 
 def _stop(conn: Any, child: Any) -> None:

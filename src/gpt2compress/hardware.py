@@ -24,13 +24,26 @@ def cpu_model() -> str:
     return _cpuinfo("model name")
 
 
+# What a CPU class needs (any one flag): the classes a budget table can scope a limit to (budgets.py).
+CPU_CLASSES = {
+    "vnni": frozenset({"avx512_vnni", "avx_vnni", "amx_int8"}),  # int8 dot products (without: int16 accumulation)
+    "bf16": frozenset({"avx512_bf16", "amx_bf16"}),  # bf16 compute (without: emulated, slower than fp32)
+}
+
+
+def cpu_classes(flags: frozenset[str] | None = None) -> tuple[str, ...]:
+    """The CPU_CLASSES this CPU (or one with `flags`) belongs to, in CPU_CLASSES' order."""
+    flags = cpu_flags() if flags is None else flags
+    return tuple(name for name, needs in CPU_CLASSES.items() if flags & needs)
+
+
 def has_vnni() -> bool:
     """int8 dot products in hardware (VNNI/AMX); without them u8*s8 kernels accumulate in int16."""
-    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    return "vnni" in cpu_classes()
 
 
 def has_native_bf16() -> bool:
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    return "bf16" in cpu_classes()
 
 
 def isa_summary() -> list[str]:

@@ -206,7 +206,7 @@ class GenerateRecord(Record):
     decode_tokens_per_s: float | None = None
     decode_tokens_per_s_samples: list[float] = field(default_factory=list)
     per_token_stamps: bool = True
-    engine_restarts: int = 0  # generation processes that died and were replaced (genai.py): wall time, not numbers
+    engine_restarts: int = 0  # generation processes that died (or whose infer raised) and were replaced (genai.py)
     peak_memory_bytes: int | None = None
     peak_memory_reserved_bytes: int | None = None
 

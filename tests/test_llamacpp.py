@@ -149,13 +149,14 @@ def gguf_pair(tmp_path_factory):
     tokenizer = train_bpe(text, 320, out / "tok")
     model = random_gpt2(n_layer=2, n_head=4, n_embd=64, vocab_size=len(tokenizer), n_positions=64)
     try:
-        converted = {t: to_gguf(model, LlamaCppConfig(t, tokenizer=tokenizer, threads=1)) for t in ("f32", "q8_0")}
+        converted = {t: to_gguf(model, LlamaCppConfig(t, tokenizer=tokenizer, threads=1))
+                     for t in ("f32", "q8_0", "q4_0")}
     except LlamaCppUnavailable as exc:
         pytest.skip(str(exc))
     return model, converted
 
 
-def test_gguf_f32_logits_match_pytorch_and_q8_0_stays_close(gguf_pair):
+def test_gguf_f32_logits_match_pytorch_and_q8_0_and_q4_0_stay_close(gguf_pair):
     model, converted = gguf_pair
     ids = torch.randint(0, model.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
@@ -167,6 +168,10 @@ def test_gguf_f32_logits_match_pytorch_and_q8_0_stays_close(gguf_pair):
     assert torch.allclose(f32[1, :16], expected[1, :16], atol=1e-3)
     q8 = converted["q8_0"](input_ids=ids, attention_mask=mask).logits
     assert (q8[0] - expected[0]).abs().max() < 0.05 * expected[0].abs().max()
+    q4 = converted["q4_0"](input_ids=ids, attention_mask=mask).logits  # llama.cpp's own quantizer, from the f32
+    assert 0 < (q4[0] - expected[0]).abs().max() < 0.25 * expected[0].abs().max()
+    sizes = {t: m.path.stat().st_size for t, m in converted.items()}
+    assert sizes["q4_0"] < sizes["q8_0"] < sizes["f32"], sizes
 
 
 def test_gguf_greedy_generation_matches_transformers_token_for_token(gguf_pair):

@@ -52,6 +52,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "ov-fp32": ("openvino",),
     "ov-int8-weights": ("openvino", "ov_int8_weights"),
     "ov-int8-weights-f32act": ("openvino", "ov_int8_weights", "ov_f32_activations"),
+    "ov-int4-weights": ("openvino", "ov_int4_weights"),
     "ov-int8-static": ("openvino", "ov_int8_static"),
     "ov-bf16": ("openvino", "ov_bf16"),
     "ov-int8-static-bf16": ("openvino", "ov_int8_static", "ov_bf16"),
@@ -61,6 +62,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "pruned-finetuned-inc-int8": ("prune", "finetune", "inc_int8"),
     "llamacpp-f32": ("gguf_f32",),  # peer engine: the same model in llama.cpp
     "llamacpp-q8_0": ("gguf_q8_0",),
+    "llamacpp-q4_0": ("gguf_q4_0",),
     "ct2-int8": ("ct2_int8",),  # peer engines: CTranslate2, ONNX Runtime
     "ct2-int8-float32": ("ct2_int8_float32",),
     "ort-int8-dynamic": ("ort_int8_dynamic",),

@@ -1,4 +1,4 @@
-"""llama.cpp as a peer runtime: the same model as GGUF (f32 or q8_0), run by llama-cpp-python.
+"""llama.cpp as a peer runtime: the same model as GGUF (f32, q8_0 or q4_0), run by llama-cpp-python.
 
 A CPU team's alternative to every variant here is llama.cpp, so the charts put our
 best CPU variant beside the best-known CPU engine, measured by the same benchmarks.
@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 LLAMACPP_LIBRARIES = ("llama-cpp-python",)
 
 GGUF_FILE = "model.gguf"
-OUTTYPES = ("f32", "f16", "q8_0")
+OUTTYPES = ("f32", "f16", "q8_0", "q4_0")
+QUANTIZED = {"q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}  # the converter writes f32; llama.cpp's own quantizer makes these
 CONVERTER_ENV = "GPT2COMPRESS_LLAMA_CPP"
 CONVERTER_FILES = ("convert_hf_to_gguf.py", "conversion", "gguf-py")
 
@@ -137,6 +138,9 @@ def gguf_config(ctx: Context, outtype: str) -> LlamaCppConfig:
 @register_stage("gguf_q8_0", lambda ctx: gguf_config(ctx, "q8_0"), devices=(CPU,), gives="llamacpp",
                 precision="int8-w (q8_0)", libraries=LLAMACPP_LIBRARIES, unsupported=llama_cpp_missing,
                 about="llama.cpp peer: GGUF Q8_0 (8-bit blocks of 32 weights, fp16 scale)")
+@register_stage("gguf_q4_0", lambda ctx: gguf_config(ctx, "q4_0"), devices=(CPU,), gives="llamacpp",
+                precision="int4-w (q4_0)", libraries=LLAMACPP_LIBRARIES, unsupported=llama_cpp_missing,
+                about="llama.cpp peer: GGUF Q4_0 (4-bit blocks of 32 weights), as llama-quantize makes it")
 def to_gguf(model: Any, config: LlamaCppConfig) -> LlamaCppLM:
     reason = not_a_float_gpt2(model)
     if reason:
@@ -253,6 +257,23 @@ def convert(converter: str, hf_dir: str, out: str, outtype: str) -> None:
                 raise
 
     ftype = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-             "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[outtype]
+             "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}.get(outtype, gguf.LlamaFileType.ALL_F32)
+    written = Path(f"{out}.f32") if outtype in QUANTIZED else Path(out)
     with torch.inference_mode():
-        GPT2(Path(hf_dir), ftype, Path(out)).write()
+        GPT2(Path(hf_dir), ftype, written).write()
+    if outtype in QUANTIZED:
+        quantize(written, Path(out), outtype)
+
+
+def quantize(f32: Path, out: Path, outtype: str) -> None:
+    """llama.cpp's own quantizer with its defaults (what `llama-quantize f32.gguf out.gguf Q4_0` does, the tensors
+    it keeps wider included); runs in the conversion's subprocess."""
+    import ctypes
+
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, QUANTIZED[outtype])
+    if llama_cpp.llama_model_quantize(str(f32).encode(), str(out).encode(), ctypes.byref(params)):
+        raise RuntimeError(f"llama.cpp could not quantize {f32} to {outtype}")
+    f32.unlink()

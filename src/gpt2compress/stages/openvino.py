@@ -4,7 +4,8 @@
   cache used for tracing follows each layer's own head count) to an FP32 IR, loaded
   as `OVModelForCausalLM` so `generate()` and `.logits` work as in transformers
   (a `GPT2ForSequenceClassification` becomes an `OVModelForSequenceClassification`).
-- `quantize_weights_int8`: NNCF weight-only INT8 (activations stay float).
+- `quantize_weights_int8`: NNCF weight-only INT8 (activations stay float); `quantize_weights_int4` the same in
+  INT4, groups of 32 (llama.cpp Q4_0's block).
 - `quantize_static_int8`: NNCF static INT8 of weights and activations
   (model_type=transformer, SmoothQuant, fast bias correction) calibrated on real
   text windows. The LM head stays INT8: it is ~30 % of the FLOPs at 128 tokens.
@@ -207,6 +208,26 @@ def quantize_weights_int8(ov_model, config: OpenVINOConfig):
     from optimum.intel import OVWeightQuantizationConfig
 
     return _quantize(ov_model, config, OVWeightQuantizationConfig(bits=8))
+
+
+@dataclass(frozen=True)
+class Int4WeightsConfig:
+    group_size: int = 32  # llama.cpp Q4_0's block (32 weights, one scale): the peer column compares like with like
+    runtime: dict = field(default_factory=lambda: dict(RUNTIME), metadata={"hash": False})
+
+
+@register_stage("ov_int4_weights", lambda ctx: Int4WeightsConfig(), devices=(CPU,), takes="openvino",
+                gives="openvino", precision="int4-w", libraries=OV_LIBRARIES + NNCF,
+                about="NNCF weight-only INT4 of the OpenVINO IR (symmetric, groups of 32; embedding/LM head INT8)")
+def quantize_weights_int4(ov_model, config: Int4WeightsConfig):
+    """NNCF's data-free INT4 keeps the first and last layers (here the tied embedding / LM head) in INT8, its
+    default for accuracy; every other MatMul's weights are INT4 with one scale per group (GPT-2's widths, 768
+    and 3072, divide by 32; a model's whose do not gets the largest group NNCF finds that does)."""
+    from optimum.intel import OVWeightQuantizationConfig
+
+    quantization = OVWeightQuantizationConfig(bits=4, sym=True, group_size=config.group_size, ratio=1.0,
+                                              group_size_fallback="adjust")  # a width 32 does not divide: smaller
+    return _quantize(ov_model, config, quantization)
 
 
 def ir_inputs(names, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:

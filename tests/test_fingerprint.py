@@ -99,13 +99,13 @@ def test_bench_code_is_never_read():
 
 
 @pytest.mark.parametrize("library,hit", [
-    ("nncf", {"ov_int8_weights", "ov_int8_static"}),
-    ("openvino", {"openvino", "ov_int8_weights", "ov_int8_static"}),
-    ("optimum-intel", {"openvino", "ov_int8_weights", "ov_int8_static"}),
+    ("nncf", {"ov_int8_weights", "ov_int4_weights", "ov_int8_static"}),
+    ("openvino", {"openvino", "ov_int8_weights", "ov_int4_weights", "ov_int8_static"}),
+    ("optimum-intel", {"openvino", "ov_int8_weights", "ov_int4_weights", "ov_int8_static"}),
     ("neural-compressor-pt", {"inc_int8"}),
     ("peft", {"lora", "lora_pruned"}),
     ("bitsandbytes", {"bnb_int8", "bnb_nf4"}),
-    ("llama-cpp-python", {"gguf_f32", "gguf_q8_0"}),
+    ("llama-cpp-python", {"gguf_f32", "gguf_q8_0", "gguf_q4_0"}),
     ("accelerate", {"finetune", "distill", "lora", "lora_pruned", "bnb_int8", "bnb_nf4"}),
 ])
 def test_a_library_upgrade_rekeys_the_stages_that_run_it(ctx, monkeypatch, library, hit):

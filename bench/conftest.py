@@ -273,11 +273,9 @@ def measure(benchmark, case: Case, device: str, pytestconfig) -> Callable[..., R
             options.update(variant=case.variant, setup=train_setup(case, pytestconfig))
         if output_runtime(case.chain).isolated:
             modules = tuple(dict.fromkeys(stage(name).module for name in case.chain))
-            try:
-                with measuring(f"{device}/{case.variant}"):  # the child builds too
-                    record, rounds = run_isolated(measure_in_child, case.kind, case.trains or case.variant,
-                                                  case.chain, ctx.spec, reference.record, reference.inputs, options,
-                                                  modules=modules)
+            try:  # the child's progress lines and build / measure times come through run_isolated
+                record, rounds = run_isolated(measure_in_child, case.kind, case.trains or case.variant, case.chain,
+                                              ctx.spec, reference.record, reference.inputs, options, modules=modules)
             except Crashed as crash:
                 pytest.fail(f"{case.variant} on {device}: {crash}", pytrace=False)
             except StageNotApplicable as reason:

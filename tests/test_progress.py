@@ -2,7 +2,9 @@
 loops report through pytest's terminal reporter, rate-limited, and the session ends with a build/measure table."""
 
 from gpt2compress import progress
+from gpt2compress.isolation import run_isolated
 
+from chatty_child import convert
 from helpers import run_bench
 
 
@@ -21,6 +23,21 @@ def test_loops_say_first_and_last_step_and_at_most_every_few_seconds(monkeypatch
     assert len(lines) == 5
     lines.clear()
     assert list(progress.track(range(3), "no sink", bar=False)) == [0, 1, 2] and not lines  # the CLI: tqdm or nothing
+
+
+def test_a_child_process_says_its_steps_here_and_its_times_join_this_processs_table(monkeypatch):
+    """Isolated cases (llama.cpp) run in a child: its lines reach the sink as said, its times the table."""
+    monkeypatch.setenv("GPT2COMPRESS_PROGRESS_EVERY", "0")  # the spawned child reads it
+    monkeypatch.setattr(progress, "BUILDS", {})
+    monkeypatch.setattr(progress, "MEASURES", {})
+    lines = []
+    with progress.report_to(lines.append):
+        assert run_isolated(convert, 3) == "converted"
+    assert [line.split(",")[0] for line in lines] == [f"[gpt2compress] converting: step {i}/3" for i in (1, 2, 3)]
+    assert progress.BUILDS == {"cpu/chatty": 1.5} and set(progress.MEASURES) == {"cpu/chatty"}
+    assert any(row.startswith("cpu/chatty") and "2 s" in row for row in progress.time_table())
+    lines.clear()
+    assert run_isolated(convert, 3) == "converted" and not lines  # no sink here: the child keeps its tqdm bar
 
 
 def test_a_bench_run_shows_its_builds_in_pytests_output(tmp_path, local_checkpoint):

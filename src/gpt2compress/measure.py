@@ -29,6 +29,7 @@ from .engines import generation_engine, scoring_engine
 from .generation import cannot_generate, summarize, timed_generate
 from .metrics import (Inputs, cuda_event_ms, first_batch, fixed_batch, forward_callable, latency_stats, peak_memory,
                       perplexity, release_memory, size_on_disk, time_calls, unsynchronized_timer)
+from .progress import measuring
 from .records import ClassifyRecord, ForwardRecord, GenerateRecord, Record, TrainRecord
 from .registry import StageNotApplicable
 from .scores import reused_or_scored
@@ -340,4 +341,6 @@ def measure_in_child(kind: str, variant: str, chain: tuple[str, ...], spec: Any,
         rounds.extend(own_runner(target, setup, n, warmup))
         return rounds
 
-    return measure_case(kind, build(variant, ctx, chain), ctx, here, runner, options), rounds
+    built = build(variant, ctx, chain)
+    with measuring(f"{ctx.device}/{variant}"):  # the time table's row: it comes home with the result
+        return measure_case(kind, built, ctx, here, runner, options), rounds

@@ -4,6 +4,8 @@ and, for loops (training steps, perplexity windows, calibration), step i/N with 
 seconds. Without a sink (the CLI, a notebook) loops keep their tqdm bars.
 
 `BUILDS` keeps what each build cost (seconds, or None when it came from the cache) for the end-of-session table.
+A case run in a child process (isolation.py) sends its lines home as they are said (`relay`) and its tables with its
+result (`tables`, `absorb`), so a llama.cpp build is no quieter than a torch one.
 """
 
 from __future__ import annotations
@@ -34,9 +36,18 @@ def report_to(sink: Callable[[str], None]) -> Iterator[None]:
         _sink = previous
 
 
+def has_sink() -> bool:
+    return _sink is not None
+
+
 def say(line: str) -> None:
     """One line of progress: to the sink, else to stderr (the CLI's stdout stays its tables)."""
-    (_sink or (lambda text: print(text, file=sys.stderr, flush=True)))(f"[gpt2compress] {line}")
+    relay(f"[gpt2compress] {line}")
+
+
+def relay(text: str) -> None:
+    """A line already said elsewhere (a child process's `say`), as it was said."""
+    (_sink or (lambda line: print(line, file=sys.stderr, flush=True)))(text)
 
 
 def _clock(seconds: float) -> str:
@@ -71,6 +82,26 @@ def track(items: Iterable[T], what: str, total: int | None = None, bar: bool = T
     for done, item in enumerate(items, 1):
         yield item
         steps.update(done)
+
+
+def add_build(where: str, seconds: float | None) -> None:
+    """Seconds spent building `where` (None: it came from the cache, unless something of it was built)."""
+    if seconds is None:
+        BUILDS.setdefault(where, None)
+    else:
+        BUILDS[where] = (BUILDS.get(where) or 0.0) + seconds
+
+
+def tables() -> dict[str, dict]:
+    return {"builds": dict(BUILDS), "measures": dict(MEASURES)}
+
+
+def absorb(child: dict[str, dict]) -> None:
+    """A child process's `tables()` into this process's: its builds and measures add to ours."""
+    for where, seconds in child["builds"].items():
+        add_build(where, seconds)
+    for where, seconds in child["measures"].items():
+        MEASURES[where] = MEASURES.get(where, 0.0) + seconds
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from .data import Corpus, Windows, calibration_windows, eval_windows, train_wind
 from .fingerprint import fingerprint, project_commit
 from .io import fresh_copy, notes, precision_of
 from .metrics import parameter_count
-from .progress import BUILDS, say
+from .progress import add_build, say
 from .registry import TORCH_LIBRARIES, Stage, check_chain, runtime, stage
 from .sources import GPT2_RANDOM, TINY, Source
 from .stages.pruning import heads_per_layer
@@ -250,9 +250,7 @@ def build(name: str, ctx: Context, chain: tuple[str, ...] | None = None) -> Buil
             current, model = info["runtime"], None
     if spent:
         say(f"build {where}: done in {spent:.0f} s")
-        BUILDS[where] = (BUILDS.get(where) or 0.0) + spent
-    else:
-        BUILDS.setdefault(where, None)
+    add_build(where, spent or None)
     if model is None:
         model = runtime(current).load(path, ctx.device)
     elif current == "torch":

@@ -1,7 +1,7 @@
 """How much faster this CPU multiplies in INT8 than in fp32, on the matmuls of one GPT-2 forward (issue 16): the
 floor under any INT8 variant's forward ratio to fp32 on this runner, whichever engine runs it.
 
-    python bench/int8_ceiling.py [--layers 12] [--width 768] [--vocab 50257] [--seq-len 128] [--threads 2]
+    python bench/int8_ceiling.py [--layers 12] [--width 768] [--vocab 50257] [--tokens 128] [--threads 2]
 
 A forward at b1 × 128 with full logits is almost all matmuls (a block's four, and the LM head: 98 % of PyTorch
 fp32's time on an AVX2 EPYC). Each is timed alone: fp32 through `torch.nn.Linear` against INT8 through fbgemm,
@@ -82,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--width", type=int, default=768)
     parser.add_argument("--vocab", type=int, default=50257)
-    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--tokens", type=int, default=128, help="rows of each matmul: the tokens of one forward")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
-    rows = ceiling(args.layers, args.width, args.vocab, args.seq_len, args.rounds)
+    rows = ceiling(args.layers, args.width, args.vocab, args.tokens, args.rounds)
     print(f"{cpu_model()}: {', '.join(isa_summary())}; {args.threads} threads, torch {torch.__version__}, "
           f"INT8 engine {torch.backends.quantized.engine}")
     print("\n".join(table(rows)))

@@ -61,10 +61,11 @@ def test_a_call_whose_infer_raised_is_answered_by_a_new_process_and_a_callers_er
     monkeypatch.setenv("FLAKY_GENAI_FLAG", str(tmp_path / "raised"))
     engine = Flaky(ov_fp32.path, {})
     timing = timed_generate(engine, torch.randint(0, 300, (3, 10)), new_tokens=3)
-    assert (tmp_path / "raised").exists() and engine.restarts == 1 and len(timing.decode_s) == 2
+    assert (tmp_path / "raised").exists() and engine.restarts >= 1 and len(timing.decode_s) == 2
+    restarts = engine.restarts
     with pytest.raises(RuntimeError, match="not representable") as raised:  # int32 ids: the caller's mistake
         engine._ask((torch.zeros(1, 4, dtype=torch.int32).numpy(), 2))
-    assert not isinstance(raised.value, Crashed) and engine.restarts == 1
+    assert not isinstance(raised.value, Crashed) and engine.restarts == restarts
 
 
 def test_a_process_that_keeps_dying_or_hangs_is_an_error_that_says_so(ov_fp32):

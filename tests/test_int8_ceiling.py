@@ -30,7 +30,7 @@ def test_the_int8_matmul_it_times_computes_the_fp32_one_within_quantization_erro
 
 def test_it_prints_each_matmul_and_the_forwards_ratio_with_the_cpu():
     done = subprocess.run([sys.executable, str(SCRIPT), "--layers", "2", "--width", "32", "--vocab", "96",
-                           "--seq-len", "8", "--rounds", "2", "--threads", "1"],
+                           "--tokens", "8", "--rounds", "2", "--threads", "1"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()

@@ -60,7 +60,8 @@ class GenAIGenerator:
 
     prefix_caching = False  # else every round after the first skips the prompt's prefill
 
-    attempts = 3  # processes one call may use: a fresh one replaces a process that died (see the module's doc)
+    attempts = 5  # processes one call may use: a fresh one replaces a process that died (see the module's doc;
+    # at ~1 in 13 per process, 3 left ~1 call in 2,000 failed: CI once saw a batch-3 call die on 2 processes in a row)
     answer_s = 300.0  # a process silent this long is hung (seen once in ~300 starts): it is killed and replaced
     worker = staticmethod(serve)  # what the process runs (a module-level function: spawn pickles it by name)
 

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,7 +32,7 @@ from gpt2compress.measure import (Reference, classify_reference, forward_referen
                                   measure_case, measure_in_child, train_record)
 from gpt2compress.metrics import first_batch, timed_inputs
 from gpt2compress.options import NO_GPU, classify_overrides, resolve_devices, settings_overrides
-from gpt2compress.progress import measuring, report_to, time_table
+from gpt2compress.progress import add_crashed, measuring, report_to, time_table
 from gpt2compress.records import Record
 from gpt2compress.registry import StageNotApplicable, output_runtime, stage
 from gpt2compress.sources import load_source
@@ -273,10 +274,12 @@ def measure(benchmark, case: Case, device: str, pytestconfig) -> Callable[..., R
             options.update(variant=case.variant, setup=train_setup(case, pytestconfig))
         if output_runtime(case.chain).isolated:
             modules = tuple(dict.fromkeys(stage(name).module for name in case.chain))
+            start = time.monotonic()
             try:  # the child's progress lines and build / measure times come through run_isolated
                 record, rounds = run_isolated(measure_in_child, case.kind, case.trains or case.variant, case.chain,
                                               ctx.spec, reference.record, reference.inputs, options, modules=modules)
             except Crashed as crash:
+                add_crashed(f"{device}/{case.variant}", time.monotonic() - start)
                 pytest.fail(f"{case.variant} on {device}: {crash}", pytrace=False)
             except StageNotApplicable as reason:
                 pytest.skip(str(reason))

@@ -2,6 +2,7 @@
 compared, an A/A pair passes, and a regression planted into one kind fails naming that kind, variant and metric."""
 
 import json
+import re
 
 import pytest
 
@@ -205,6 +206,7 @@ def test_a_case_that_kills_its_process_costs_one_row(local_checkpoint, tmp_path)
     assert run.returncode == 1, run.stdout[-3000:]
     assert "crash on cpu: crashed: signal 11 (SIGSEGV)" in run.stdout
     assert "[gpt2compress] build cpu/crash: stage 1/1 crash" in run.stdout  # said in the child, shown here
+    assert re.search(r"^cpu/crash +crashed +[0-9.]+ (s|min)$", run.stdout, re.M)  # the time table keeps its row
     journal = load_run(out.with_suffix(".jsonl"))
     assert {r.variant for r in journal.records} == {"fp32", "int8-scratch"}
     assert journal.record("cpu", "int8-scratch").ratios["latency"] > 0

@@ -5,7 +5,8 @@ seconds. Without a sink (the CLI, a notebook) loops keep their tqdm bars.
 
 `BUILDS` keeps what each build cost (seconds, or None when it came from the cache) for the end-of-session table.
 A case run in a child process (isolation.py) sends its lines home as they are said (`relay`) and its tables with its
-result (`tables`, `absorb`), so a llama.cpp build is no quieter than a torch one.
+result (`tables`, `absorb`), so a llama.cpp build is no quieter than a torch one; one that dies keeps its row,
+marked "crashed", with the parent's clock on it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ EVERY = float(os.environ.get("GPT2COMPRESS_PROGRESS_EVERY", "15"))  # seconds be
 _sink: Callable[[str], None] | None = None
 BUILDS: dict[str, float | None] = {}  # "device/variant" -> build seconds (None: cached)
 MEASURES: dict[str, float] = {}  # "device/variant" -> seconds measuring it (every kind)
+CRASHED: set[str] = set()  # "device/variant" whose child process died: its row holds the parent's clock
 
 
 @contextmanager
@@ -104,6 +106,13 @@ def absorb(child: dict[str, dict]) -> None:
         MEASURES[where] = MEASURES.get(where, 0.0) + seconds
 
 
+def add_crashed(where: str, seconds: float) -> None:
+    """A child that dies sends no tables home, so the parent's clock on it (build and measure together) fills the
+    row, marked, rather than the case vanishing from the table."""
+    CRASHED.add(where)
+    MEASURES[where] = MEASURES.get(where, 0.0) + seconds
+
+
 @contextmanager
 def measuring(where: str) -> Iterator[None]:
     start = time.monotonic()
@@ -125,5 +134,5 @@ def time_table() -> list[str]:
 
 def _build_cell(where: str) -> str:
     if where not in BUILDS:
-        return "-"
+        return "crashed" if where in CRASHED else "-"
     return "cached" if BUILDS[where] is None else _clock(BUILDS[where])

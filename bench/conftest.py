@@ -171,8 +171,8 @@ def generate_ref(_references, ctx, gen_batch_size, pytestconfig) -> Reference:
 
 def train_setup(case: Case, config: pytest.Config):
     opt = config.getoption
-    return dataclasses.replace(case.setup, tokens_per_step=opt("--train-tokens"), micro_batch=opt("--train-micro-batch"),
-                               steps=opt("--train-steps"))
+    return dataclasses.replace(case.setup, tokens_per_step=opt("--train-tokens"),
+                               micro_batch=opt("--train-micro-batch"), steps=opt("--train-steps"))
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from gpt2compress.measure import footprint
 from gpt2compress.records import ForwardRecord
 from gpt2compress.stages.distill import DistillConfig, distill, distillation_loss, mixed_loss, shallow_student
 from gpt2compress.stages.finetune import FinetuneConfig, run_trainer
-from gpt2compress.stages.lora import (AdapterSpec, LoraConfig, _check_sparsity, adapter_layers, adapter_sparsity,
-                                      lora_finetune, make_permanent, prune_adapters, with_adapters)
+from gpt2compress.stages.lora import (AdapterSpec, LoraConfig, _check_sparsity, adapter_layers, lora_finetune,
+                                      make_permanent, prune_adapters, with_adapters)
 from gpt2compress.variants import build
 
 from helpers import ROOT, random_gpt2, random_windows, run_bench

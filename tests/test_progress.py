@@ -52,3 +52,29 @@ def test_a_bench_run_shows_its_builds_in_pytests_output(tmp_path, local_checkpoi
     assert "[gpt2compress] training (Trainer): step 3/3" in out and "[gpt2compress] perplexity: step" in out
     table = out.split("gpt2compress: build and measure time per variant")[1]
     assert "cpu/pruned-finetuned" in table and "cpu/fp32" in table
+
+
+def test_classify_eval_and_each_nncf_calibration_pass_say_their_steps(monkeypatch):
+    """The two loops that ran silent for minutes at the 124M shape: the AG News eval and NNCF's calibration."""
+    import nncf
+    import torch
+
+    from gpt2compress.classify import predict
+    from gpt2compress.stages.openvino import CalibrationItems
+
+    from helpers import random_windows
+
+    monkeypatch.setattr(progress, "EVERY", 3600.0)
+    lines = []
+    with progress.report_to(lines.append):
+        preds = predict(lambda **batch: type("Out", (), {"logits": torch.ones(len(batch["input_ids"]), 4)}),
+                        random_windows(n=5), batch_size=2)
+    assert len(preds) == 5 and [line.split(",")[0] for line in lines] == [
+        "[gpt2compress] classify eval: step 1/3", "[gpt2compress] classify eval: step 3/3"]
+    lines.clear()
+    dataset = nncf.Dataset(CalibrationItems([{"x": i} for i in range(4)]))
+    with progress.report_to(lines.append):
+        for _ in range(2):  # NNCF walks the data once per algorithm
+            assert list(dataset.get_inference_data()) == [{"x": i} for i in range(4)]
+    assert [line.split(",")[0] for line in lines] == ["[gpt2compress] calibration pass: step 1/4",
+                                                      "[gpt2compress] calibration pass: step 4/4"] * 2

@@ -32,6 +32,7 @@ from .catalog import CLASSIFY, REFERENCES
 from .fingerprint import fingerprint
 from .data import DataSourceError, Windows, _encode, _pad, tokenizer_key
 from .metrics import model_device
+from .progress import track
 from .sources import GPT2_RANDOM, TINY, Source
 from .variants import Context, Settings
 
@@ -206,7 +207,7 @@ def predict(model: Any, windows: Windows, batch_size: int = 32) -> np.ndarray:
     """Class ids from any model called as `model(input_ids=, attention_mask=).logits` (torch, OpenVINO, INC)."""
     device = model_device(model)
     preds = [model(**{k: v.to(device) for k, v in batch.items()}).logits.argmax(-1).cpu()
-             for batch in windows.batches(batch_size)]
+             for batch in track(list(windows.batches(batch_size)), "classify eval", bar=False)]
     return torch.cat(preds).numpy()
 
 

@@ -31,6 +31,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from ..data import Windows
 from ..io import auto_class
+from ..progress import track
 from ..registry import CPU, register_runtime, register_stage
 from .precision import native_bf16
 
@@ -240,10 +241,19 @@ def ir_inputs(names, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]
     return item
 
 
-def _calibration_inputs(ov_model, windows: Windows) -> list[dict[str, np.ndarray]]:
+class CalibrationItems(list):
+    """The calibration inputs, saying step i/N each time NNCF walks them (a pass per algorithm: SmoothQuant's
+    statistics, min/max, bias correction), so a static INT8 build is not minutes of silence."""
+
+    def __iter__(self):
+        return iter(track(list.__iter__(self), "calibration pass", total=len(self), bar=False))
+
+
+def _calibration_inputs(ov_model, windows: Windows) -> CalibrationItems:
     """One IR input dict per window."""
     names = set(ov_model.input_names)
-    return [ir_inputs(names, b["input_ids"].numpy(), b["attention_mask"].numpy()) for b in windows.batches(1)]
+    return CalibrationItems(ir_inputs(names, b["input_ids"].numpy(), b["attention_mask"].numpy())
+                            for b in windows.batches(1))
 
 
 @register_stage("ov_int8_static", openvino_config, devices=(CPU,), takes="openvino", gives="openvino",

@@ -9,12 +9,20 @@ the x86 INT8 GEMM that PyTorch ships (`quantize_dynamic`: s8 weights, u8 activat
 interleaved. The total weighs a block's matmuls by the layer count; its ratio is the best an INT8 forward can do here
 with these kernels. The targets of issue 16 assume more (≤ 0.35× on AVX2): on a CPU whose INT8 GEMM is not much
 faster than its fp32 one, this says so in numbers.
+
+    python bench/int8_ceiling.py --openvino --tokens 1
+
+The same matmuls in OpenVINO's CPU kernels instead, all of one forward in one graph (each layer its own weights, so a
+b1 decode step reads them from memory as it does in a model), per NNCF weight format: fp32, INT8 asymmetric (NNCF's
+default), INT8 symmetric, INT4 symmetric in groups of 32. With `--tokens 1` that is the floor under an OpenVINO
+variant's decode step, to set beside a peer engine's whole step (llama.cpp's, in the bench's generate rows).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import logging
 import statistics
 import time
 import warnings
@@ -77,6 +85,57 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
+OV_FORMATS = {"fp32": None, "int8 asym": ("INT8_ASYM", {}), "int8 sym": ("INT8_SYM", {}),
+              "int4 sym g32": ("INT4_SYM", {"group_size": 32, "ratio": 1.0, "all_layers": True})}
+OV_RUNTIME = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
+
+
+def matmul_graph(layers: int, width: int, vocab: int, seq_len: int):
+    """Every matmul of one forward as an OpenVINO model: one input per inner width, one output per matmul."""
+    import numpy as np
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    inputs = {k: ops.parameter([seq_len, k], np.float32, name=f"x{k}") for k in (width, 4 * width)}
+    outputs = [ops.matmul(inputs[k], ops.constant((rng.standard_normal((n, k)) * 0.02).astype(np.float32)), False,
+                          True)
+               for _, k, n, count in matmuls(layers, width, vocab) for _ in range(count)]
+    return ov.Model(outputs, list(inputs.values()), "matmuls")
+
+
+def openvino_formats(layers: int, width: int, vocab: int, seq_len: int, threads: int, rounds: int) -> dict:
+    """Per weight format: seconds for all the matmuls of one forward (median of interleaved rounds)."""
+    import nncf
+    import numpy as np
+    import openvino as ov
+
+    nncf.set_log_level(logging.WARNING)  # its per-model statistics table would interleave with ours on stdout
+    core, requests = ov.Core(), {}
+    for name, compression in OV_FORMATS.items():
+        model = matmul_graph(layers, width, vocab, seq_len)
+        if compression:
+            mode, options = compression
+            model = nncf.compress_weights(model, mode=getattr(nncf.CompressWeightsMode, mode), **options)
+        compiled = core.compile_model(model, "CPU", {**OV_RUNTIME, "INFERENCE_NUM_THREADS": str(threads)})
+        requests[name] = compiled.create_infer_request()
+    rng = np.random.default_rng(1)
+    feeds = {f"x{k}": rng.standard_normal((seq_len, k)).astype(np.float32) for k in (width, 4 * width)}
+    for request in requests.values():
+        for _ in range(3):
+            request.infer(feeds)
+    times: dict[str, list[float]] = {name: [] for name in requests}
+    for _ in range(rounds):
+        for name, request in requests.items():
+            times[name].append(seconds(lambda: request.infer(feeds)))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def openvino_table(formats: dict[str, float]) -> list[str]:
+    lines = ["| weights | all matmuls of one forward, ms | ×fp32 |", "|---|---|---|"]
+    return lines + [f"| {name} | {s * 1e3:.2f} | {s / formats['fp32']:.2f} |" for name, s in formats.items()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", type=int, default=12)
@@ -85,7 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=128, help="rows of each matmul: the tokens of one forward")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--openvino", action="store_true", help="OpenVINO's kernels per NNCF weight format")
     args = parser.parse_args(argv)
+    if args.openvino:
+        import openvino
+
+        formats = openvino_formats(args.layers, args.width, args.vocab, args.tokens, args.threads, args.rounds)
+        print(f"{cpu_model()}: {', '.join(isa_summary())}; {args.threads} threads, {args.tokens} tokens, "
+              f"OpenVINO {openvino.__version__}")
+        print("\n".join(openvino_table(formats)))
+        return 0
     torch.set_num_threads(args.threads)
     torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
     rows = ceiling(args.layers, args.width, args.vocab, args.tokens, args.rounds)

@@ -13,10 +13,15 @@ from helpers import ROOT
 SCRIPT = ROOT / "bench" / "int8_ceiling.py"
 
 
-def test_the_int8_matmul_it_times_computes_the_fp32_one_within_quantization_error():
+def load():
     spec = importlib.util.spec_from_file_location("int8_ceiling", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_the_int8_matmul_it_times_computes_the_fp32_one_within_quantization_error():
+    module = load()
     torch.manual_seed(0)
     linear, x = nn.Linear(64, 48), torch.randn(8, 64)
     quantized = module.int8_linear(linear)
@@ -39,3 +44,36 @@ def test_it_prints_each_matmul_and_the_forwards_ratio_with_the_cpu():
     assert [row.split(" | ")[0] for row in rows] == ["| qkv", "| attn out", "| mlp up", "| mlp down", "| lm head",
                                                      "| all of one forward"]
     assert float(rows[-1].split("**")[1]) > 0
+
+
+def test_its_openvino_graph_holds_each_matmul_and_each_format_compresses_its_weights():
+    import nncf
+    import numpy as np
+    import openvino as ov
+
+    module = load()
+    model = module.matmul_graph(layers=2, width=32, vocab=96, seq_len=1)
+    assert len(model.outputs) == 4 * 2 + 1
+    feeds = {"x32": np.ones((1, 32), np.float32), "x128": np.ones((1, 128), np.float32)}
+    want = ov.Core().compile_model(model, "CPU", module.OV_RUNTIME)(feeds)
+    for name, (mode, options) in [(n, c) for n, c in module.OV_FORMATS.items() if c]:
+        compressed = nncf.compress_weights(module.matmul_graph(2, 32, 96, 1),
+                                           mode=getattr(nncf.CompressWeightsMode, mode), **options)
+        types = {op.get_element_type().get_type_name() for op in compressed.get_ops()
+                 if op.get_type_name() == "Constant" and np.prod(op.get_shape()) >= 32 * 32}  # weights, not scales
+        assert "f32" not in types and types & {"u8", "i8", "i4"}, (name, types)
+        got = ov.Core().compile_model(compressed, "CPU", module.OV_RUNTIME)(feeds)
+        error = 0.2 if "int4" in name else 0.02  # of the output's norm: about a step of the format, relatively
+        for a, b in zip(want.values(), got.values()):
+            assert 0 < np.linalg.norm(a - b) < error * np.linalg.norm(a), name
+
+
+def test_with_openvino_it_prints_a_row_per_weight_format_with_the_cpu():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--openvino", "--layers", "2", "--width", "32", "--vocab",
+                           "96", "--tokens", "1", "--rounds", "2", "--threads", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()  # after NNCF's progress bars
+    assert "OpenVINO" in next(line for line in lines if "threads" in line)
+    rows = [line.split(" | ")[0] for line in lines if line.startswith("| ") and "---" not in line][1:]
+    assert rows == ["| fp32", "| int8 asym", "| int8 sym", "| int4 sym g32"]

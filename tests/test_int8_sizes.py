@@ -13,7 +13,7 @@ from gpt2compress.variants import Context, Settings, build
 
 from helpers import random_gpt2
 
-INT8 = ["int8-scratch", "pruned-finetuned-int8-scratch", "ov-int8-weights", "ov-int8-static",
+INT8 = ["int8-scratch", "pruned-finetuned-int8-scratch", "ov-int8-weights", "ov-int8-sym-weights", "ov-int8-static",
         "pruned-finetuned-ov-int8-static", "inc-int8", "pruned-finetuned-inc-int8"]
 INT8_SIZE_LIMIT = 0.30  # bench/budgets.toml's INT8 size budget
 

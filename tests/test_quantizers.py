@@ -12,8 +12,8 @@ def logits(model, windows):
         return model(input_ids=windows.input_ids, attention_mask=windows.attention_mask).logits
 
 
-@pytest.mark.parametrize("variant", ["ov-fp32", "ov-int8-weights", "ov-int4-weights", "ov-int8-static", "inc-int8",
-                                     "int8-scratch"])
+@pytest.mark.parametrize("variant", ["ov-fp32", "ov-int8-weights", "ov-int8-sym-weights", "ov-int4-weights",
+                                     "ov-int8-static", "inc-int8", "int8-scratch"])
 def test_quantized_variant_tracks_fp32(ctx, variant):
     base = build("fp32", ctx)
     built = build(variant, ctx)
@@ -42,14 +42,25 @@ def test_pipeline_int8_on_pruned_finetuned(ctx):
         assert perplexity(built.model, ctx.eval) > 1
 
 
-def test_int4_weights_are_int4_in_groups_and_the_embedding_stays_int8(ctx):
+def weight_constants(path) -> list:
     import openvino as ov
 
+    ir = ov.Core().read_model(path / "openvino_model.xml")
+    return [op for op in ir.get_ops() if op.get_type_name() == "Constant" and op.get_byte_size() > 1024]
+
+
+def test_symmetric_int8_weights_are_signed_and_have_no_zero_point(ctx):
+    sym, default = ({op.get_element_type().get_type_name() for op in weight_constants(build(variant, ctx).path)}
+                    for variant in ("ov-int8-sym-weights", "ov-int8-weights"))
+    assert "i8" in sym and "u8" not in sym, sym
+    assert "u8" in default, default  # NNCF's default: asymmetric, a u8 zero point per row
+
+
+def test_int4_weights_are_int4_in_groups_and_the_embedding_stays_int8(ctx):
     from gpt2compress.metrics import size_on_disk
 
     built = build("ov-int4-weights", ctx)
-    ir = ov.Core().read_model(built.path / "openvino_model.xml")
-    weights = [op for op in ir.get_ops() if op.get_type_name() == "Constant" and op.get_byte_size() > 1024]
+    weights = weight_constants(built.path)
     by_type = {op.get_element_type().get_type_name() for op in weights}
     assert "i4" in by_type and "u8" in by_type, by_type  # INT4 blocks; NNCF's INT8 backup for the embedding/LM head
     groups = {op.get_shape()[-1] for op in weights if op.get_element_type().get_type_name() == "i4"}

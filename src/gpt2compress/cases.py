@@ -36,9 +36,9 @@ SMOKE = {kind: (reference_of(kind), *others) for kind, others in {
 # --tier pr: what a PR gate needs, in minutes on cached builds: forward and b1 generate of the variants a team ships
 # (the walk-through chain, each INT8 path, the half precisions, each seed's full stack). --tier nightly: every case.
 PR_VARIANTS = ("pruned", "pruned-finetuned", "bf16", "fp16", "int8-scratch", "ov-int8-weights",
-               "ov-int8-weights-f32act", "ov-int8-static", "inc-int8", "bnb-int8", "bnb-nf4",
-               "pruned-finetuned-ov-int8-static", "distilled-lora-pruned-int8", "distilled-lora-pruned-nf4",
-               "llamacpp-q8_0")
+               "ov-int8-weights-f32act", "ov-int8-sym-weights-f32act", "ov-int8-static", "inc-int8", "bnb-int8",
+               "bnb-nf4", "pruned-finetuned-ov-int8-static", "distilled-lora-pruned-int8",
+               "distilled-lora-pruned-nf4", "llamacpp-q8_0")
 TIERS: dict[str, dict[str, tuple[str, ...]] | None] = {
     "pr": {kind: (reference_of(kind), *PR_VARIANTS) for kind in (FORWARD, GENERATE)},
     "nightly": None,  # everything

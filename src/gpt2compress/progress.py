@@ -103,14 +103,18 @@ def absorb(child: dict[str, dict]) -> None:
     for where, seconds in child["builds"].items():
         add_build(where, seconds)
     for where, seconds in child["measures"].items():
-        MEASURES[where] = MEASURES.get(where, 0.0) + seconds
+        add_measure(where, seconds)
+
+
+def add_measure(where: str, seconds: float) -> None:
+    MEASURES[where] = MEASURES.get(where, 0.0) + seconds
 
 
 def add_crashed(where: str, seconds: float) -> None:
     """A child that dies sends no tables home, so the parent's clock on it (build and measure together) fills the
     row, marked, rather than the case vanishing from the table."""
     CRASHED.add(where)
-    MEASURES[where] = MEASURES.get(where, 0.0) + seconds
+    add_measure(where, seconds)
 
 
 @contextmanager
@@ -119,7 +123,7 @@ def measuring(where: str) -> Iterator[None]:
     try:
         yield
     finally:
-        MEASURES[where] = MEASURES.get(where, 0.0) + time.monotonic() - start
+        add_measure(where, time.monotonic() - start)
 
 
 def time_table() -> list[str]:

@@ -52,6 +52,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "ov-fp32": ("openvino",),
     "ov-int8-weights": ("openvino", "ov_int8_weights"),
     "ov-int8-weights-f32act": ("openvino", "ov_int8_weights", "ov_f32_activations"),
+    "ov-int8-sym-weights": ("openvino", "ov_int8_sym_weights"),
+    "ov-int8-sym-weights-f32act": ("openvino", "ov_int8_sym_weights", "ov_f32_activations"),
     "ov-int4-weights": ("openvino", "ov_int4_weights"),
     "ov-int8-static": ("openvino", "ov_int8_static"),
     "ov-bf16": ("openvino", "ov_bf16"),

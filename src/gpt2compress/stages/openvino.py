@@ -212,6 +212,22 @@ def quantize_weights_int8(ov_model, config: OpenVINOConfig):
 
 
 @dataclass(frozen=True)
+class SymmetricInt8Config:
+    runtime: dict = field(default_factory=lambda: dict(RUNTIME), metadata={"hash": False})
+
+
+@register_stage("ov_int8_sym_weights", lambda ctx: SymmetricInt8Config(), devices=(CPU,), takes="openvino",
+                gives="openvino", precision="int8-w (sym)", libraries=OV_LIBRARIES + NNCF,
+                about="NNCF weight-only INT8 of the OpenVINO IR, symmetric: a scale per row, no zero point")
+def quantize_weights_int8_sym(ov_model, config: SymmetricInt8Config):
+    """Where the CPU widens INT8 weights to f32 (no VNNI), each weight costs a convert and a multiply-add; NNCF's
+    default (asymmetric) adds a zero-point subtraction per weight, which the weight-bound b1 decode step feels."""
+    from optimum.intel import OVWeightQuantizationConfig
+
+    return _quantize(ov_model, config, OVWeightQuantizationConfig(bits=8, sym=True))
+
+
+@dataclass(frozen=True)
 class Int4WeightsConfig:
     group_size: int = 32  # llama.cpp Q4_0's block (32 weights, one scale): the peer column compares like with like
     runtime: dict = field(default_factory=lambda: dict(RUNTIME), metadata={"hash": False})

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from gpt2compress.hardware import cpu_model, isa_summary
+from gpt2compress.stages.openvino import RUNTIME
 
 
 def seconds(fn: Callable[[], object]) -> float:
@@ -87,7 +88,7 @@ def table(rows: list[dict]) -> list[str]:
 
 OV_FORMATS = {"fp32": None, "int8 asym": ("INT8_ASYM", {}), "int8 sym": ("INT8_SYM", {}),
               "int4 sym g32": ("INT4_SYM", {"group_size": 32, "ratio": 1.0, "all_layers": True})}
-OV_RUNTIME = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
+OV_RUNTIME = {**RUNTIME, "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}  # the bench's OV runtime, as f32act runs it
 
 
 def matmul_graph(layers: int, width: int, vocab: int, seq_len: int):
@@ -104,6 +105,17 @@ def matmul_graph(layers: int, width: int, vocab: int, seq_len: int):
     return ov.Model(outputs, list(inputs.values()), "matmuls")
 
 
+def format_graph(name: str, layers: int, width: int, vocab: int, seq_len: int):
+    """`matmul_graph` with its weights in one of `OV_FORMATS`, compressed by NNCF."""
+    import nncf
+
+    model = matmul_graph(layers, width, vocab, seq_len)
+    if OV_FORMATS[name] is None:
+        return model
+    mode, options = OV_FORMATS[name]
+    return nncf.compress_weights(model, mode=getattr(nncf.CompressWeightsMode, mode), **options)
+
+
 def openvino_formats(layers: int, width: int, vocab: int, seq_len: int, threads: int, rounds: int) -> dict:
     """Per weight format: seconds for all the matmuls of one forward (median of interleaved rounds)."""
     import nncf
@@ -112,12 +124,9 @@ def openvino_formats(layers: int, width: int, vocab: int, seq_len: int, threads:
 
     nncf.set_log_level(logging.WARNING)  # its per-model statistics table would interleave with ours on stdout
     core, requests = ov.Core(), {}
-    for name, compression in OV_FORMATS.items():
-        model = matmul_graph(layers, width, vocab, seq_len)
-        if compression:
-            mode, options = compression
-            model = nncf.compress_weights(model, mode=getattr(nncf.CompressWeightsMode, mode), **options)
-        compiled = core.compile_model(model, "CPU", {**OV_RUNTIME, "INFERENCE_NUM_THREADS": str(threads)})
+    for name in OV_FORMATS:
+        compiled = core.compile_model(format_graph(name, layers, width, vocab, seq_len), "CPU",
+                                      {**OV_RUNTIME, "INFERENCE_NUM_THREADS": str(threads)})
         requests[name] = compiled.create_infer_request()
     rng = np.random.default_rng(1)
     feeds = {f"x{k}": rng.standard_normal((seq_len, k)).astype(np.float32) for k in (width, 4 * width)}

@@ -238,3 +238,33 @@ def test_the_summary_sets_our_fastest_decode_beside_each_peer_engine():
     assert peer_lines(rows) == [
         "- b1: our fastest decode, ov-int8-weights-f32act, is 1.09× llamacpp-q8_0's (×decode 6.35 vs 5.85)",
         "- b1: our fastest decode, ov-int8-weights-f32act, is 0.907× ct2-int8's (×decode 6.35 vs 7)"]  # b8: no peer
+
+
+def test_the_peer_line_s_interval_holds_an_even_pair_and_excludes_a_planted_gap():
+    """Both sides decode at the same rate per fp32 round (A/A): the interval holds 1. Ours 15 % slower: it lies
+    below 1. Rounds carry ±8 % noise, each side paired with its own fp32 rounds, as the bench measures."""
+    import random
+
+    from gpt2compress.records import GenerateRecord
+    from gpt2compress.report.throughput_pages import peer_lines
+
+    rng = random.Random(7)
+    noisy = lambda value: value * rng.uniform(0.92, 1.08)  # noqa: E731
+
+    def row(variant, runtime, speedup):
+        fp32 = [noisy(17.0) for _ in range(15)]
+        return GenerateRecord(variant=variant, runtime=runtime, batch_size=1,
+                              decode_tokens_per_s_samples=[noisy(f * speedup) for f in fp32],
+                              reference_rounds={"decode_tokens_per_s_samples": fp32}).derive_ratios()
+
+    def interval(ours_speedup):
+        [line] = peer_lines([row("ov-int8-sym-weights", "openvino-genai", ours_speedup),
+                             row("llamacpp-q8_0", "llamacpp", 4.5)])
+        low, high = map(float, re.search(r"95 % interval ([\d.]+)–([\d.]+);", line).groups())
+        point = float(re.search(r"is ([\d.]+)×", line).group(1))
+        assert low <= point <= high
+        return low, high
+
+    low, high = interval(4.5)
+    assert low < 1 < high
+    assert interval(4.5 * 0.85)[1] < 1

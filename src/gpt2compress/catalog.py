@@ -148,11 +148,36 @@ def metrics_of(kind: str) -> list[Metric]:
     return [m for m in METRICS.values() if kind in m.kinds]
 
 
+MIN_INTERVAL_ROUNDS = 5
+
+
 def pair_ratios(samples: list[float] | None, reference: list[float] | None) -> list[float]:
     """Round i of the variant over round i of the reference, which ran just before it."""
     if not samples or not reference or len(samples) != len(reference):
         return []
     return [s / r for s, r in zip(samples, reference) if r]
+
+
+def kept_pairs(m: Metric, record: Any) -> list[float]:
+    """A record's per-pair ratios to the reference rounds it kept (`Record.against`)."""
+    return pair_ratios(getattr(record, m.samples, None), record.reference_rounds.get(m.samples)) if m.samples else []
+
+
+def median_ratio_interval(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """Where median(a) / median(b) lands when each side's rounds are drawn again: a percentile bootstrap that
+    resamples the two apart, since a's rounds were not paired with b's (two variants, each paired with its own
+    reference rounds). None when a side has too few rounds for the interval to mean anything."""
+    if min(len(a), len(b)) < MIN_INTERVAL_ROUNDS:
+        return None
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    def statistic(x, y, axis=-1):
+        return np.median(x, axis=axis) / np.median(y, axis=axis)
+
+    result = bootstrap((a, b), statistic, n_resamples=4000, confidence_level=level, method="percentile",
+                       random_state=0)  # seeded: the same rounds give the same report
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def ratio(m: Metric, record: Any, reference: Any) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..catalog import GENERATE, METRICS, PEER_RUNTIMES, TRAIN
+from ..catalog import GENERATE, METRICS, PEER_RUNTIMES, TRAIN, kept_pairs, median_ratio_interval
 from ..records import Record
 from .charts import fmt, metric_bars
 from .runs import Run
@@ -49,18 +49,23 @@ def generate_section(runs: list[Run]) -> list[str]:
 
 def peer_lines(rows: list[Record]) -> list[str]:
     """Our fastest decode against each peer engine's, per batch size. Each side is its own ratio to fp32 rounds
-    interleaved with it, so the two are compared as measured side by side, not across a run's drift."""
+    interleaved with it, so the two are compared as measured side by side, not across a run's drift; the 95 %
+    interval says whether "faster than the peer" survives the rounds' noise."""
     lines = []
-    key = "decode_tokens_per_s"
+    metric = METRICS["decode_tokens_per_s"]
+    key = metric.name
     for batch in sorted({r.batch_size for r in rows}):
         rated = [r for r in rows if r.batch_size == batch and r.ratios.get(key)]
         ours = [r for r in rated if r.runtime not in PEER_RUNTIMES]
         if not ours:
             continue
         best = max(ours, key=lambda r: r.ratios[key])
-        lines += [f"- b{batch}: our fastest decode, {best.variant}, is {fmt(best.ratios[key] / peer.ratios[key])}× "
-                  f"{peer.variant}'s (×decode {fmt(best.ratios[key])} vs {fmt(peer.ratios[key])})"
-                  for peer in rated if peer.runtime in PEER_RUNTIMES]
+        for peer in (r for r in rated if r.runtime in PEER_RUNTIMES):
+            interval = median_ratio_interval(kept_pairs(metric, best), kept_pairs(metric, peer))
+            spread = f"95 % interval {fmt(interval[0])}–{fmt(interval[1])}; " if interval else ""
+            ours_vs_peer = fmt(best.ratios[key] / peer.ratios[key])
+            lines.append(f"- b{batch}: our fastest decode, {best.variant}, is {ours_vs_peer}× {peer.variant}'s "
+                         f"({spread}×decode {fmt(best.ratios[key])} vs {fmt(peer.ratios[key])})")
     return lines
 
 

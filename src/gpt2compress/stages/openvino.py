@@ -4,8 +4,8 @@
   cache used for tracing follows each layer's own head count) to an FP32 IR, loaded
   as `OVModelForCausalLM` so `generate()` and `.logits` work as in transformers
   (a `GPT2ForSequenceClassification` becomes an `OVModelForSequenceClassification`).
-- `quantize_weights_int8`: NNCF weight-only INT8 (activations stay float); `quantize_weights_int4` the same in
-  INT4, groups of 32 (llama.cpp Q4_0's block).
+- `compress_weights`: NNCF weight-only INT8, asymmetric (NNCF's default) or symmetric, or INT4 in groups of 32
+  (llama.cpp Q4_0's block); activations stay float.
 - `quantize_static_int8`: NNCF static INT8 of weights and activations
   (model_type=transformer, SmoothQuant, fast bias correction) calibrated on real
   text windows. The LM head stays INT8: it is ~30 % of the FLOPs at 128 tokens.
@@ -193,7 +193,8 @@ def fold_constant_shapes(xml: Path) -> int:
     return folded
 
 
-def _quantize(ov_model, config: OpenVINOConfig, quantization_config, calibration=None):
+def _quantize(ov_model, config, quantization_config, calibration=None):
+    """Through optimum-intel's OVQuantizer; `config.runtime` is what the result compiles with."""
     from optimum.intel import OVConfig, OVQuantizer
 
     with tempfile.TemporaryDirectory(prefix="gpt2compress-ovq-") as out:
@@ -203,48 +204,37 @@ def _quantize(ov_model, config: OpenVINOConfig, quantization_config, calibration
         return load_openvino(out, config.runtime)
 
 
-@register_stage("ov_int8_weights", openvino_config, devices=(CPU,), takes="openvino", gives="openvino",
-                precision="int8-w", libraries=OV_LIBRARIES + NNCF, about="NNCF weight-only INT8 of the OpenVINO IR")
-def quantize_weights_int8(ov_model, config: OpenVINOConfig):
-    from optimum.intel import OVWeightQuantizationConfig
-
-    return _quantize(ov_model, config, OVWeightQuantizationConfig(bits=8))
-
-
 @dataclass(frozen=True)
-class SymmetricInt8Config:
+class WeightCompressionConfig:
+    """NNCF's data-free weight-only compression: no calibration data, activations stay float."""
+
+    bits: int = 8
+    sym: bool = False  # NNCF's INT8 default: u8 weights with a zero point per row
+    group_size: int | None = None  # None: one scale per row; INT4 in groups of 32, llama.cpp Q4_0's block
     runtime: dict = field(default_factory=lambda: dict(RUNTIME), metadata={"hash": False})
 
 
-@register_stage("ov_int8_sym_weights", lambda ctx: SymmetricInt8Config(), devices=(CPU,), takes="openvino",
-                gives="openvino", precision="int8-w (sym)", libraries=OV_LIBRARIES + NNCF,
+@register_stage("ov_int8_weights", lambda ctx: WeightCompressionConfig(), devices=(CPU,), takes="openvino",
+                gives="openvino", precision="int8-w", libraries=OV_LIBRARIES + NNCF,
+                about="NNCF weight-only INT8 of the OpenVINO IR")
+@register_stage("ov_int8_sym_weights", lambda ctx: WeightCompressionConfig(sym=True), devices=(CPU,),
+                takes="openvino", gives="openvino", precision="int8-w (sym)", libraries=OV_LIBRARIES + NNCF,
                 about="NNCF weight-only INT8 of the OpenVINO IR, symmetric: a scale per row, no zero point")
-def quantize_weights_int8_sym(ov_model, config: SymmetricInt8Config):
-    """Where the CPU widens INT8 weights to f32 (no VNNI), each weight costs a convert and a multiply-add; NNCF's
-    default (asymmetric) adds a zero-point subtraction per weight, which the weight-bound b1 decode step feels."""
-    from optimum.intel import OVWeightQuantizationConfig
-
-    return _quantize(ov_model, config, OVWeightQuantizationConfig(bits=8, sym=True))
-
-
-@dataclass(frozen=True)
-class Int4WeightsConfig:
-    group_size: int = 32  # llama.cpp Q4_0's block (32 weights, one scale): the peer column compares like with like
-    runtime: dict = field(default_factory=lambda: dict(RUNTIME), metadata={"hash": False})
-
-
-@register_stage("ov_int4_weights", lambda ctx: Int4WeightsConfig(), devices=(CPU,), takes="openvino",
-                gives="openvino", precision="int4-w", libraries=OV_LIBRARIES + NNCF,
+@register_stage("ov_int4_weights", lambda ctx: WeightCompressionConfig(bits=4, sym=True, group_size=32),
+                devices=(CPU,), takes="openvino", gives="openvino", precision="int4-w", libraries=OV_LIBRARIES + NNCF,
                 about="NNCF weight-only INT4 of the OpenVINO IR (symmetric, groups of 32; embedding/LM head INT8)")
-def quantize_weights_int4(ov_model, config: Int4WeightsConfig):
-    """NNCF's data-free INT4 keeps the first and last layers (here the tied embedding / LM head) in INT8, its
-    default for accuracy; every other MatMul's weights are INT4 with one scale per group (GPT-2's widths, 768
-    and 3072, divide by 32; a model's whose do not gets the largest group NNCF finds that does)."""
+def compress_weights(ov_model, config: WeightCompressionConfig):
+    """Symmetric weights matter where the CPU widens them to f32 (no VNNI): each weight costs a convert and a
+    multiply-add, and a zero point adds a subtraction that the weight-bound b1 decode step feels.
+
+    NNCF's data-free INT4 keeps the first and last layers (here the tied embedding / LM head) in INT8, its default
+    for accuracy; every other MatMul's weights are INT4 with one scale per group (GPT-2's widths, 768 and 3072,
+    divide by 32; a model's whose do not gets the largest group NNCF finds that does)."""
     from optimum.intel import OVWeightQuantizationConfig
 
-    quantization = OVWeightQuantizationConfig(bits=4, sym=True, group_size=config.group_size, ratio=1.0,
-                                              group_size_fallback="adjust")  # a width 32 does not divide: smaller
-    return _quantize(ov_model, config, quantization)
+    groups = {"group_size": config.group_size, "ratio": 1.0,
+              "group_size_fallback": "adjust"} if config.group_size else {}  # a width 32 does not divide: smaller
+    return _quantize(ov_model, config, OVWeightQuantizationConfig(bits=config.bits, sym=config.sym, **groups))
 
 
 def ir_inputs(names, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:

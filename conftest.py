@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 
 import pytest
@@ -20,12 +21,13 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     import torch
 
     versions = {}
-    for package in ("torch", "transformers", "openvino", "nncf", "optimum-intel", "neural-compressor-pt", "gpt2compress"):
+    for package in ("torch", "transformers", "openvino", "nncf", "optimum-intel", "neural-compressor-pt",
+                    "gpt2compress"):
         try:
             versions[package] = md.version(package)
         except md.PackageNotFoundError:
             versions[package] = None
-    from gpt2compress.hardware import isa_summary
+    from gpt2compress.hardware import cpus_allowed, isa_summary
 
     gpu = {}
     if torch.cuda.is_available():
@@ -35,7 +37,8 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
                "driver": _nvidia_driver()}
     machine_info["gpt2compress"] = {"versions": versions, "cpu_isa": isa_summary(), "torch_cpu_capability":
                                     torch.backends.cpu.get_cpu_capability(), "gpu": gpu,
-                                    "threads": torch.get_num_threads(), "python": platform.python_version()}
+                                    "threads": torch.get_num_threads(), "cpus_allowed": cpus_allowed(),
+                                    "cpus_online": os.cpu_count(), "python": platform.python_version()}
 
 
 def _nvidia_driver() -> str | None:

@@ -10,7 +10,7 @@ from gpt2compress.report import charts
 from gpt2compress.catalog import METRICS
 from gpt2compress.report.stage_charts import summary_markdown
 from gpt2compress.records import ClassifyRecord, ForwardRecord, GenerateRecord, TrainRecord
-from gpt2compress.report.runs import Run
+from gpt2compress.report.runs import Run, describe_machine, measured_on
 from gpt2compress.report.throughput_pages import throughput_charts
 
 # Paired rounds whose per-pair ratios have median 2 while their medians' ratio is 4 / 3: a table showing "1.33"
@@ -30,7 +30,7 @@ def axes_scale(monkeypatch):
 @pytest.mark.parametrize("values, scale", [({"fp32": 500.0, "bf16 emulated": 24_000.0}, "log"),
                                            ({"fp32": 500.0, "int8": 390.0, "b8": 3_400.0}, "linear")])
 def test_log_axis_only_for_values_spanning_more_than_the_limit(values, scale, axes_scale, tmp_path):
-    run = SimpleNamespace(devices=["cpu"], label="run")
+    run = SimpleNamespace(devices=["cpu"], label="run", machine={})
     charts.bar_panels([run], tmp_path, "ttft", "TTFT", "ms", lambda r, device: values)
     assert axes_scale["scale"] == scale
     assert ("log scale" in axes_scale["label"]) == (scale == "log")
@@ -94,3 +94,21 @@ def test_chart_axes_carry_the_catalog_labels(run, axes_scale, tmp_path):
     throughput_charts([run], tmp_path)
     assert axes_scale["ttft"] == METRICS["ttft"].label
     assert axes_scale["train_memory"] == METRICS["train_peak_memory"].label
+
+
+PINNED = {"cpu": {"brand_raw": "Intel(R) Xeon(R) Platinum 8480+", "family": 6, "model": 143},
+          "gpt2compress": {"cpu_isa": ["amx_bf16", "amx_int8", "avx2", "avx512f"], "threads": 2,
+                           "cpus_allowed": [0, 2], "cpus_online": 16, "versions": {"torch": "2.14.1", "openvino": "x"}}}
+
+
+def test_the_summary_and_every_chart_name_the_machine_that_measured(run):
+    assert describe_machine(PINNED) == ("Intel(R) Xeon(R) Platinum 8480+ (family 6, model 143; amx), 2 threads on "
+                                        "CPUs 0,2 of 16; torch 2.14.1, openvino x")
+    pinned = Run("pinned", PINNED, run.records)
+    assert f"Measured on {describe_machine(PINNED)}." in summary_markdown([pinned]).splitlines()[:4]
+    host = Run("host", {**PINNED, "gpt2compress": {**PINNED["gpt2compress"], "threads": 16}}, run.records)
+    assert [line.split(":")[0] for line in measured_on([pinned, host])] == ["pinned", "host"]  # one line each
+    assert measured_on([pinned, pinned]) == [describe_machine(PINNED)]  # the same machine: said once
+    fig, _ = charts.panels([pinned], "every chart's panels")  # the footer a PNG pasted into a PR keeps
+    assert describe_machine(PINNED) in [text.get_text() for text in fig.texts]
+    charts.plt.close(fig)

@@ -28,7 +28,7 @@ def test_a_recorded_run_reads_back_as_it_was_measured(location):
     run_id = record_file(store, V1, commit="a" * 40, ref="refs/heads/main")
     [stored] = store.runs()
     assert (stored.id, stored.rows, stored.info.commit, stored.info.ref) == (run_id, 6, "a" * 40, "refs/heads/main")
-    assert stored.info.runner_class == "cpu-amd-epyc-avx512-vnni-bf16"  # derived from the file's machine_info
+    assert stored.info.runner_class == "cpu-amd-epyc-f25m17-avx512-vnni-bf16-2t"  # from the file's machine_info
     back, original = store.load(run_id), load_run(V1)
     assert sorted(r.case for r in back.records) == sorted(r.case for r in original.records)
     assert back.record("cpu", "int8-scratch").ratios == original.record("cpu", "int8-scratch").ratios
@@ -108,6 +108,17 @@ def test_runner_classes_name_comparable_machines():
     assert runner_class(cpu) == "cpu-intel-r-xeon-r-platinum-8480-amx"
     epyc = {"cpu": {"brand_raw": "AMD EPYC"}, "gpt2compress": {"cpu_isa": ["avx2"]}}
     assert runner_class(epyc) == "cpu-amd-epyc-avx2"
+
+
+def test_runner_classes_keep_cpu_generations_and_thread_counts_apart():
+    """A KVM guest's "AMD EPYC" is Zen 1 or Zen 3 (family 23 model 1 / family 25 model 1), both AVX2-only; and a run
+    pinned to 2 cores of a 16-core host is not the host: neither pair may share a baseline."""
+    def epyc(family: int, model: int, threads: int) -> dict:
+        return {"cpu": {"brand_raw": "AMD EPYC", "family": family, "model": model},
+                "gpt2compress": {"cpu_isa": ["avx", "avx2"], "threads": threads}}
+
+    assert runner_class(epyc(23, 1, 2)) == "cpu-amd-epyc-f23m1-avx2-2t"
+    assert len({runner_class(epyc(23, 1, 2)), runner_class(epyc(25, 1, 2)), runner_class(epyc(23, 1, 16))}) == 3
     assert runner_class({"gpt2compress": {"gpu": {"name": "Tesla T4"}}}) == "gpu-tesla-t4"
 
 

@@ -2,6 +2,7 @@
 compared, an A/A pair passes, and a regression planted into one kind fails naming that kind, variant and metric."""
 
 import json
+import os
 import re
 
 import pytest
@@ -161,6 +162,7 @@ def test_compare_warns_when_machines_differ(aa_runs, tmp_path, capsys):
 def test_machine_identity_is_recorded(aa_runs):
     info = json.loads(aa_runs[0].read_text())["machine_info"]["gpt2compress"]
     assert info["versions"]["torch"] and info["versions"]["openvino"] and "cpu_isa" in info
+    assert info["cpus_allowed"] == sorted(os.sched_getaffinity(0)) and info["threads"] >= 1  # pinned: test_hardware
 
 
 def test_bad_json_is_a_clear_error(tmp_path, capsys):

@@ -148,9 +148,6 @@ def metrics_of(kind: str) -> list[Metric]:
     return [m for m in METRICS.values() if kind in m.kinds]
 
 
-MIN_INTERVAL_ROUNDS = 5
-
-
 def pair_ratios(samples: list[float] | None, reference: list[float] | None) -> list[float]:
     """Round i of the variant over round i of the reference, which ran just before it."""
     if not samples or not reference or len(samples) != len(reference):
@@ -161,6 +158,9 @@ def pair_ratios(samples: list[float] | None, reference: list[float] | None) -> l
 def kept_pairs(m: Metric, record: Any) -> list[float]:
     """A record's per-pair ratios to the reference rounds it kept (`Record.against`)."""
     return pair_ratios(getattr(record, m.samples, None), record.reference_rounds.get(m.samples)) if m.samples else []
+
+
+MIN_INTERVAL_ROUNDS = 5  # fewer rounds a side and a percentile bootstrap's interval is mostly its own resampling
 
 
 def median_ratio_interval(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, float] | None:

@@ -24,6 +24,9 @@
         the gate over N processes of identical code: false alarms, a planted +15 % caught (bench/error-rates.sh).
         the saved history (--history PATH|postgresql://..., default $GPT2COMPRESS_HISTORY or
         ~/.cache/gpt2compress/history.sqlite): every run with its commit, runner class and records.
+    gpt2compress cores 2
+        a CPU list of 2 distinct physical cores, for `taskset -c $(gpt2compress cores 2) pytest bench/ ...`
+        (a 2-core run on a bigger host, SMT siblings never counted as two).
     gpt2compress cache ls
         every cached build: kind, what it is, size, last used, code fingerprint.
     gpt2compress cache prune --max-size 20G | --older-than 14
@@ -213,16 +216,14 @@ def history_changes(args: argparse.Namespace) -> int:
 def history_error_rates(args: argparse.Namespace) -> int:
     from .budgets import load_budgets
     from .report.merge_base_gate import error_rates, format_error_rates
-    from .report.runs import load_run
+    from .report.runs import describe_machine, load_run
 
     runs = [load_run(path) for path in args.results]
     if len(runs) < 4:
         raise ValueError(f"error-rates needs at least 4 runs of identical code (each pair's spread comes from the "
                          f"others), got {len(runs)}: run bench/error-rates.sh")
     rules = load_budgets(args.budgets).compare if args.budgets else ()
-    machine = runs[0].machine
-    where = (f"{len(runs)} processes on {machine.get('cpu', {}).get('brand_raw', '?')} "
-             f"({machine.get('gpt2compress', {}).get('cpu_isa', '?')})")
+    where = f"{len(runs)} processes on {describe_machine(runs[0].machine)}"
     print(format_error_rates(error_rates(runs, args.planted, rules=rules), args.planted, where))
     return 0
 
@@ -357,6 +358,13 @@ def cache_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cores(args: argparse.Namespace) -> int:
+    from .hardware import cpu_list, distinct_cores
+
+    print(cpu_list(distinct_cores(args.n)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpt2compress", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -380,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     gate.add_argument("--markdown", action="store_true", help="the table as GitHub-flavoured markdown (job summary)")
     gate.set_defaults(func=compare)
     _history_parser(commands)
+    pin = commands.add_parser("cores", help="N CPUs on N distinct physical cores, as a list for taskset -c")
+    pin.add_argument("n", type=int)
+    pin.set_defaults(func=cores)
     cache = commands.add_parser("cache", help="list or prune the build cache ($GPT2COMPRESS_CACHE)")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True)
     cache_commands.add_parser("ls", help="every entry, most recently used first").set_defaults(func=cache_ls)

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..catalog import Metric  # noqa: E402
 from ..records import Record  # noqa: E402
-from .runs import Run  # noqa: E402
+from .runs import Run, measured_on  # noqa: E402
 
 Values = Callable[[Run, str], dict[str, float]]  # (run, device) -> {category: value}
 LOG_SPAN = 30  # bars spanning more than this factor are drawn on a log axis
@@ -22,12 +22,18 @@ def panels(runs: list[Run], title: str, devices: list[str] | None = None):
     devices = devices or sorted({d for run in runs for d in run.devices})
     fig, axes = plt.subplots(1, len(devices), figsize=(7 * len(devices), 4.8), squeeze=False)
     fig.suptitle(title)
+    machine_footer(fig, runs)
     return fig, list(zip(devices, axes[0]))
+
+
+def machine_footer(fig, runs: list[Run]) -> None:
+    """What measured the chart, in its corner: a PNG pasted into a PR still names its CPU, ISA and threads."""
+    fig.text(0.005, 0.005, "\n".join(measured_on(runs)), fontsize=7, color="dimgray", va="bottom")
 
 
 def save(fig, out: Path, name: str) -> Path:
     path = out / f"{name}.png"
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))  # room for the machine footer
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

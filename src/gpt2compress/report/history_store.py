@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..hardware import isa_level
 from ..records import Record, from_extra_info
 from .runs import Run, load_run
 
@@ -232,21 +233,19 @@ def open_store(location: str | None = None) -> Store:
 
 
 def runner_class(machine: dict) -> str:
-    """A label for machines whose timings are comparable: the GPU's name, else the CPU model and its widest ISA.
-    Baselines never mix classes; pass `--runner-class` to name a fleet yourself."""
+    """A label for machines whose timings are comparable: the GPU's name, else the CPU model (its family and model
+    numbers too: a cloud guest's "AMD EPYC" can be any of four generations), its widest ISA and the thread count (a
+    run pinned to 2 cores of a 16-core host is not the host). Baselines never mix classes; pass `--runner-class` to
+    name a fleet yourself."""
     ours = machine.get("gpt2compress", {})
     gpu = (ours.get("gpu") or {}).get("name")
     if gpu:
         return _slug(f"gpu-{gpu}")
-    brand = (machine.get("cpu") or {}).get("brand_raw") or machine.get("processor") or "unknown-cpu"
-    isa = set(ours.get("cpu_isa") or [])
-    if any(f.startswith("amx") for f in isa):
-        level = "amx"
-    elif "avx512f" in isa:
-        level = "avx512" + ("-vnni" if "avx512_vnni" in isa else "") + ("-bf16" if "avx512_bf16" in isa else "")
-    else:
-        level = "avx2" if "avx2" in isa else "no-avx2"
-    return _slug(f"cpu-{brand}-{level}")
+    cpu = machine.get("cpu") or {}
+    brand = cpu.get("brand_raw") or machine.get("processor") or "unknown-cpu"
+    generation = f"f{cpu['family']}m{cpu['model']}" if {"family", "model"} <= cpu.keys() else ""
+    threads = f"{ours['threads']}t" if ours.get("threads") else ""
+    return _slug("-".join(filter(None, ["cpu", brand, generation, isa_level(ours.get("cpu_isa") or []), threads])))
 
 
 def _slug(text: str) -> str:

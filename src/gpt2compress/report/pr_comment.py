@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .compare_gate import Finding, format_markdown
 from .merge_base_gate import GateResult, annotations, blind_spots, spread_note
-from .runs import Run
+from .runs import Run, describe_machine
 
 MARKER = "<!-- gpt2compress-report:{runner} -->"
 
@@ -26,14 +26,15 @@ def skipped(run: Run) -> list[tuple[str, str]]:
 def page(run: Run, runner: str, result: GateResult | None = None, charts: str | None = None) -> str:
     """`result`: the gate against the base (None: no base to compare with — the run's own rows only)."""
     lines = [MARKER.format(runner=runner)]
+    measured = f"Measured on {describe_machine(run.machine)}."
     if result is None:
         lines += [f"## gpt2compress on {runner}: {len(run.records)} rows recorded", "",
-                  "No base run to compare with (`history gate --base REF` needs a recorded merge base)."]
+                  measured, "No base run to compare with (`history gate --base REF` needs a recorded merge base)."]
     else:
         verdict = ("accepted regression" if result.failed is False and result.regressions else
                    "regression" if result.failed else "no regression")
         lines += [f"## gpt2compress on {runner}: {verdict}", "",
-                  f"Base: run {result.base.id} of {result.base_note}. {spread_note(result)}."]
+                  measured, f"Base: run {result.base.id} of {result.base_note}. {spread_note(result)}."]
         if result.rerun_note:
             lines.append(f"{result.rerun_note}.")
         if result.accepted:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..catalog import FORWARD, reference_of
+from ..hardware import cpu_list, isa_level
 from ..records import Record, RecordError, from_extra_info
 
 JOURNAL_SUFFIX = ".jsonl"
@@ -49,6 +50,30 @@ class Run:
             base = self.reference_for(r)
             if not r.ratios and base is not None:
                 r.against(base, paired=False)
+
+
+def describe_machine(machine: dict) -> str:
+    """One line naming what measured a run: CPU model and ISA, threads and the CPUs they were pinned to, the
+    libraries that set the speed, the GPU. Every report and chart carries it, since a number means little without."""
+    cpu, ours = machine.get("cpu") or {}, machine.get("gpt2compress") or {}
+    model = ", ".join(f"{k} {cpu[k]}" for k in ("family", "model") if cpu.get(k) is not None)
+    isa = isa_level(ours["cpu_isa"]) if ours.get("cpu_isa") else "ISA unknown"
+    brand = cpu.get("brand_raw") or machine.get("processor") or "unknown CPU"
+    line = f"{brand} ({'; '.join(filter(None, [model, isa]))})"
+    if ours.get("threads"):
+        line += f", {ours['threads']} thread{'s' if ours['threads'] != 1 else ''}"
+        if ours.get("cpus_allowed"):
+            line += f" on CPUs {cpu_list(ours['cpus_allowed'])} of {ours.get('cpus_online') or '?'}"
+    versions = ours.get("versions") or {}
+    libraries = [f"{name} {versions[name]}" for name in ("torch", "openvino") if versions.get(name)]
+    gpu = (ours.get("gpu") or {}).get("name")
+    return "; ".join([line, *([", ".join(libraries)] if libraries else []), *([f"GPU {gpu}"] if gpu else [])])
+
+
+def measured_on(runs: list[Run]) -> list[str]:
+    """The machine line of each run, once when they share one (a chart footer, summary.md's second line)."""
+    lines = [describe_machine(run.machine) for run in runs]
+    return lines[:1] if len(set(lines)) == 1 else [f"{run.label}: {line}" for run, line in zip(runs, lines)]
 
 
 def _with_session(machine: dict, data: dict) -> dict:

@@ -14,7 +14,7 @@ from ..catalog import FORWARD, METRICS
 from ..records import ForwardRecord, mib
 from .charts import fmt as _fmt, metric_bars, offsets, panels as _panels, save as _save
 from .gains_table import gains_section
-from .runs import Run
+from .runs import Run, measured_on
 from .task_pages import classify_section, confusion_charts, hellaswag_section
 from .throughput_pages import generate_section, throughput_charts, train_section
 
@@ -161,7 +161,7 @@ CHARTS: list[Callable[[list[Run], Path], list[Path]]] = [forward_charts, through
 
 def summary_markdown(runs: list[Run], gains: tuple[str, str] | None = None) -> str:
     """`gains`: the two variants of the gains table (default: fp32 vs the full stack in the run)."""
-    lines = ["# gpt2compress summary", ""]
+    lines = ["# gpt2compress summary", "", *(f"Measured on {line}." for line in measured_on(runs)), ""]
     for section in SECTIONS:
         lines += section(runs, gains) if section is gains_section else section(runs)
     lines.append("Ratios (×) divide by the reference of the same run, device and shape (fp32; the fp32 classifier for "

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from ..catalog import CLASSIFY, FORWARD
-from .charts import fmt, save
+from .charts import fmt, machine_footer, save
 from .runs import Run
 
 
@@ -51,6 +51,7 @@ def confusion_charts(runs: list[Run], out: Path) -> list[Path]:
             ConfusionMatrixDisplay(np.array(r.confusion_matrix), display_labels=r.classes).plot(
                 ax=ax, cmap="Blues", values_format="d", colorbar=False)
             ax.set_title(f"{r.variant} ({r.device}): accuracy {r.accuracy:.3f}, F1 {r.f1_macro:.3f}")
+            machine_footer(fig, [run])
             prefix = f"{run.label}-" if len(runs) > 1 else ""
             paths.append(save(fig, out, _slug(f"confusion-{prefix}{r.device}-{r.variant}")))
     return paths

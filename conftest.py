@@ -16,6 +16,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """Identity beyond pytest-benchmark's default: library versions, CPU ISA, GPU, driver, CUDA."""
+    machine_info["gpt2compress"] = _ours()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """The machine line reports carry (summary.md, charts, the PR page), at the top of the run's output."""
+    from gpt2compress.hardware import cpu_generation, cpu_model
+    from gpt2compress.report.runs import describe_machine
+
+    machine = {"cpu": {"brand_raw": cpu_model(), **cpu_generation()}, "gpt2compress": _ours()}
+    return f"gpt2compress: {describe_machine(machine)}"
+
+
+def _ours() -> dict:
     import importlib.metadata as md
 
     import torch
@@ -35,10 +48,9 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         gpu = {"name": props.name, "capability": f"{props.major}.{props.minor}",
                "memory_gb": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda,
                "driver": _nvidia_driver()}
-    machine_info["gpt2compress"] = {"versions": versions, "cpu_isa": isa_summary(), "torch_cpu_capability":
-                                    torch.backends.cpu.get_cpu_capability(), "gpu": gpu,
-                                    "threads": torch.get_num_threads(), "cpus_allowed": cpus_allowed(),
-                                    "cpus_online": os.cpu_count(), "python": platform.python_version()}
+    return {"versions": versions, "cpu_isa": isa_summary(), "torch_cpu_capability":
+            torch.backends.cpu.get_cpu_capability(), "gpu": gpu, "threads": torch.get_num_threads(),
+            "cpus_allowed": cpus_allowed(), "cpus_online": os.cpu_count(), "python": platform.python_version()}
 
 
 def _nvidia_driver() -> str | None:

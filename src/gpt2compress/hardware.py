@@ -13,7 +13,7 @@ def _cpuinfo(field: str) -> str:
     """The first `field` line of /proc/cpuinfo ("" where there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
-            line = next((line for line in f if line.startswith(field)), "")
+            line = next((line for line in f if line.partition(":")[0].strip() == field), "")
     except OSError:
         line = ""
     return line.partition(":")[2].strip()
@@ -25,6 +25,12 @@ def cpu_flags() -> frozenset[str]:
 
 def cpu_model() -> str:
     return _cpuinfo("model name")
+
+
+def cpu_generation() -> dict[str, int]:
+    """{"family": 23, "model": 1} ({} where /proc/cpuinfo has neither): what tells one "AMD EPYC" from another."""
+    wanted = {"family": _cpuinfo("cpu family"), "model": _cpuinfo("model")}
+    return {k: int(v) for k, v in wanted.items() if v.isdigit()}
 
 
 # What a CPU class needs (any one flag): the classes a budget table can scope a limit to (budgets.py).

@@ -9,7 +9,8 @@
 #   -> charts/ + summary.md, and report.md: the page for the job summary and the sticky PR comment.
 #
 # The history is $GPT2COMPRESS_HISTORY (an SQLite path or a postgresql:// URL); RUNNER_CLASS names the runner class
-# (default: derived from the CPU model + ISA, or the GPU); CHARTS_URL is linked from the page. Exit status:
+# (default: derived from the CPU model + ISA + threads, or the GPU); CHARTS_URL is linked from the page; PIN_CORES=N
+# runs the whole job on N distinct physical cores (taskset; a 2-core runner's numbers on a bigger host). Exit status:
 # non-zero if the bench or the gate failed, after everything else has run.
 set -uo pipefail
 mode=${1:?usage: bench/ci.sh pr|main [pytest args...]}; shift
@@ -19,6 +20,11 @@ status=0
 
 if [ -z "${NO_INSTALL:-}" ]; then
   python3 -m venv .venv && . .venv/bin/activate && python -m pip install --quiet -e ".[${EXTRAS:-dev}]" || exit 1
+fi
+if [ -n "${PIN_CORES:-}" ] && [ -z "${PINNED_TO:-}" ]; then   # everything below (gate re-runs too) on N cores
+  cpus=$(gpt2compress cores "$PIN_CORES") || exit 2
+  echo "bench/ci.sh: pinned to CPUs $cpus ($PIN_CORES distinct physical cores)"
+  PINNED_TO=$cpus NO_INSTALL=1 exec taskset -c "$cpus" bash "$0" "$mode" "$@"
 fi
 pytest bench/ --benchmark-json=results.json "$@" || status=$?
 results=results.json

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,3 +44,17 @@ def test_a_run_pinned_by_taskset_records_its_cpus_and_threads():
                                      env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout.splitlines()[-1])
     assert info["cpus_allowed"] == [int(cpu)] and info["threads"] == 1  # torch's pool followed the affinity
     assert info["cpus_online"] == os.cpu_count()
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is not installed")
+def test_the_ci_job_runs_pinned_when_asked(tmp_path):
+    for part in ("bench", "conftest.py", "pyproject.toml"):
+        (shutil.copytree if (ROOT / part).is_dir() else shutil.copy)(ROOT / part, tmp_path / part)
+    env = {**os.environ, "PIN_CORES": "1", "NO_INSTALL": "1",
+           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PINNED_TO", None)
+    done = subprocess.run(["bash", "bench/ci.sh", "main", "--collect-only", "-p", "no:cacheprovider"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    cpu = re.search(r"bench/ci.sh: pinned to CPUs (\d+) \(1 distinct", done.stdout)
+    assert cpu, done.stdout + done.stderr
+    assert f"1 thread on CPUs {cpu[1]} of {os.cpu_count()}" in done.stdout  # pytest's header, from the pinned job

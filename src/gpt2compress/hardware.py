@@ -1,4 +1,4 @@
-"""What this CPU can do natively: decides which stages apply and how INT8 kernels are set up."""
+"""What this CPU can do natively (which stages apply, how INT8 kernels are set up), and which CPUs a run may use."""
 
 from __future__ import annotations
 

@@ -113,6 +113,7 @@ def test_the_pr_page_lists_regressions_improvements_skips_and_charts(tmp_path, c
     text = page.read_text()
     assert code == 1 and text.startswith("<!-- gpt2compress-report:cpu-test -->")
     assert "## gpt2compress on cpu-test: regression" in text and "### Regressions (2)" in text
+    assert "\nMeasured on Test CPU (" in text  # the page names the machine, as summary.md and the charts do
     assert "### Improvements (2)" in text and "bf16" in text.split("### Improvements")[1].split("###")[0]
     assert "- `test_forward[fp16-cpu]`: fp16 needs CUDA" in text and "https://ci.example/run/1" in text
     capsys.readouterr()

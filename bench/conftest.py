@@ -251,7 +251,9 @@ def benchmark_runner(benchmark) -> Callable:
 
 def report_rounds(benchmark, seconds: list[float]) -> None:
     """Rounds timed elsewhere (an isolated child, a reference's fixture) into pytest-benchmark's row: it has no
-    public call for that, so this does what its `pedantic` does with each round it times."""
+    public call for that, so this does what its `pedantic` does with each round it times, and marks the fixture
+    used as `pedantic` does (else every such row warns "Benchmark fixture was not used at all")."""
+    benchmark._mode = "report_rounds(...)"
     stats = benchmark._make_stats(1)
     for s in seconds:
         stats.update(s)

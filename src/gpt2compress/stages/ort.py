@@ -58,7 +58,7 @@ def to_onnxruntime_int8(model: Any, config: OnnxRuntimeConfig) -> OnnxRuntimeLM:
     scratch = converting_dir("ort")
     example = torch.ones(1, 8, dtype=torch.long)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=model.config.n_positions)
-    torch.onnx.export(_Logits(model.float().cpu().eval()), (example, torch.ones_like(example)),
+    torch.onnx.export(_Logits(model.float().cpu()).eval(), (example, torch.ones_like(example)),
                       str(scratch / FP32_FILE), input_names=["input_ids", "attention_mask"], output_names=["logits"],
                       dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
                       dynamo=True, external_data=False, verbose=False)

@@ -242,6 +242,23 @@ def test_the_summary_sets_our_fastest_decode_beside_each_peer_engine():
         "- b1: our fastest decode, ov-int8-weights-f32act, is 0.907× ct2-int8's (×decode 6.35 vs 7)"]  # b8: no peer
 
 
+def test_the_summary_sets_our_fastest_forward_beside_each_peer_engine():
+    """Latency is lower-better: the fastest of ours is the lowest ratio, and the line says it in time."""
+    from gpt2compress.records import ForwardRecord
+    from gpt2compress.report.throughput_pages import peer_lines
+
+    def row(variant, runtime, ratio):
+        return ForwardRecord(variant=variant, runtime=runtime, device="cpu", batch_shape=[1, 128],
+                             ratios={"latency": ratio})
+
+    rows = [row("fp32", "torch", 1.0), row("int8-scratch", "torch", 0.5), row("ov-int8-static", "openvino", 0.2),
+            row("llamacpp-q8_0", "llamacpp", 0.7), row("ort-int8-dynamic", "onnxruntime", 0.3)]
+    assert peer_lines(rows, "latency") == [
+        "- b1 × 128: our fastest forward, ov-int8-static, takes 0.286× llamacpp-q8_0's time (×latency 0.2 vs 0.7)",
+        "- b1 × 128: our fastest forward, ov-int8-static, takes 0.667× ort-int8-dynamic's time (×latency 0.2 vs 0.3)"]
+    assert peer_lines(rows[:3], "latency") == []  # no peer engine in the run: no line
+
+
 def test_the_peer_line_s_interval_holds_an_even_pair_and_excludes_a_planted_gap():
     """Both sides decode at the same rate per fp32 round (A/A): the interval holds 1. Ours 15 % slower: it lies
     below 1. Rounds carry ±8 % noise, each side paired with its own fp32 rounds, as the bench measures."""

@@ -47,25 +47,34 @@ def generate_section(runs: list[Run]) -> list[str]:
     return lines
 
 
-def peer_lines(rows: list[Record]) -> list[str]:
-    """Our fastest decode against each peer engine's, per batch size. Each side is its own ratio to fp32 rounds
-    interleaved with it, so the two are compared as measured side by side, not across a run's drift; the 95 %
-    interval says whether "faster than the peer" survives the rounds' noise."""
+# How a peer line reads for each metric it is drawn for: what is compared, how "ours against the peer" is said, and
+# the table column the two ratios come from.
+PEER_PHRASES = {"decode_tokens_per_s": ("decode", "is {ratio}× {peer}'s", "×decode"),
+                "latency": ("forward", "takes {ratio}× {peer}'s time", "×latency")}
+
+
+def peer_lines(rows: list[Record], metric_name: str = "decode_tokens_per_s") -> list[str]:
+    """Our fastest variant against each peer engine's, per input shape (a decode's batch size, a forward's batch ×
+    sequence). Each side is its own ratio to fp32 rounds interleaved with it, so the two are compared as measured
+    side by side, not across a run's drift; the 95 % interval says whether "faster than the peer" survives the
+    rounds' noise."""
     lines = []
-    metric = METRICS["decode_tokens_per_s"]
-    key = metric.name
-    for batch in sorted({r.batch_size for r in rows}):
-        rated = [r for r in rows if r.batch_size == batch and r.ratios.get(key)]
+    metric = METRICS[metric_name]
+    what, says, column = PEER_PHRASES[metric_name]
+    fastest = max if metric.better == "higher" else min
+    for shape in sorted({r.shape for r in rows}):
+        rated = [r for r in rows if r.shape == shape and r.ratios.get(metric.name)]
         ours = [r for r in rated if r.runtime not in PEER_RUNTIMES]
         if not ours:
             continue
-        best = max(ours, key=lambda r: r.ratios[key])
+        best = fastest(ours, key=lambda r: r.ratios[metric.name])
         for peer in (r for r in rated if r.runtime in PEER_RUNTIMES):
             interval = median_ratio_interval(kept_pairs(metric, best), kept_pairs(metric, peer))
             spread = f"95 % interval {fmt(interval[0])}–{fmt(interval[1])}; " if interval else ""
-            ours_vs_peer = fmt(best.ratios[key] / peer.ratios[key])
-            lines.append(f"- b{batch}: our fastest decode, {best.variant}, is {ours_vs_peer}× {peer.variant}'s "
-                         f"({spread}×decode {fmt(best.ratios[key])} vs {fmt(peer.ratios[key])})")
+            ratio = fmt(best.ratios[metric.name] / peer.ratios[metric.name])
+            lines.append(f"- b{' × '.join(map(str, shape))}: our fastest {what}, {best.variant}, "
+                         f"{says.format(ratio=ratio, peer=peer.variant)} ({spread}{column} "
+                         f"{fmt(best.ratios[metric.name])} vs {fmt(peer.ratios[metric.name])})")
     return lines
 
 

@@ -100,7 +100,8 @@ def test_a_budget_on_an_unmeasured_metric_fails_and_says_why():
     record.missing["energy_per_sample"] = "energy is measured on CUDA GPUs only"
     lines = budget.violations(record)
     assert lines[0].startswith("max_latency_ratio: latency was not measured (this forward row has no median_ms)")
-    assert "min_energy_efficiency: energy_per_sample was not measured (energy is measured on CUDA GPUs only)" in lines[1]
+    assert ("min_energy_efficiency: energy_per_sample was not measured (energy is measured on CUDA GPUs only)"
+            in lines[1])
     assert lines[2].startswith("max_size_mb: size was not measured (this forward row has no size_mb)")
     drop = Budget({"max_accuracy_drop": 1.0}).violations(ClassifyRecord(variant="cls-x", device="cpu", accuracy=0.9))
     assert drop == ["max_accuracy_drop: accuracy was not measured (the reference of classify rows has no accuracy in "

@@ -19,7 +19,8 @@ def forward(variant, median_ms, ppl, peak_mib):
 
 
 def generate(variant, tokens_per_s, p50_ms):
-    return {"kind": "generate", "variant": variant, "device": "cpu", "batch_size": 1, "decode_tokens_per_s": tokens_per_s,
+    return {"kind": "generate", "variant": variant, "device": "cpu", "batch_size": 1,
+            "decode_tokens_per_s": tokens_per_s,
             "decode_p50_ms": p50_ms, "decode_p90_ms": p50_ms, "decode_p99_ms": p50_ms, "ttft_ms": 2 * p50_ms,
             "prompt_len": 128, "new_tokens": 64}
 

@@ -124,7 +124,8 @@ def test_runner_classes_keep_cpu_generations_and_thread_counts_apart():
 
 def test_cli_lists_runs(tmp_path, capsys):
     location = str(tmp_path / "h.sqlite")
-    assert main(["history", "record", str(V1), "--history", location, "--commit", "d" * 40, "--runner-class", "t4"]) == 0
+    record = ["history", "record", str(V1), "--history", location, "--commit", "d" * 40, "--runner-class", "t4"]
+    assert main(record) == 0
     assert main(["history", "runs", "--history", location]) == 0
     out = capsys.readouterr().out
     assert "recorded run 1: 6 rows" in out and "t4" in out and "dddddddddddd" in out

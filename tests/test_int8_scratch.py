@@ -3,7 +3,8 @@ from transformers.pytorch_utils import Conv1D
 
 from gpt2compress.io import load_model, save_model
 from gpt2compress.metrics import perplexity, size_on_disk
-from gpt2compress.stages.int8_scratch import Int8Config, Int8Embedding, Int8Linear, quantize_int8_scratch, quantize_tensor
+from gpt2compress.stages.int8_scratch import (Int8Config, Int8Embedding, Int8Linear, quantize_int8_scratch,
+                                              quantize_tensor)
 
 from helpers import random_gpt2
 
@@ -16,7 +17,8 @@ def test_quantize_tensor_error_within_half_a_step():
 
 
 def test_every_weight_matrix_is_int8_and_within_bound(model):
-    floats = {n: m.weight.detach().clone() for n, m in model.named_modules() if isinstance(m, (Conv1D, torch.nn.Embedding))}
+    floats = {n: m.weight.detach().clone() for n, m in model.named_modules()
+              if isinstance(m, (Conv1D, torch.nn.Embedding))}
     quantize_int8_scratch(model)
     assert not [m for m in model.modules() if isinstance(m, (Conv1D, torch.nn.Linear, torch.nn.Embedding))]
     for name, module in model.named_modules():

@@ -1,5 +1,8 @@
 """`pytest tests bench` imports both folders' test modules by basename: a shared name aborts collection."""
 
+import subprocess
+import sys
+
 from helpers import ROOT
 
 
@@ -9,6 +12,14 @@ def test_bench_and_unit_test_modules_have_distinct_names():
     assert bench and unit and not bench & unit, f"rename one of {sorted(bench & unit)}"
 
 
+def test_the_code_passes_ruff():
+    """The rules in pyproject's [tool.ruff] (line length, unused imports, undefined names), on every Python file."""
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise", "."],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert "No module named ruff" not in done.stderr, "ruff is in the dev extra: pip install -e '.[dev]'"
+    assert done.returncode == 0, f"ruff check . (ruff check --fix mends some):\n{done.stdout[-3000:]}{done.stderr}"
+
+
 def test_io_imports_no_stage_and_every_stage_module_registers():
     """io.py replays stage records through the registry; a new stage is one module that registers itself."""
     from gpt2compress.fingerprint import imported_modules, package_root
@@ -16,7 +27,8 @@ def test_io_imports_no_stage_and_every_stage_module_registers():
     from gpt2compress.stages import STAGES as loaded  # noqa: F401  (imports every stage module)
 
     assert not [m for m in imported_modules("gpt2compress.io", package_root()) if m.startswith("gpt2compress.stages")]
-    modules = {f"gpt2compress.stages.{p.stem}" for p in (package_root() / "stages").glob("*.py") if p.stem != "__init__"}
+    modules = {f"gpt2compress.stages.{p.stem}" for p in (package_root() / "stages").glob("*.py")
+               if p.stem != "__init__"}
     registered = {s.module for s in STAGES.values()} | {r.module for r in RUNTIMES.values()}
     assert registered == modules | {"gpt2compress.io"}  # io: the torch runtime
     assert {"torch", "openvino", "inc", "bnb", "llamacpp"} <= set(RUNTIMES)

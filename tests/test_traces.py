@@ -9,8 +9,8 @@ from helpers import run_bench
 def test_profile_and_memray_outputs(tmp_path, local_checkpoint):
     budgets = tmp_path / "open.toml"
     budgets.write_text("version = 1\n")
-    run = run_bench(local_checkpoint, tmp_path / "r.json", "--stages", "fp32,int8-scratch,ov-int8-static", "--budgets", str(budgets),
-                    "--profile", str(tmp_path / "traces"), "--memray", str(tmp_path / "mem"))
+    run = run_bench(local_checkpoint, tmp_path / "r.json", "--stages", "fp32,int8-scratch,ov-int8-static",
+                    "--budgets", str(budgets), "--profile", str(tmp_path / "traces"), "--memray", str(tmp_path / "mem"))
     assert run.returncode == 0, run.stdout[-3000:]
     for stage in ("fp32", "int8-scratch"):
         trace = json.loads((tmp_path / "traces" / f"cpu-{stage}.trace.json").read_text())

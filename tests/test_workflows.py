@@ -30,14 +30,16 @@ def test_the_schema_check_can_fail(tmp_path):
     assert validate(broken).returncode != 0
 
 
-@pytest.mark.parametrize("name,labels,device,extras", [("bench-cpu.yml", ["self-hosted", "cpu"], "cpu", "dev"),
-                                                        ("bench-t4.yml", ["self-hosted", "gpu", "t4"], "cuda", "dev,gpu")])
+@pytest.mark.parametrize("name,labels,device,extras", [
+    ("bench-cpu.yml", ["self-hosted", "cpu"], "cpu", "dev"),
+    ("bench-t4.yml", ["self-hosted", "gpu", "t4"], "cuda", "dev,gpu")])
 def test_bench_jobs_gate_prs_record_main_and_keep_evidence(name, labels, device, extras):
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
     job = workflow["jobs"]["bench"]
     assert job["runs-on"] == labels and job["env"]["EXTRAS"] == extras  # bitsandbytes on the T4
     script = "\n".join(step.get("run", "") for step in job["steps"])
-    assert f"--model gpt2 --data wikitext2 --tier ${{{{ env.TIER }}}} --device {device}" in script and "HF_HOME" in job["env"]
+    assert f"--model gpt2 --data wikitext2 --tier ${{{{ env.TIER }}}} --device {device}" in script
+    assert "HF_HOME" in job["env"]
     assert job["env"]["TIER"] == ("${{ (github.event_name == 'schedule' || github.event_name == 'workflow_dispatch') "
                                   "&& 'nightly' || 'pr' }}")  # pushes record the tier PRs are gated against
     assert "bench/ci.sh ${{ github.event_name == 'pull_request' && 'pr' || 'main' }}" in script

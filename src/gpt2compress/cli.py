@@ -112,7 +112,8 @@ def plot(args: argparse.Namespace) -> int:
     pair = tuple(args.gains.split(",")) if args.gains else None
     if pair is not None:
         if len(pair) != 2:
-            raise ValueError(f"--gains takes two variants, A,B (e.g. fp32,distilled-lora-pruned-int8); got {args.gains!r}")
+            raise ValueError("--gains takes two variants, A,B (e.g. fp32,distilled-lora-pruned-int8); "
+                             f"got {args.gains!r}")
         check_pair(runs, pair)
     for path in draw(runs, args.out, pair):
         print(path)

@@ -103,5 +103,6 @@ def energy_per_sample(fn: Callable[[], Any], source: PowerSource, samples_per_ca
         while calls == 0 or time.perf_counter() - start < min_seconds:
             fn()
             calls += 1
-    return {"mean_power_w": sampler.mean_watts, "energy_per_sample_mj": sampler.joules / (calls * samples_per_call) * 1e3,
+    return {"mean_power_w": sampler.mean_watts,
+            "energy_per_sample_mj": sampler.joules / (calls * samples_per_call) * 1e3,
             "energy_calls": calls, "energy_seconds": sampler.seconds}

@@ -22,7 +22,8 @@ class Option:
         out = {"default": self.default, "help": self.help}
         if self.action:
             return {**out, "action": self.action}
-        return {**out, **({"type": self.type} if self.type else {}), **({"metavar": self.metavar} if self.metavar else {})}
+        return {**out, **({"type": self.type} if self.type else {}),
+                **({"metavar": self.metavar} if self.metavar else {})}
 
 
 OPTIONS: tuple[Option, ...] = (

@@ -52,7 +52,8 @@ class Record:
     build: dict = field(default_factory=dict)  # provenance: cache key, code fingerprints, library versions, commits
     ratios: dict[str, float] = field(default_factory=dict)  # metric -> this / the reference (catalog.ratio)
     reference_values: dict[str, float] = field(default_factory=dict)  # metric -> the reference's value in this run
-    reference_rounds: dict[str, list[float]] = field(default_factory=dict)  # samples field -> the paired reference rounds
+    # samples field -> the paired reference rounds
+    reference_rounds: dict[str, list[float]] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)  # metric -> why it was not measured
     problems: list[str] = field(default_factory=list)  # a measurement that cannot be trusted (the gate fails on it)
     budget: dict[str, float] = field(default_factory=dict)  # the limits that applied
@@ -274,7 +275,8 @@ class ClassifyRecord(Footprint, Timed, Record):
         return 1 / self.ratios["size"] if self.ratios.get("size") else None
 
 
-RECORDS: dict[str, type[Record]] = {cls.KIND: cls for cls in (ForwardRecord, GenerateRecord, TrainRecord, ClassifyRecord)}
+RECORDS: dict[str, type[Record]] = {cls.KIND: cls
+                                    for cls in (ForwardRecord, GenerateRecord, TrainRecord, ClassifyRecord)}
 assert set(RECORDS) == set(KINDS)
 REQUIRED = ("variant", "device")
 

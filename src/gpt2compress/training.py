@@ -81,8 +81,9 @@ def train_steps(model: torch.nn.Module, windows: Windows, setup: TrainSetup, pro
     autocast = (lambda: torch.autocast(device.type, dtype=half)) if half else nullcontext
     scaler = torch.amp.GradScaler(device.type, enabled=setup.precision == "fp16")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=setup.learning_rate)
-    sync, result = synchronizer(device), TrainResult(tokens_per_step=sum(int(b["attention_mask"].sum()) for b in batches),
-                                                     accumulation=accumulation)
+    sync = synchronizer(device)
+    tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+    result = TrainResult(tokens_per_step=tokens, accumulation=accumulation)
     model.set_attn_implementation(setup.attention)
     model.train()
     with peak_memory(device) as mem:

@@ -105,7 +105,8 @@ def compare_runs(base: Run, new: Run, rules: tuple[CompareRule, ...] = ()) -> li
 
 def machine_differences(base: Run, new: Run) -> list[str]:
     keys = ("cpu", "machine", "processor")
-    out = [f"{k}: {base.machine.get(k)} → {new.machine.get(k)}" for k in keys if base.machine.get(k) != new.machine.get(k)]
+    out = [f"{k}: {base.machine.get(k)} → {new.machine.get(k)}" for k in keys
+           if base.machine.get(k) != new.machine.get(k)]
     a, b = base.machine.get("gpt2compress", {}), new.machine.get("gpt2compress", {})
     out += [f"{k}: {a.get(k)} → {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
     return out

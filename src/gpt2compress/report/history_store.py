@@ -264,7 +264,8 @@ def from_environment(commit: str | None = None, ref: str | None = None, pr: int 
     env = os.environ
     commit = commit or env.get("GITHUB_SHA") or _git("rev-parse", "HEAD")
     parents = (_git("rev-list", "--parents", "-n", "1", commit) or "").split()[1:] if commit else []
-    ref = ref or env.get("GITHUB_REF") or _git("symbolic-ref", "-q", "HEAD") or _git("rev-parse", "--abbrev-ref", "HEAD")
+    ref = (ref or env.get("GITHUB_REF") or _git("symbolic-ref", "-q", "HEAD")
+           or _git("rev-parse", "--abbrev-ref", "HEAD"))
     match = re.match(r"refs/pull/(\d+)/", env.get("GITHUB_REF", ""))
     return {"commit": commit, "parents": parents, "ref": ref, "pr": pr or (int(match.group(1)) if match else None)}
 

@@ -85,7 +85,8 @@ def base_run(store: Store, runner: str, base_ref: str, head: str = "HEAD",
             recorded[run.info.commit] = run
     for distance, commit in enumerate(_git("rev-list", f"--max-count={ANCESTORS}", merge_base)):
         if commit in recorded:
-            note = "the merge base" if distance == 0 else f"{distance} commit(s) before the merge base {merge_base[:12]}"
+            note = ("the merge base" if distance == 0
+                    else f"{distance} commit(s) before the merge base {merge_base[:12]}")
             return recorded[commit], f"{commit[:12]} ({note})"
     raise HistoryError(f"no run of runner class {runner!r} is recorded for the merge base {merge_base[:12]} of "
                        f"{base_ref} or its {ANCESTORS} ancestors: record one on {base_ref} first "

@@ -35,7 +35,8 @@ def generate_section(runs: list[Run]) -> list[str]:
             first = rows[0]
             lines += [f"## Generate: {run.label} — {device} (prompt {first.prompt_len}, "
                       f"{first.new_tokens} new tokens, greedy, KV cache)", "",
-                      "| variant | batch | TTFT ms | ×TTFT | decode ms/token p50 | p90 | p99 | decode tokens/s | ×decode |",
+                      "| variant | batch | TTFT ms | ×TTFT | decode ms/token p50 | p90 | p99 "
+                      "| decode tokens/s | ×decode |",
                       "|---|---|---|---|---|---|---|---|---|"]
             for r in rows:
                 lines.append(f"| {r.variant} | {r.batch_size} | {fmt(r.ttft_ms, '.1f')} "

@@ -115,7 +115,8 @@ def steps_per_epoch(config: FinetuneConfig) -> int:
 def training_config(ctx: Context, learning_rate: float) -> FinetuneConfig:
     """Every training stage (finetune, distill, lora): the run's fine-tuning data and budget."""
     s = ctx.settings
-    return FinetuneConfig(ctx.train, epochs=s.finetune_epochs, max_steps=s.finetune_max_steps, learning_rate=learning_rate)
+    return FinetuneConfig(ctx.train, epochs=s.finetune_epochs, max_steps=s.finetune_max_steps,
+                          learning_rate=learning_rate)
 
 
 @register_stage("finetune", lambda ctx: training_config(ctx, ctx.settings.finetune_lr), devices=(CPU, CUDA),

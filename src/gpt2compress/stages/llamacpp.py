@@ -103,7 +103,8 @@ def converter_dir() -> Path:
     if os.environ.get(CONVERTER_ENV):
         path = Path(os.environ[CONVERTER_ENV]).expanduser()
         if not (path / CONVERTER_FILES[0]).is_file():
-            raise LlamaCppUnavailable(f"${CONVERTER_ENV}={path} has no {CONVERTER_FILES[0]}: point it at a llama.cpp checkout")
+            raise LlamaCppUnavailable(f"${CONVERTER_ENV}={path} has no {CONVERTER_FILES[0]}: "
+                                      "point it at a llama.cpp checkout")
         return path
     version = installed_version()
     return cached_dir("llama.cpp", version, lambda out: _fetch_converter(version, out))

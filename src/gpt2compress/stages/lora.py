@@ -137,7 +137,8 @@ def lora_finetune(model: PreTrainedModel, config: LoraConfig) -> PreTrainedModel
     merged = adapted.merge_and_unload()
     merged.requires_grad_(True)  # peft froze the base; a later stage in the chain may train it
     return record(merged.eval(), "lora", {
-        "rank": config.adapters.rank, "alpha": config.adapters.alpha, "target_modules": list(config.adapters.target_modules),
+        "rank": config.adapters.rank, "alpha": config.adapters.alpha,
+        "target_modules": list(config.adapters.target_modules),
         "trainable_parameters": trainable, "total_parameters": total, "trainable_percent": 100 * trainable / total,
         "adapter_sparsity": sparsity, **sizes, "steps": state.global_step, "final_loss": losses[-1] if losses else None,
     })

@@ -112,7 +112,8 @@ def load_openvino(path: str | Path, runtime: dict | None = None):
     first call: the bench scores and generates an LM through its own engines (engines.py), not this object."""
     from optimum.intel import OVModelForCausalLM, OVModelForSequenceClassification
 
-    ov_class = OVModelForSequenceClassification if _is_classifier(AutoConfig.from_pretrained(path)) else OVModelForCausalLM
+    classifier = _is_classifier(AutoConfig.from_pretrained(path))
+    ov_class = OVModelForSequenceClassification if classifier else OVModelForCausalLM
     return ov_class.from_pretrained(path, ov_config=dict(runtime or RUNTIME), compile=False)
 
 

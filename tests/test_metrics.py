@@ -1,12 +1,17 @@
 import ctypes
+import hashlib
 import math
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from gpt2compress.data import Windows
-from gpt2compress.metrics import latency_stats, parameter_count, peak_memory, perplexity, size_on_disk
+from gpt2compress import measure
+from gpt2compress.metrics import (busy_threads, latency_stats, parameter_count, peak_memory, perplexity,
+                                  settle_threads, size_on_disk)
 
 from helpers import random_windows
 
@@ -75,3 +80,54 @@ def test_size_and_parameters(model, tmp_path):
     (tmp_path / "d" / "b").write_bytes(b"x" * 5)
     assert size_on_disk(tmp_path) == 15
     assert parameter_count(model) == model.num_parameters()  # tied head counted once
+
+
+def test_busy_threads_sees_a_running_thread_and_not_a_sleeping_one():
+    stop, ids, data = threading.Event(), {}, bytes(32 * 2**20)
+
+    def hashing():
+        ids["hashing"] = threading.get_native_id()
+        while not stop.is_set():
+            hashlib.sha256(data)  # 32 MiB: milliseconds on a CPU, with the GIL released
+
+    def sleeping():
+        ids["sleeping"] = threading.get_native_id()
+        stop.wait()
+
+    threads = [threading.Thread(target=f) for f in (hashing, sleeping)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(1000):  # until the sleeper has reached its wait
+            if len(ids) == 2 and ids["sleeping"] not in busy_threads():
+                break
+            time.sleep(0.001)
+        seen = []
+        for _ in range(20):
+            seen.append(busy_threads())
+            time.sleep(0.001)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert any(ids["hashing"] in s for s in seen)
+    assert not any(ids["sleeping"] in s for s in seen)
+
+
+def test_settle_threads_waits_while_a_thread_is_busy_and_gives_up_at_its_limit():
+    answers = iter([{7}, {7}, {7}, set()])
+    calls = []
+    assert settle_threads(busy=lambda: calls.append(1) or next(answers)) is True
+    assert len(calls) == 4  # asked until no thread was busy
+    assert settle_threads(max_wait_s=0.01, busy=lambda: {7}) is False  # a pool that never sleeps: gives up
+
+
+def test_paired_rounds_start_once_the_other_sides_threads_settled(monkeypatch):
+    """A round of one runtime must not share the cores with the spin of the other's pool (torch's libgomp spins
+    ~7 ms after a forward; an OpenVINO forward after it lost 3 ms of 55 on a 2-core Zen 4)."""
+    order = []
+    monkeypatch.setattr(measure, "settle_threads", lambda: order.append("settle"))
+    times, base = measure.alternate(lambda: order.append("variant"), lambda: order.append("reference"),
+                                    rounds=2, warmup=1)
+    assert len(times) == len(base) == 2
+    assert order == ["settle", "reference", "settle", "variant"] * 3

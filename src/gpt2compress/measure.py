@@ -28,7 +28,8 @@ from .fingerprint import project_commit
 from .engines import generation_engine, scoring_engine
 from .generation import cannot_generate, summarize, timed_generate
 from .metrics import (Inputs, cuda_event_ms, first_batch, fixed_batch, forward_callable, latency_stats, peak_memory,
-                      perplexity, release_memory, size_on_disk, time_calls, unsynchronized_timer)
+                      perplexity, release_memory, settle_threads, size_on_disk, time_calls,
+                      unsynchronized_timer)
 from .progress import measuring
 from .records import ClassifyRecord, ForwardRecord, GenerateRecord, Record, TrainRecord
 from .registry import StageNotApplicable
@@ -58,13 +59,17 @@ def own_runner(target: Callable[[], Any], setup: Callable[[], Any], rounds: int,
 
 def alternate(target: Callable[[], Any], reference: Callable[[], Any], rounds: int, warmup: int,
               runner: Runner = own_runner) -> tuple[list[float], list[float]]:
-    """ABAB…: seconds of each timed round of `target`, and of the `reference` call that ran just before it."""
+    """ABAB…: seconds of each timed round of `target`, and of the `reference` call that ran just before it. Each
+    call starts once the other's threads are asleep (`settle_threads`): a round of one runtime does not share the
+    cores with the last one's spinning pool (torch's spin cost an OpenVINO forward after it 3 ms of 55)."""
     reference_s: list[float] = []
 
     def before() -> None:
+        settle_threads()
         start = time.perf_counter()
         reference()
         reference_s.append(time.perf_counter() - start)
+        settle_threads()
 
     times = runner(target, before, rounds, warmup)
     return times, reference_s[warmup:]

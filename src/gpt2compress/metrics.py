@@ -12,7 +12,7 @@ import math
 import os
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -236,6 +236,34 @@ def latency_stats(seconds: list[float]) -> dict[str, float]:
         return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))] * 1e3
 
     return {"mean_ms": sum(ordered) / len(ordered) * 1e3, "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99)}
+
+
+def busy_threads() -> set[int]:
+    """Other threads of this process running or waiting to run now (state R in /proc/self/task/*/stat; Linux)."""
+    me, busy = threading.get_native_id(), set()
+    for tid in os.listdir("/proc/self/task"):
+        with suppress(OSError):  # a thread may end between listing and reading
+            if int(tid) != me and Path(f"/proc/self/task/{tid}/stat").read_text().rpartition(")")[2].split()[0] == "R":
+                busy.add(int(tid))
+    return busy
+
+
+def settle_threads(max_wait_s: float = 0.2, poll_s: float = 0.0005,
+                   busy: Callable[[], set[int]] = busy_threads) -> bool:
+    """Wait until no other thread of this process is running or waiting to run.
+
+    Why: a thread pool spins on after its work before it sleeps (torch's libgomp about 7 ms on a Zen 4, ONNX Runtime's
+    about 37 ms). On a 2-core runner the next timed call, by another runtime's threads, shares the cores with that
+    spin for its first milliseconds. False if still busy after `max_wait_s`; True at once where
+    /proc/self/task is not (not Linux)."""
+    if not os.path.isdir("/proc/self/task"):
+        return True
+    deadline = time.perf_counter() + max_wait_s
+    while busy():
+        if time.perf_counter() > deadline:
+            return False
+        time.sleep(poll_s)
+    return True
 
 
 def time_calls(fn: Callable[[], Any], rounds: int = 10, warmup: int = 2) -> list[float]:

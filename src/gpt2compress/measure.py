@@ -60,8 +60,8 @@ def own_runner(target: Callable[[], Any], setup: Callable[[], Any], rounds: int,
 def alternate(target: Callable[[], Any], reference: Callable[[], Any], rounds: int, warmup: int,
               runner: Runner = own_runner) -> tuple[list[float], list[float]]:
     """ABAB…: seconds of each timed round of `target`, and of the `reference` call that ran just before it. Each
-    call starts once the other's threads are asleep (`settle_threads`): a round of one runtime does not share the
-    cores with the last one's spinning pool (torch's spin cost an OpenVINO forward after it 3 ms of 55)."""
+    call starts once the other's threads are asleep (`settle_threads`), so it does not share the cores with the
+    other runtime's spinning pool."""
     reference_s: list[float] = []
 
     def before() -> None:

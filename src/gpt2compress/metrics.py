@@ -239,9 +239,10 @@ def latency_stats(seconds: list[float]) -> dict[str, float]:
 
 
 def busy_threads() -> set[int]:
-    """Other threads of this process running or waiting to run now (state R in /proc/self/task/*/stat; Linux)."""
+    """Other threads of this process running or waiting to run now (state R in /proc/self/task/*/stat). Off Linux,
+    where there is no /proc, none."""
     me, busy = threading.get_native_id(), set()
-    for tid in os.listdir("/proc/self/task"):
+    for tid in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ():
         with suppress(OSError):  # a thread may end between listing and reading
             if int(tid) != me and Path(f"/proc/self/task/{tid}/stat").read_text().rpartition(")")[2].split()[0] == "R":
                 busy.add(int(tid))
@@ -254,10 +255,7 @@ def settle_threads(max_wait_s: float = 0.2, poll_s: float = 0.0005,
 
     Why: a thread pool spins on after its work before it sleeps (torch's libgomp about 7 ms on a Zen 4, ONNX Runtime's
     about 37 ms). On a 2-core runner the next timed call, by another runtime's threads, shares the cores with that
-    spin for its first milliseconds. False if still busy after `max_wait_s`; True at once where
-    /proc/self/task is not (not Linux)."""
-    if not os.path.isdir("/proc/self/task"):
-        return True
+    spin for its first milliseconds. False if still busy after `max_wait_s`."""
     deadline = time.perf_counter() + max_wait_s
     while busy():
         if time.perf_counter() > deadline:

@@ -86,7 +86,7 @@ def test_torch_variants_generate_themselves_and_openvino_through_genai_unless_op
 
 def test_the_stateless_ir_scores_as_the_stateful_one(ctx, ov_fp32):
     from gpt2compress.engines import scoring_engine
-    from gpt2compress.stages.openvino import StatelessScorer
+    from gpt2compress.ov_scorer import StatelessScorer
 
     scorer = scoring_engine(ov_fp32)
     assert isinstance(scorer, StatelessScorer)
@@ -125,3 +125,18 @@ def test_a_call_that_kills_every_process_is_a_clear_error(ov_fp32):
     with pytest.raises(Crashed, match=r"failed 2 times in a row, .*: openvino-genai.s process died: signal 9"):
         engine.new_token_ids(torch.randint(0, 300, (1, 4)), 2)
     assert engine.restarts == 1
+
+
+def test_the_timed_shape_runs_on_a_static_compile_and_other_shapes_on_a_dynamic_one(ov_fp32):
+    from gpt2compress.engines import scoring_engine
+
+    scorer = scoring_engine(ov_fp32, timed_shape=(1, 16))
+    static = scorer.request
+    assert list(scorer.requests) == [(1, 16)] and static.get_compiled_model().input("input_ids").get_partial_shape() \
+        .is_static  # compiled for the timed batch before anything runs: the peak memory the bench reads holds it
+    ids = torch.randint(0, 300, (2, 16))
+    timed = scorer(ids[:1]).logits
+    assert scorer.request is static
+    other = scorer(ids).logits  # perplexity's batches: the dynamic compile, made on first use
+    assert scorer.request is not static and set(scorer.requests) == {(1, 16), None}
+    assert torch.allclose(timed[0], other[0], atol=1e-5)

@@ -2,8 +2,8 @@
 paths OpenVINO deploys it on. Builds stay what stages made (optimum-intel models, which NNCF quantizes); only
 the measurement picks the engine.
 
-- scoring (perplexity, forward latency, HellaSwag): the IR compiled without its KV-cache state
-  (`stages.openvino.StatelessScorer`);
+- scoring (perplexity, forward latency, HellaSwag): the IR compiled without its KV-cache state, with static
+  shapes for the batch the bench times (`ov_scorer.StatelessScorer`);
 - generation: openvino-genai's `LLMPipeline` on the same IR, in a process of its own (`genai.GenAIGenerator`;
   GPT2COMPRESS_GENAI=0 times optimum-intel's `generate` instead).
 """
@@ -22,12 +22,14 @@ def _openvino_lm(built: Any) -> bool:
     return built.runtime == "openvino" and is_causal_lm_ir(built.path)
 
 
-def scoring_engine(built: Any) -> Any:
-    """What scores windows for a built variant: a stateless compiled IR for an OpenVINO LM, the model otherwise."""
+def scoring_engine(built: Any, timed_shape: tuple[int, int] | None = None) -> Any:
+    """What scores windows for a built variant: a stateless compiled IR for an OpenVINO LM (static shapes for
+    `timed_shape`, the batch the bench times), the model otherwise."""
     if _openvino_lm(built):
-        from .stages.openvino import StatelessScorer, runtime_properties
+        from .ov_scorer import StatelessScorer
+        from .stages.openvino import runtime_properties
 
-        return StatelessScorer(built.path, runtime_properties(built.path))
+        return StatelessScorer(built.path, runtime_properties(built.path), timed_shape)
     return built.model
 
 

@@ -190,7 +190,8 @@ def forward_record(built: Built, ctx: Context, reference: Reference, runner: Run
                    hellaswag: list | None = None, rounds: int = ROUNDS, warmup: int = WARMUP) -> ForwardRecord:
     """Footprint, perplexity, peak memory (the variant alone), then latency in rounds paired with the reference's.
     An OpenVINO LM is scored on its stateless IR (`engines.scoring_engine`)."""
-    inputs, model = reference.inputs, scoring_engine(built)
+    inputs = reference.inputs
+    model = scoring_engine(built, tuple(shape_of(inputs)))
     forward = forward_callable(model, inputs)
     release_memory()  # what a build in this process freed is not this variant's peak
     with peak_memory(ctx.device) as mem:

@@ -64,45 +64,6 @@ def _is_classifier(config) -> bool:
     return auto_class(config) is AutoModelForSequenceClassification
 
 
-def cut_state(model):
-    """The stateful IR as a stateless one: each KV-cache ReadValue replaced by its initial (empty) value, the
-    Assigns that would store the cache dropped. What is left computes the same logits for a whole sequence."""
-    for read in [op for op in model.get_ordered_ops() if op.get_type_name() == "ReadValue"]:
-        for target in list(read.output(0).get_target_inputs()):
-            target.replace_source_output(read.input_value(0))
-    for sink in list(model.get_sinks()):
-        model.remove_sink(sink)
-    for variable in list(model.get_variables()):
-        model.remove_variable(variable)
-    model.validate_nodes_and_infer_types()
-    return model
-
-
-class StatelessScorer:
-    """A causal-LM IR compiled without its KV-cache state: scoring a window is one infer call, with no state to
-    reset and no generation wrapper around it (optimum's forward resets the state and runs its Python glue
-    every call). Forward latency and perplexity of the OV variants are measured on it."""
-
-    def __init__(self, path: str | Path, properties: dict):
-        import openvino as ov
-
-        core = ov.Core()
-        self.compiled = core.compile_model(cut_state(core.read_model(Path(path) / IR_FILE)), "CPU", properties)
-        self.request = self.compiled.create_infer_request()
-        self.names = {name for port in self.compiled.inputs for name in port.get_names()}
-
-    def __call__(self, input_ids, attention_mask=None, **_):
-        import torch
-        from transformers.modeling_outputs import CausalLMOutput
-
-        ids = input_ids.cpu().numpy()
-        mask = np.ones_like(ids) if attention_mask is None else attention_mask.cpu().numpy()
-        # one copy out of OpenVINO's buffer (the next call reuses it); infer()'s own copy plus np.array was two,
-        # 4 ms of a 56 ms b1x128 forward at 124M (full logits: 26 MB)
-        logits = self.request.infer(ir_inputs(self.names, ids, mask), share_outputs=True)["logits"]
-        return CausalLMOutput(logits=torch.from_numpy(logits.copy()))
-
-
 def is_causal_lm_ir(path: str | Path) -> bool:
     return not _is_classifier(AutoConfig.from_pretrained(path))
 

@@ -14,8 +14,11 @@ faster than its fp32 one, this says so in numbers.
 
 The same matmuls in OpenVINO's CPU kernels instead, all of one forward in one graph (each layer its own weights, so a
 b1 decode step reads them from memory as it does in a model), per NNCF weight format: fp32, INT8 asymmetric (NNCF's
-default), INT8 symmetric, INT4 symmetric in groups of 32. With `--tokens 1` that is the floor under an OpenVINO
-variant's decode step, to set beside a peer engine's whole step (llama.cpp's, in the bench's generate rows).
+default), INT8 symmetric, INT4 symmetric in groups of 32, and INT8 weights and activations (`nncf.quantize`, the
+u8 x i8 GEMMs ov-int8-static runs). With `--tokens 1` that is the floor under an OpenVINO variant's decode step, to
+set beside a peer engine's whole step (llama.cpp's, in the bench's generate rows); with `--tokens 128`, the
+"int8 static" row is the floor under ov-int8-static's forward, and its G MAC/s, set beside the CPU's INT8 peak,
+says how far OpenVINO's kernels are from the hardware at these shapes.
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ def table(rows: list[dict]) -> list[str]:
 
 
 OV_FORMATS = {"fp32": None, "int8 asym": ("INT8_ASYM", {}), "int8 sym": ("INT8_SYM", {}),
-              "int4 sym g32": ("INT4_SYM", {"group_size": 32, "ratio": 1.0, "all_layers": True})}
+              "int4 sym g32": ("INT4_SYM", {"group_size": 32, "ratio": 1.0, "all_layers": True}),
+              "int8 static": "quantize"}  # weights and activations (nncf.quantize), as ov-int8-static runs
 OV_RUNTIME = {**RUNTIME, "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}  # the bench's OV runtime, as f32act runs it
 
 
@@ -105,13 +109,24 @@ def matmul_graph(layers: int, width: int, vocab: int, seq_len: int):
     return ov.Model(outputs, list(inputs.values()), "matmuls")
 
 
+def matmul_inputs(width: int, seq_len: int, seed: int = 1) -> dict:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {f"x{k}": rng.standard_normal((seq_len, k)).astype(np.float32) for k in (width, 4 * width)}
+
+
 def format_graph(name: str, layers: int, width: int, vocab: int, seq_len: int):
-    """`matmul_graph` with its weights in one of `OV_FORMATS`, compressed by NNCF."""
+    """`matmul_graph` with its weights in one of `OV_FORMATS`, compressed by NNCF; "int8 static": weights and
+    activations INT8, calibrated on random inputs (the CPU plugin then runs u8 x i8 GEMMs)."""
     import nncf
 
     model = matmul_graph(layers, width, vocab, seq_len)
     if OV_FORMATS[name] is None:
         return model
+    if OV_FORMATS[name] == "quantize":
+        calibration = nncf.Dataset([matmul_inputs(width, seq_len, seed) for seed in range(4)])
+        return nncf.quantize(model, calibration, subset_size=4, fast_bias_correction=True)
     mode, options = OV_FORMATS[name]
     return nncf.compress_weights(model, mode=getattr(nncf.CompressWeightsMode, mode), **options)
 
@@ -119,7 +134,6 @@ def format_graph(name: str, layers: int, width: int, vocab: int, seq_len: int):
 def openvino_formats(layers: int, width: int, vocab: int, seq_len: int, threads: int, rounds: int) -> dict:
     """Per weight format: seconds for all the matmuls of one forward (median of interleaved rounds)."""
     import nncf
-    import numpy as np
     import openvino as ov
 
     nncf.set_log_level(logging.WARNING)  # its per-model statistics table would interleave with ours on stdout
@@ -128,8 +142,7 @@ def openvino_formats(layers: int, width: int, vocab: int, seq_len: int, threads:
         compiled = core.compile_model(format_graph(name, layers, width, vocab, seq_len), "CPU",
                                       {**OV_RUNTIME, "INFERENCE_NUM_THREADS": str(threads)})
         requests[name] = compiled.create_infer_request()
-    rng = np.random.default_rng(1)
-    feeds = {f"x{k}": rng.standard_normal((seq_len, k)).astype(np.float32) for k in (width, 4 * width)}
+    feeds = matmul_inputs(width, seq_len)
     for request in requests.values():
         for _ in range(3):
             request.infer(feeds)
@@ -140,9 +153,10 @@ def openvino_formats(layers: int, width: int, vocab: int, seq_len: int, threads:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def openvino_table(formats: dict[str, float]) -> list[str]:
-    lines = ["| weights | all matmuls of one forward, ms | ×fp32 |", "|---|---|---|"]
-    return lines + [f"| {name} | {s * 1e3:.2f} | {s / formats['fp32']:.2f} |" for name, s in formats.items()]
+def openvino_table(formats: dict[str, float], macs: int) -> list[str]:
+    lines = ["| weights | all matmuls of one forward, ms (G MAC/s) | ×fp32 |", "|---|---|---|"]
+    return lines + [f"| {name} | {s * 1e3:.2f} ({macs / s / 1e9:.0f}) | {s / formats['fp32']:.2f} |"
+                    for name, s in formats.items()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         formats = openvino_formats(args.layers, args.width, args.vocab, args.tokens, args.threads, args.rounds)
         print(f"{cpu_model()}: {', '.join(isa_summary())}; {args.threads} threads, {args.tokens} tokens, "
               f"OpenVINO {openvino.__version__}")
-        print("\n".join(openvino_table(formats)))
+        macs = args.tokens * sum(k * n * count for _, k, n, count in matmuls(args.layers, args.width, args.vocab))
+        print("\n".join(openvino_table(formats, macs)))
         return 0
     torch.set_num_threads(args.threads)
     torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"

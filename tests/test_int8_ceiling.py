@@ -55,7 +55,7 @@ def test_its_openvino_graph_holds_each_matmul_and_each_format_compresses_its_wei
     assert len(model.outputs) == 4 * 2 + 1
     feeds = {"x32": np.ones((1, 32), np.float32), "x128": np.ones((1, 128), np.float32)}
     want = ov.Core().compile_model(model, "CPU", module.OV_RUNTIME)(feeds)
-    for name in [n for n in module.OV_FORMATS if n != "fp32"]:
+    for name in [n for n in module.OV_FORMATS if n not in ("fp32", "int8 static")]:
         compressed = module.format_graph(name, 2, 32, 96, 1)
         types = {op.get_element_type().get_type_name() for op in compressed.get_ops()
                  if op.get_type_name() == "Constant" and np.prod(op.get_shape()) >= 32 * 32}  # weights, not scales
@@ -74,4 +74,19 @@ def test_with_openvino_it_prints_a_row_per_weight_format_with_the_cpu():
     lines = done.stdout.splitlines()  # after NNCF's progress bars
     assert "OpenVINO" in next(line for line in lines if "threads" in line)
     rows = [line.split(" | ")[0] for line in lines if line.startswith("| ") and "---" not in line][1:]
-    assert rows == ["| fp32", "| int8 asym", "| int8 sym", "| int4 sym g32"]
+    assert rows == ["| fp32", "| int8 asym", "| int8 sym", "| int4 sym g32", "| int8 static"]
+
+
+def test_its_static_int8_graph_runs_int8_matmuls_on_quantized_activations():
+    import numpy as np
+    import openvino as ov
+
+    module = load()
+    feeds = module.matmul_inputs(32, 8, seed=9)
+    want = ov.Core().compile_model(module.format_graph("fp32", 2, 32, 96, 8), "CPU", module.OV_RUNTIME)(feeds)
+    compiled = ov.Core().compile_model(module.format_graph("int8 static", 2, 32, 96, 8), "CPU", module.OV_RUNTIME)
+    ran = [(op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
+           for op in compiled.get_runtime_model().get_ordered_ops()]
+    assert [p for t, p in ran if t == "FullyConnected"] == ["i8"] * 9  # every matmul, in INT8, none fell back
+    for a, b in zip(want.values(), compiled(feeds).values()):
+        assert 0 < np.linalg.norm(a - b) < 0.05 * np.linalg.norm(a)  # activations quantized too: a bit coarser

@@ -127,7 +127,22 @@ def test_paired_rounds_start_once_the_other_sides_threads_settled(monkeypatch):
     ~7 ms after a forward; an OpenVINO forward after it lost 3 ms of 55 on a 2-core Zen 4)."""
     order = []
     monkeypatch.setattr(measure, "settle_threads", lambda: order.append("settle"))
-    times, base = measure.alternate(lambda: order.append("variant"), lambda: order.append("reference"),
-                                    rounds=2, warmup=1)
-    assert len(times) == len(base) == 2
+    times, base, unsettled = measure.alternate(lambda: order.append("variant"), lambda: order.append("reference"),
+                                               rounds=2, warmup=1)
+    assert len(times) == len(base) == 2 and unsettled == 0
     assert order == ["settle", "reference", "settle", "variant"] * 3
+
+
+def test_rounds_whose_wait_gave_up_are_counted_and_most_of_them_is_a_problem(monkeypatch):
+    from gpt2compress.records import ForwardRecord
+
+    waits = iter([True, True,  # warm-up round: not counted
+                  False, True, True, False, True, True, True, True])  # timed: gave up before the reference, the variant
+    monkeypatch.setattr(measure, "settle_threads", lambda: next(waits))
+    paired = measure.alternate(lambda: None, lambda: None, rounds=4, warmup=1)
+    assert paired.unsettled == 2
+    record = ForwardRecord()
+    measure.note_pairing(record, paired)
+    assert record.unsettled_rounds == 2 and record.problems == []  # half: the median pair can still be a clean one
+    measure.note_pairing(record, paired._replace(unsettled=3))
+    assert record.unsettled_rounds == 3 and "3 of 4 timed rounds started while another thread" in record.problems[0]

@@ -19,7 +19,7 @@ import dataclasses
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import torch
 
@@ -57,22 +57,38 @@ def own_runner(target: Callable[[], Any], setup: Callable[[], Any], rounds: int,
     return times
 
 
+class Paired(NamedTuple):
+    times: list[float]  # seconds of each timed round of the target
+    reference: list[float]  # seconds of the reference call just before each
+    unsettled: int  # timed rounds in which a call started while the other side's threads still ran
+
+
 def alternate(target: Callable[[], Any], reference: Callable[[], Any], rounds: int, warmup: int,
-              runner: Runner = own_runner) -> tuple[list[float], list[float]]:
-    """ABAB…: seconds of each timed round of `target`, and of the `reference` call that ran just before it. Each
-    call starts once the other's threads are asleep (`settle_threads`), so it does not share the cores with the
-    other runtime's spinning pool."""
+              runner: Runner = own_runner) -> Paired:
+    """ABAB…: each timed round of `target` with the `reference` call that ran just before it. Each call starts
+    once the other's threads are asleep (`settle_threads`), so it does not share the cores with the other
+    runtime's spinning pool; a round in which that wait gave up is counted."""
     reference_s: list[float] = []
+    settled: list[bool] = []
 
     def before() -> None:
-        settle_threads()
+        calm = settle_threads()
         start = time.perf_counter()
         reference()
         reference_s.append(time.perf_counter() - start)
-        settle_threads()
+        settled.append(settle_threads() is not False and calm is not False)
 
     times = runner(target, before, rounds, warmup)
-    return times, reference_s[warmup:]
+    return Paired(times, reference_s[warmup:], settled[warmup:].count(False))
+
+
+def note_pairing(record: Record, paired: Paired) -> None:
+    """Counts the unsettled rounds; when they are most of them, the median pair is not a clean one: a problem."""
+    record.unsettled_rounds = paired.unsettled
+    if paired.unsettled * 2 > len(paired.times):
+        record.problems.append(f"{paired.unsettled} of {len(paired.times)} timed rounds started while another thread "
+                               "of this process still ran (settle_threads gave up waiting): the variant and its "
+                               "reference shared the cores with it")
 
 
 def ms(seconds: list[float]) -> list[float]:
@@ -205,8 +221,10 @@ def forward_record(built: Built, ctx: Context, reference: Reference, runner: Run
                            peak_memory_reserved_bytes=mem.reserved, peak_rss_forward_bytes=mem.rss_peak)
     with reference.loaded() as base:
         forward = forward_callable(model, inputs)  # both from the first batch: pairs time the same input
-        times, base_times = alternate(forward, forward_callable(base, inputs), rounds, warmup, runner)
+        paired = alternate(forward, forward_callable(base, inputs), rounds, warmup, runner)
+    times, base_times = paired.times, paired.reference
     record.latency_samples_ms = ms(times)
+    note_pairing(record, paired)
     if ctx.device == "cuda":
         record = dataclasses.replace(record, **gpu_extras(forward, record.batch_shape[0]))
         timer = unsynchronized_timer(min(times) * 1e3, record.gpu_event_min_ms)
@@ -241,12 +259,14 @@ def generate_record(built: Built, ctx: Context, reference: Reference, rounds: in
         timed_generate(engine, prompt, new_tokens)
     timings, base_timings = [], []
     with reference.loaded() as base:
-        alternate(lambda: timings.append(timed_generate(engine, prompt, new_tokens)),
-                  lambda: base_timings.append(timed_generate(base, prompt, new_tokens)), rounds, GEN_WARMUP, runner)
+        paired = alternate(lambda: timings.append(timed_generate(engine, prompt, new_tokens)),
+                           lambda: base_timings.append(timed_generate(base, prompt, new_tokens)), rounds, GEN_WARMUP,
+                           runner)
     timings, base_timings = timings[GEN_WARMUP:], base_timings[GEN_WARMUP:]
     record = GenerateRecord(**{**identity(built, ctx), "runtime": getattr(engine, "runtime", built.runtime)},
                             **_generate_fields(timings), engine_restarts=getattr(engine, "restarts", 0),
                             peak_memory_bytes=mem.peak, peak_memory_reserved_bytes=mem.reserved)
+    note_pairing(record, paired)
     return record.against(dataclasses.replace(reference.record, **_generate_fields(base_timings)))
 
 
@@ -301,10 +321,11 @@ def classify_record(built: Built, cctx: Any, reference: Reference, runner: Runne
         scores = evaluate(built.model, cctx.eval, len(cctx.news.classes))
     record = ClassifyRecord(**identity(built, cctx), **footprint(built), **_classify_fields(cctx, batch), **scores)
     with reference.loaded() as base:
-        times, base_times = alternate(forward_callable(built.model, batch), forward_callable(base, batch),
-                                      CLASSIFY_ROUNDS, CLASSIFY_WARMUP, runner)
-    record.latency_samples_ms = ms(times)
-    return record.against(dataclasses.replace(reference.record, latency_samples_ms=ms(base_times)))
+        paired = alternate(forward_callable(built.model, batch), forward_callable(base, batch), CLASSIFY_ROUNDS,
+                           CLASSIFY_WARMUP, runner)
+    record.latency_samples_ms = ms(paired.times)
+    note_pairing(record, paired)
+    return record.against(dataclasses.replace(reference.record, latency_samples_ms=ms(paired.reference)))
 
 
 def speed(model: Any, ctx: Context, batch_size: int = 1, rounds: int = 10) -> dict[str, Any]:

@@ -56,6 +56,7 @@ class Record:
     reference_rounds: dict[str, list[float]] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)  # metric -> why it was not measured
     problems: list[str] = field(default_factory=list)  # a measurement that cannot be trusted (the gate fails on it)
+    unsettled_rounds: int = 0  # paired rounds that began while another thread of the process still ran
     budget: dict[str, float] = field(default_factory=dict)  # the limits that applied
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept on a round trip
 

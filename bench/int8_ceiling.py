@@ -17,8 +17,8 @@ b1 decode step reads them from memory as it does in a model), per NNCF weight fo
 default), INT8 symmetric, INT4 symmetric in groups of 32, and INT8 weights and activations (`nncf.quantize`, the
 u8 x i8 GEMMs ov-int8-static runs). With `--tokens 1` that is the floor under an OpenVINO variant's decode step, to
 set beside a peer engine's whole step (llama.cpp's, in the bench's generate rows); with `--tokens 128`, the
-"int8 static" row is the floor under ov-int8-static's forward, and its G MAC/s, set beside the CPU's INT8 peak,
-says how far OpenVINO's kernels are from the hardware at these shapes.
+"int8 static" row is the floor under ov-int8-static's forward, and its G MAC/s, set beside the CPU's INT8 peak
+(`bench/vnni_peak.c` measures it), says how far OpenVINO's kernels are from the hardware at these shapes.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ import importlib.util
 import subprocess
 import sys
 
+import pytest
 import torch
 from torch import nn
 
@@ -90,3 +91,24 @@ def test_its_static_int8_graph_runs_int8_matmuls_on_quantized_activations():
     assert [p for t, p in ran if t == "FullyConnected"] == ["i8"] * 9  # every matmul, in INT8, none fell back
     for a, b in zip(want.values(), compiled(feeds).values()):
         assert 0 < np.linalg.norm(a - b) < 0.05 * np.linalg.norm(a)  # activations quantized too: a bit coarser
+
+
+def test_the_vnni_probe_measures_int8_and_fp32_peaks_per_cycle(tmp_path):
+    import re
+    import shutil
+
+    from gpt2compress.hardware import cpu_flags
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None or "avx512_vnni" not in cpu_flags():
+        pytest.skip("bench/vnni_peak.c needs a C compiler and a CPU with AVX-512 VNNI")
+    binary = tmp_path / "vnni_peak"
+    subprocess.run([compiler, "-O2", "-mavx512f", "-mavx512vnni", "-fopenmp", str(ROOT / "bench" / "vnni_peak.c"),
+                    "-o", str(binary)], check=True, capture_output=True, timeout=120)
+    out = subprocess.run([str(binary), "1", "2000000"], check=True, capture_output=True, text=True, timeout=60).stdout
+    rows = [[float(x) for x in re.findall(r"(?:clock|vnni|fma)=([\d.]+)", line)] for line in out.splitlines()]
+    assert len(rows) == 3 and all(len(row) == 3 for row in rows), out
+    for ghz, int8, fp32 in rows:
+        # one core's zmm VNNI does 64 MACs per instruction and its FMA 16: 2-4x as many INT8 MACs per cycle (Intel
+        # issues VNNI on one port and FMA on two, Zen 4 both on two), whatever the clock
+        assert ghz > 0.5 and 1.5 < int8 / fp32 < 6, out

@@ -126,7 +126,7 @@ def test_paired_rounds_start_once_the_other_sides_threads_settled(monkeypatch):
     """A round of one runtime must not share the cores with the spin of the other's pool (torch's libgomp spins
     ~7 ms after a forward; an OpenVINO forward after it lost 3 ms of 55 on a 2-core Zen 4)."""
     order = []
-    monkeypatch.setattr(measure, "settle_threads", lambda: order.append("settle"))
+    monkeypatch.setattr(measure, "settle_threads", lambda: order.append("settle") or True)
     times, base, unsettled = measure.alternate(lambda: order.append("variant"), lambda: order.append("reference"),
                                                rounds=2, warmup=1)
     assert len(times) == len(base) == 2 and unsettled == 0

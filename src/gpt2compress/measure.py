@@ -72,11 +72,12 @@ def alternate(target: Callable[[], Any], reference: Callable[[], Any], rounds: i
     settled: list[bool] = []
 
     def before() -> None:
-        calm = settle_threads()
+        calm_before = settle_threads()
         start = time.perf_counter()
         reference()
         reference_s.append(time.perf_counter() - start)
-        settled.append(settle_threads() is not False and calm is not False)
+        calm_after = settle_threads()
+        settled.append(calm_before and calm_after)
 
     times = runner(target, before, rounds, warmup)
     return Paired(times, reference_s[warmup:], settled[warmup:].count(False))

@@ -5,7 +5,8 @@ floor under any INT8 variant's forward ratio to fp32 on this runner, whichever e
 
 A forward at b1 × 128 with full logits is almost all matmuls (a block's four, and the LM head: 98 % of PyTorch
 fp32's time on an AVX2 EPYC). Each is timed alone: fp32 through `torch.nn.Linear` against INT8 through fbgemm,
-the x86 INT8 GEMM that PyTorch ships (`quantize_dynamic`: s8 weights, u8 activations quantized per call), rounds
+the x86 INT8 GEMM that PyTorch ships (`quantize_dynamic`: s8 weights, u8 activations quantized per call), and
+against the bare INT8 GEMM of oneDNN (`torch._int_mm`, s8 x s8 -> s32: no quantizing, no epilogue), rounds
 interleaved. The total weighs a block's matmuls by the layer count; its ratio is the best an INT8 forward can do here
 with these kernels. The targets of issue 16 assume more (≤ 0.35× on AVX2): on a CPU whose INT8 GEMM is not much
 faster than its fp32 one, this says so in numbers.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import logging
 import statistics
 import time
@@ -50,6 +52,15 @@ def int8_linear(linear: nn.Linear) -> nn.Module:
         return torch.ao.quantization.quantize_dynamic(nn.Sequential(linear), {nn.Linear}, dtype=torch.qint8)
 
 
+def int8_gemm(m: int, k: int, n: int) -> functools.partial:
+    """The bare INT8 GEMM, s8 x s8 -> s32 through `torch._int_mm` (oneDNN's VNNI/AMX kernels on x86), on random
+    operands quantized beforehand: no activation quantizing, no rescaling epilogue. What a fused INT8 matmul could
+    cost at best with these kernels, and the G MAC/s to set beside the CPU's peak (bench/vnni_peak.c)."""
+    a = torch.randint(-127, 128, (m, k), dtype=torch.int8)
+    b = torch.randint(-127, 128, (n, k), dtype=torch.int8).t()  # [k, n], column-major as a linear's weight is
+    return functools.partial(torch._int_mm, a, b)
+
+
 def matmuls(layers: int, width: int, vocab: int) -> list[tuple[str, int, int, int]]:
     """(name, in, out, how many per forward) for GPT-2's matmuls."""
     return [("qkv", width, 3 * width, layers), ("attn out", width, width, layers),
@@ -62,30 +73,33 @@ def ceiling(layers: int, width: int, vocab: int, seq_len: int, rounds: int) -> l
     with torch.inference_mode():
         for name, k, n, count in matmuls(layers, width, vocab):
             linear, x = nn.Linear(k, n), torch.randn(seq_len, k)
-            quantized = int8_linear(copy.deepcopy(linear))
+            quantized, gemm = int8_linear(copy.deepcopy(linear)), int8_gemm(seq_len, k, n)
+            kernels = {"fp32_s": lambda: linear(x), "int8_s": lambda: quantized(x), "gemm_s": gemm}
             for _ in range(3):  # warm-up: first calls pack weights and allocate
-                linear(x), quantized(x)
-            fp32, int8 = [], []
-            for _ in range(rounds):  # alternate, so a slow moment of the machine hits both
-                fp32.append(seconds(lambda: linear(x)))
-                int8.append(seconds(lambda: quantized(x)))
+                for run in kernels.values():
+                    run()
+            times: dict[str, list[float]] = {key: [] for key in kernels}
+            for _ in range(rounds):  # alternate, so a slow moment of the machine hits each
+                for key, run in kernels.items():
+                    times[key].append(seconds(run))
             rows.append({"matmul": name, "shape": (seq_len, k, n), "count": count,
-                         "fp32_s": statistics.median(fp32), "int8_s": statistics.median(int8)})
+                         **{key: statistics.median(t) for key, t in times.items()}})
     return rows
 
 
 def table(rows: list[dict]) -> list[str]:
-    lines = ["| matmul | m × k × n | per forward | fp32 ms (GFLOP/s) | INT8 ms (GOP/s) | INT8 / fp32 |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| matmul | m × k × n | per forward | fp32 ms (GFLOP/s) | INT8 ms (GOP/s) | INT8 / fp32 "
+             "| INT8 GEMM alone, ms (G MAC/s) | GEMM / fp32 |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m, k, n = r["shape"]
-        ops = 2 * m * k * n / 1e9
+        macs = m * k * n / 1e9
         lines.append(f"| {r['matmul']} | {m} × {k} × {n} | {r['count']} | {r['fp32_s'] * 1e3:.2f} "
-                     f"({ops / r['fp32_s']:.0f}) | {r['int8_s'] * 1e3:.2f} ({ops / r['int8_s']:.0f}) | "
-                     f"{r['int8_s'] / r['fp32_s']:.2f} |")
-    fp32 = sum(r["fp32_s"] * r["count"] for r in rows)
-    int8 = sum(r["int8_s"] * r["count"] for r in rows)
-    lines.append(f"| all of one forward | | | {fp32 * 1e3:.0f} | {int8 * 1e3:.0f} | **{int8 / fp32:.2f}** |")
+                     f"({2 * macs / r['fp32_s']:.0f}) | {r['int8_s'] * 1e3:.2f} ({2 * macs / r['int8_s']:.0f}) | "
+                     f"{r['int8_s'] / r['fp32_s']:.2f} | {r['gemm_s'] * 1e3:.2f} ({macs / r['gemm_s']:.0f}) | "
+                     f"{r['gemm_s'] / r['fp32_s']:.2f} |")
+    fp32, int8, gemm = (sum(r[key] * r["count"] for r in rows) for key in ("fp32_s", "int8_s", "gemm_s"))
+    lines.append(f"| all of one forward | | | {fp32 * 1e3:.0f} | {int8 * 1e3:.0f} | **{int8 / fp32:.2f}** "
+                 f"| {gemm * 1e3:.0f} | **{gemm / fp32:.2f}** |")
     return lines
 
 

@@ -34,6 +34,14 @@ def test_the_int8_matmul_it_times_computes_the_fp32_one_within_quantization_erro
         (768, 2304, 12), (768, 768, 12), (768, 3072, 12), (3072, 768, 12), (768, 50257, 1)]
 
 
+def test_the_bare_gemm_it_times_is_the_exact_integer_product():
+    torch.manual_seed(0)
+    gemm = load().int8_gemm(32, 64, 48)
+    got, (a, b) = gemm(), gemm.args
+    assert got.dtype == torch.int32 and got.shape == (32, 48)
+    assert torch.equal(got, (a.long() @ b.long()).int())
+
+
 def test_it_prints_each_matmul_and_the_forwards_ratio_with_the_cpu():
     done = subprocess.run([sys.executable, str(SCRIPT), "--layers", "2", "--width", "32", "--vocab", "96",
                            "--tokens", "8", "--rounds", "2", "--threads", "1"],
@@ -44,7 +52,7 @@ def test_it_prints_each_matmul_and_the_forwards_ratio_with_the_cpu():
     rows = [line for line in lines if line.startswith("| ") and "---" not in line][1:]
     assert [row.split(" | ")[0] for row in rows] == ["| qkv", "| attn out", "| mlp up", "| mlp down", "| lm head",
                                                      "| all of one forward"]
-    assert float(rows[-1].split("**")[1]) > 0
+    assert float(rows[-1].split("**")[1]) > 0 and float(rows[-1].split("**")[3]) > 0  # fbgemm's, the bare GEMM's
 
 
 def test_its_openvino_graph_holds_each_matmul_and_each_format_compresses_its_weights():

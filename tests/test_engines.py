@@ -130,7 +130,7 @@ def test_a_call_that_kills_every_process_is_a_clear_error(ov_fp32):
 def test_the_timed_shape_runs_on_a_static_compile_and_other_shapes_on_a_dynamic_one(ov_fp32):
     from gpt2compress.engines import scoring_engine
 
-    scorer = scoring_engine(ov_fp32, timed_shape=(1, 16))
+    scorer = scoring_engine(ov_fp32, [{"input_ids": torch.zeros(1, 16, dtype=torch.long)}])
     static = scorer.request
     assert list(scorer.requests) == [(1, 16)] and static.get_compiled_model().input("input_ids").get_partial_shape() \
         .is_static  # compiled for the timed batch before anything runs: the peak memory the bench reads holds it

@@ -74,7 +74,7 @@ def pipeline(args: argparse.Namespace) -> int:
 
 def _pipeline_rows(args: argparse.Namespace, source, corpus, device: str) -> list[dict]:
     from .engines import scoring_engine
-    from .measure import footprint, quality, speed
+    from .measure import footprint, quality, speed, speed_batch
     from .options import settings_overrides
     from .stages import StageNotApplicable
     from .variants import Context, ContextSpec, Settings, build
@@ -91,7 +91,7 @@ def _pipeline_rows(args: argparse.Namespace, source, corpus, device: str) -> lis
         except StageNotApplicable as reason:
             print(f"{name:36} skipped: {reason}")
             continue
-        model = scoring_engine(built)  # as the bench scores it (an OpenVINO LM: its stateless IR)
+        model = scoring_engine(built, speed_batch(ctx))  # as the bench scores it (OpenVINO: its stateless IR)
         row = {"variant": name, "device": device, **footprint(built), **quality(built, model, ctx),
                **speed(model, ctx, rounds=args.rounds)}
         rows.append(row)

@@ -22,14 +22,17 @@ def _openvino_lm(built: Any) -> bool:
     return built.runtime == "openvino" and is_causal_lm_ir(built.path)
 
 
-def scoring_engine(built: Any, timed_shape: tuple[int, int] | None = None) -> Any:
+def scoring_engine(built: Any, timed: Any = None, **properties: str) -> Any:
     """What scores windows for a built variant: a stateless compiled IR for an OpenVINO LM (static shapes for
-    `timed_shape`, the batch the bench times), the model otherwise."""
+    `timed`'s batches, the inputs the caller will time; `properties` over the variant's runtime ones, e.g.
+    PERF_COUNT="YES" to read its per-layer counters), the model otherwise."""
     if _openvino_lm(built):
+        from .metrics import first_batch
         from .ov_scorer import StatelessScorer
         from .stages.openvino import runtime_properties
 
-        return StatelessScorer(built.path, runtime_properties(built.path), timed_shape)
+        shape = None if timed is None else tuple(first_batch(timed)["input_ids"].shape)
+        return StatelessScorer(built.path, {**runtime_properties(built.path), **properties}, shape)
     return built.model
 
 

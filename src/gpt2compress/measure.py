@@ -27,8 +27,8 @@ from .catalog import reference_of
 from .fingerprint import project_commit
 from .engines import generation_engine, scoring_engine
 from .generation import cannot_generate, summarize, timed_generate
-from .metrics import (Inputs, cuda_event_ms, first_batch, fixed_batch, forward_callable, latency_stats, peak_memory,
-                      perplexity, release_memory, settle_threads, size_on_disk, time_calls,
+from .metrics import (Batch, Inputs, cuda_event_ms, first_batch, fixed_batch, forward_callable, latency_stats,
+                      peak_memory, perplexity, release_memory, settle_threads, size_on_disk, time_calls,
                       unsynchronized_timer)
 from .progress import measuring
 from .records import ClassifyRecord, ForwardRecord, GenerateRecord, Record, TrainRecord
@@ -208,7 +208,7 @@ def forward_record(built: Built, ctx: Context, reference: Reference, runner: Run
     """Footprint, perplexity, peak memory (the variant alone), then latency in rounds paired with the reference's.
     An OpenVINO LM is scored on its stateless IR (`engines.scoring_engine`)."""
     inputs = reference.inputs
-    model = scoring_engine(built, tuple(shape_of(inputs)))
+    model = scoring_engine(built, inputs)
     forward = forward_callable(model, inputs)
     release_memory()  # what a build in this process freed is not this variant's peak
     with peak_memory(ctx.device) as mem:
@@ -329,9 +329,13 @@ def classify_record(built: Built, cctx: Any, reference: Reference, runner: Runne
     return record.against(dataclasses.replace(reference.record, latency_samples_ms=ms(paired.reference)))
 
 
+def speed_batch(ctx: Context, batch_size: int = 1) -> Batch:
+    return fixed_batch(ctx.eval, batch_size, ctx.settings.seq_len)
+
+
 def speed(model: Any, ctx: Context, batch_size: int = 1, rounds: int = 10) -> dict[str, Any]:
     """For scripts (`gpt2compress pipeline`): latency of the variant alone, no reference."""
-    batch = fixed_batch(ctx.eval, batch_size, ctx.settings.seq_len)
+    batch = speed_batch(ctx, batch_size)
     with peak_memory(ctx.device) as mem:
         times = time_calls(forward_callable(model, batch), rounds=rounds)
     return {**latency_stats(times), "peak_memory_forward_bytes": mem.peak, "batch_shape": shape_of(batch)}

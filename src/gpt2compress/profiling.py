@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile, tensorboard_trace_handler
 
-from .metrics import Inputs, first_batch, forward_callable
+from .metrics import Inputs, forward_callable
 
 TOP = 15
 
@@ -54,11 +54,9 @@ def torch_trace(out: Path, name: str, forward, steps: int) -> Path:
 
 
 def openvino_layers(out: Path, name: str, built: Any, inputs: Inputs, steps: int) -> Path:
-    from .ov_scorer import StatelessScorer
-    from .stages.openvino import runtime_properties
+    from .engines import scoring_engine
 
-    scorer = StatelessScorer(built.path, {**runtime_properties(built.path), "PERF_COUNT": "YES"},  # as measured
-                             tuple(first_batch(inputs)["input_ids"].shape))
+    scorer = scoring_engine(built, inputs, PERF_COUNT="YES")  # the compile the bench times, with its counters
     forward = forward_callable(scorer, inputs)
     forward()  # the first inference also prepares kernels
     per_layer: dict[tuple[str, str], float] = defaultdict(float)

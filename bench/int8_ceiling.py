@@ -103,9 +103,6 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
-OV_FORMATS = {"fp32": None, "int8 asym": ("INT8_ASYM", {}), "int8 sym": ("INT8_SYM", {}),
-              "int4 sym g32": ("INT4_SYM", {"group_size": 32, "ratio": 1.0, "all_layers": True}),
-              "int8 static": "quantize"}  # weights and activations (nncf.quantize), as ov-int8-static runs
 OV_RUNTIME = {**RUNTIME, "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}  # the bench's OV runtime, as f32act runs it
 
 
@@ -130,19 +127,34 @@ def matmul_inputs(width: int, seq_len: int, seed: int = 1) -> dict:
     return {f"x{k}": rng.standard_normal((seq_len, k)).astype(np.float32) for k in (width, 4 * width)}
 
 
-def format_graph(name: str, layers: int, width: int, vocab: int, seq_len: int):
-    """`matmul_graph` with its weights in one of `OV_FORMATS`, compressed by NNCF; "int8 static": weights and
-    activations INT8, calibrated on random inputs (the CPU plugin then runs u8 x i8 GEMMs)."""
+def weights_only(mode: str, **options) -> Callable:
+    """An NNCF weight-compression format: weights stored in `mode`, activations stay f32."""
+    def compress(model, width: int, seq_len: int):
+        import nncf
+
+        return nncf.compress_weights(model, mode=getattr(nncf.CompressWeightsMode, mode), **options)
+    return compress
+
+
+def static_int8(model, width: int, seq_len: int):
+    """Weights and activations INT8 (`nncf.quantize`, calibrated on random inputs): the CPU plugin then runs the
+    u8 x i8 GEMMs ov-int8-static runs."""
     import nncf
 
-    model = matmul_graph(layers, width, vocab, seq_len)
-    if OV_FORMATS[name] is None:
-        return model
-    if OV_FORMATS[name] == "quantize":
-        calibration = nncf.Dataset([matmul_inputs(width, seq_len, seed) for seed in range(4)])
-        return nncf.quantize(model, calibration, subset_size=4, fast_bias_correction=True)
-    mode, options = OV_FORMATS[name]
-    return nncf.compress_weights(model, mode=getattr(nncf.CompressWeightsMode, mode), **options)
+    calibration = nncf.Dataset([matmul_inputs(width, seq_len, seed) for seed in range(4)])
+    return nncf.quantize(model, calibration, subset_size=4, fast_bias_correction=True)
+
+
+OV_FORMATS: dict[str, Callable] = {
+    "fp32": lambda model, width, seq_len: model, "int8 asym": weights_only("INT8_ASYM"),
+    "int8 sym": weights_only("INT8_SYM"),
+    "int4 sym g32": weights_only("INT4_SYM", group_size=32, ratio=1.0, all_layers=True),
+    "int8 static": static_int8}
+
+
+def format_graph(name: str, layers: int, width: int, vocab: int, seq_len: int):
+    """`matmul_graph` in one of `OV_FORMATS`."""
+    return OV_FORMATS[name](matmul_graph(layers, width, vocab, seq_len), width, seq_len)
 
 
 def openvino_formats(layers: int, width: int, vocab: int, seq_len: int, threads: int, rounds: int) -> dict:

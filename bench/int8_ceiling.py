@@ -46,6 +46,19 @@ def seconds(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def interleaved_medians(kernels: dict[str, Callable[[], object]], rounds: int, warmup: int = 3) -> dict[str, float]:
+    """Median seconds per kernel, the kernels taking turns each round so a slow moment of the machine hits each;
+    the warm-up calls pack weights and allocate."""
+    for _ in range(warmup):
+        for run in kernels.values():
+            run()
+    times: dict[str, list[float]] = {key: [] for key in kernels}
+    for _ in range(rounds):
+        for key, run in kernels.items():
+            times[key].append(seconds(run))
+    return {key: statistics.median(t) for key, t in times.items()}
+
+
 def int8_linear(linear: nn.Linear) -> nn.Module:
     with warnings.catch_warnings():  # torch.ao's eager quantization is deprecated in favour of torchao's
         warnings.simplefilter("ignore")
@@ -75,15 +88,8 @@ def ceiling(layers: int, width: int, vocab: int, seq_len: int, rounds: int) -> l
             linear, x = nn.Linear(k, n), torch.randn(seq_len, k)
             quantized, gemm = int8_linear(copy.deepcopy(linear)), int8_gemm(seq_len, k, n)
             kernels = {"fp32_s": lambda: linear(x), "int8_s": lambda: quantized(x), "gemm_s": gemm}
-            for _ in range(3):  # warm-up: first calls pack weights and allocate
-                for run in kernels.values():
-                    run()
-            times: dict[str, list[float]] = {key: [] for key in kernels}
-            for _ in range(rounds):  # alternate, so a slow moment of the machine hits each
-                for key, run in kernels.items():
-                    times[key].append(seconds(run))
             rows.append({"matmul": name, "shape": (seq_len, k, n), "count": count,
-                         **{key: statistics.median(t) for key, t in times.items()}})
+                         **interleaved_medians(kernels, rounds)})
     return rows
 
 
@@ -169,14 +175,8 @@ def openvino_formats(layers: int, width: int, vocab: int, seq_len: int, threads:
                                       {**OV_RUNTIME, "INFERENCE_NUM_THREADS": str(threads)})
         requests[name] = compiled.create_infer_request()
     feeds = matmul_inputs(width, seq_len)
-    for request in requests.values():
-        for _ in range(3):
-            request.infer(feeds)
-    times: dict[str, list[float]] = {name: [] for name in requests}
-    for _ in range(rounds):
-        for name, request in requests.items():
-            times[name].append(seconds(lambda: request.infer(feeds)))
-    return {name: statistics.median(t) for name, t in times.items()}
+    return interleaved_medians({name: functools.partial(request.infer, feeds) for name, request in requests.items()},
+                               rounds)
 
 
 def openvino_table(formats: dict[str, float], macs: int) -> list[str]:

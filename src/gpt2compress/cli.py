@@ -74,7 +74,8 @@ def pipeline(args: argparse.Namespace) -> int:
 
 def _pipeline_rows(args: argparse.Namespace, source, corpus, device: str) -> list[dict]:
     from .engines import scoring_engine
-    from .measure import footprint, quality, speed, speed_batch
+    from .measure import footprint, quality, speed
+    from .metrics import fixed_batch
     from .options import settings_overrides
     from .stages import StageNotApplicable
     from .variants import Context, ContextSpec, Settings, build
@@ -83,7 +84,7 @@ def _pipeline_rows(args: argparse.Namespace, source, corpus, device: str) -> lis
     settings = Settings.for_model(args.model, **settings_overrides(lambda flag: option[flag[2:].replace("-", "_")]))
     spec = ContextSpec(args.model, args.data, args.tokenizer, settings, device)
     ctx = Context(source, corpus, settings, device, spec)
-    rows = []
+    rows, batch = [], fixed_batch(ctx.eval, 1, settings.seq_len)  # the b1 batch every variant is timed on
     print(f"{'variant':36} {'ppl':>9} {'size MB':>9} {'b1 ms':>9} {'p90 ms':>9} {'params':>11} heads/layer ({device})")
     for name in args.variants.split(","):
         try:
@@ -91,9 +92,9 @@ def _pipeline_rows(args: argparse.Namespace, source, corpus, device: str) -> lis
         except StageNotApplicable as reason:
             print(f"{name:36} skipped: {reason}")
             continue
-        model = scoring_engine(built, speed_batch(ctx))  # as the bench scores it (OpenVINO: its stateless IR)
+        model = scoring_engine(built, batch)  # as the bench scores it (an OpenVINO LM: its stateless IR)
         row = {"variant": name, "device": device, **footprint(built), **quality(built, model, ctx),
-               **speed(model, ctx, rounds=args.rounds)}
+               **speed(model, batch, ctx.device, rounds=args.rounds)}
         rows.append(row)
         ppl = f"{row['perplexity']:9.2f}" + ("" if row["perplexity_meaningful"] else "*")
         print(f"{name:36} {ppl:>9} {row['size_on_disk_bytes'] / 1e6:9.2f} {row['mean_ms']:9.2f} "

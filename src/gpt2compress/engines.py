@@ -27,11 +27,11 @@ def scoring_engine(built: Any, timed: Any = None, **properties: str) -> Any:
     `timed`'s batches, the inputs the caller will time; `properties` over the variant's runtime ones, e.g.
     PERF_COUNT="YES" to read its per-layer counters), the model otherwise."""
     if _openvino_lm(built):
-        from .metrics import first_batch
+        from .metrics import shape_of
         from .ov_scorer import StatelessScorer
         from .stages.openvino import runtime_properties
 
-        shape = None if timed is None else tuple(first_batch(timed)["input_ids"].shape)
+        shape = None if timed is None else tuple(shape_of(timed))
         return StatelessScorer(built.path, {**runtime_properties(built.path), **properties}, shape)
     return built.model
 

@@ -27,8 +27,8 @@ from .catalog import reference_of
 from .fingerprint import project_commit
 from .engines import generation_engine, scoring_engine
 from .generation import cannot_generate, summarize, timed_generate
-from .metrics import (Batch, Inputs, cuda_event_ms, first_batch, fixed_batch, forward_callable, latency_stats,
-                      peak_memory, perplexity, release_memory, settle_threads, size_on_disk, time_calls,
+from .metrics import (Batch, Inputs, cuda_event_ms, forward_callable, latency_stats,
+                      peak_memory, perplexity, release_memory, settle_threads, shape_of, size_on_disk, time_calls,
                       unsynchronized_timer)
 from .progress import measuring
 from .records import ClassifyRecord, ForwardRecord, GenerateRecord, Record, TrainRecord
@@ -191,10 +191,6 @@ def forward_reference(ctx: Context, inputs: Inputs, hellaswag: list | None = Non
     return Reference(record, lambda: build(name, ctx).model, inputs)
 
 
-def shape_of(inputs: Inputs) -> list[int]:
-    return list(first_batch(inputs)["input_ids"].shape)
-
-
 def _hellaswag(model: Any, ctx: Context, examples: list | None) -> dict[str, Any]:
     if not examples:
         return {}
@@ -329,14 +325,9 @@ def classify_record(built: Built, cctx: Any, reference: Reference, runner: Runne
     return record.against(dataclasses.replace(reference.record, latency_samples_ms=ms(paired.reference)))
 
 
-def speed_batch(ctx: Context, batch_size: int = 1) -> Batch:
-    return fixed_batch(ctx.eval, batch_size, ctx.settings.seq_len)
-
-
-def speed(model: Any, ctx: Context, batch_size: int = 1, rounds: int = 10) -> dict[str, Any]:
-    """For scripts (`gpt2compress pipeline`): latency of the variant alone, no reference."""
-    batch = speed_batch(ctx, batch_size)
-    with peak_memory(ctx.device) as mem:
+def speed(model: Any, batch: Batch, device: str, rounds: int = 10) -> dict[str, Any]:
+    """For scripts (`gpt2compress pipeline`): latency of the variant alone on `batch`, no reference."""
+    with peak_memory(device) as mem:
         times = time_calls(forward_callable(model, batch), rounds=rounds)
     return {**latency_stats(times), "peak_memory_forward_bytes": mem.peak, "batch_shape": shape_of(batch)}
 

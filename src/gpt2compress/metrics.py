@@ -79,6 +79,11 @@ def first_batch(inputs: Inputs) -> Batch:
     return inputs[0] if isinstance(inputs, list) else inputs
 
 
+def shape_of(inputs: Inputs) -> list[int]:
+    """The timed batch's [batch, length]: what records report and what an engine compiles static shapes for."""
+    return list(first_batch(inputs)["input_ids"].shape)
+
+
 def synchronizer(device: torch.device) -> Callable[[], None]:
     """What a timer must call before reading the clock: CUDA kernels run asynchronously."""
     return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

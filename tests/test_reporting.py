@@ -226,9 +226,9 @@ def test_stages_naming_one_variant_still_report_its_ratios(local_checkpoint, tmp
     assert len(records[0].reference_rounds["latency_samples_ms"]) == len(records[0].latency_samples_ms) == 20
 
 
-def test_the_summary_sets_our_fastest_decode_beside_each_peer_engine():
+def test_the_summary_sets_our_fastest_decode_beside_fp32_and_each_peer_engine():
     from gpt2compress.records import GenerateRecord
-    from gpt2compress.report.throughput_pages import peer_lines
+    from gpt2compress.report.throughput_pages import fastest_lines
 
     def row(variant, runtime, ratio, batch=1):
         return GenerateRecord(variant=variant, runtime=runtime, batch_size=batch,
@@ -237,15 +237,20 @@ def test_the_summary_sets_our_fastest_decode_beside_each_peer_engine():
     rows = [row("fp32", "torch", 1.0), row("ov-int8-weights", "openvino-genai", 5.8),
             row("ov-int8-weights-f32act", "openvino-genai", 6.35), row("llamacpp-q8_0", "llamacpp", 5.85),
             row("ct2-int8", "ctranslate2", 7.0), row("ov-int8-weights", "openvino-genai", 20.0, batch=8)]
-    assert peer_lines(rows) == [
+    assert fastest_lines(rows) == [  # no rounds kept here: no interval
+        "- b1: our fastest decode, ov-int8-weights-f32act, is 6.35× fp32's",
         "- b1: our fastest decode, ov-int8-weights-f32act, is 1.09× llamacpp-q8_0's (×decode 6.35 vs 5.85)",
-        "- b1: our fastest decode, ov-int8-weights-f32act, is 0.907× ct2-int8's (×decode 6.35 vs 7)"]  # b8: no peer
+        "- b1: our fastest decode, ov-int8-weights-f32act, is 0.907× ct2-int8's (×decode 6.35 vs 7)",
+        "- b8: our fastest decode, ov-int8-weights, is 20× fp32's"]  # b8: no peer
+    assert fastest_lines(rows[:1] + rows[3:5]) == [  # fp32 is ours and the fastest: no line against itself
+        "- b1: our fastest decode, fp32, is 0.171× llamacpp-q8_0's (×decode 1 vs 5.85)",
+        "- b1: our fastest decode, fp32, is 0.143× ct2-int8's (×decode 1 vs 7)"]
 
 
-def test_the_summary_sets_our_fastest_forward_beside_each_peer_engine():
+def test_the_summary_sets_our_fastest_forward_beside_fp32_and_each_peer_engine():
     """Latency is lower-better: the fastest of ours is the lowest ratio, and the line says it in time."""
     from gpt2compress.records import ForwardRecord
-    from gpt2compress.report.throughput_pages import peer_lines
+    from gpt2compress.report.throughput_pages import fastest_lines
 
     def row(variant, runtime, ratio):
         return ForwardRecord(variant=variant, runtime=runtime, device="cpu", batch_shape=[1, 128],
@@ -253,10 +258,12 @@ def test_the_summary_sets_our_fastest_forward_beside_each_peer_engine():
 
     rows = [row("fp32", "torch", 1.0), row("int8-scratch", "torch", 0.5), row("ov-int8-static", "openvino", 0.2),
             row("llamacpp-q8_0", "llamacpp", 0.7), row("ort-int8-dynamic", "onnxruntime", 0.3)]
-    assert peer_lines(rows, "latency") == [
+    assert fastest_lines(rows, "latency") == [
+        "- b1 × 128: our fastest forward, ov-int8-static, takes 0.2× fp32's time",
         "- b1 × 128: our fastest forward, ov-int8-static, takes 0.286× llamacpp-q8_0's time (×latency 0.2 vs 0.7)",
         "- b1 × 128: our fastest forward, ov-int8-static, takes 0.667× ort-int8-dynamic's time (×latency 0.2 vs 0.3)"]
-    assert peer_lines(rows[:3], "latency") == []  # no peer engine in the run: no line
+    assert fastest_lines(rows[:3], "latency") == [  # no peer engine in the run: the line against fp32 alone
+        "- b1 × 128: our fastest forward, ov-int8-static, takes 0.2× fp32's time"]
 
 
 def test_the_peer_line_s_interval_holds_an_even_pair_and_excludes_a_planted_gap():
@@ -265,7 +272,7 @@ def test_the_peer_line_s_interval_holds_an_even_pair_and_excludes_a_planted_gap(
     import random
 
     from gpt2compress.records import GenerateRecord
-    from gpt2compress.report.throughput_pages import peer_lines
+    from gpt2compress.report.throughput_pages import fastest_lines
 
     rng = random.Random(7)
     noisy = lambda value: value * rng.uniform(0.92, 1.08)  # noqa: E731
@@ -277,8 +284,8 @@ def test_the_peer_line_s_interval_holds_an_even_pair_and_excludes_a_planted_gap(
                               reference_rounds={"decode_tokens_per_s_samples": fp32}).derive_ratios()
 
     def interval(ours_speedup):
-        [line] = peer_lines([row("ov-int8-sym-weights", "openvino-genai", ours_speedup),
-                             row("llamacpp-q8_0", "llamacpp", 4.5)])
+        [line] = [line for line in fastest_lines([row("ov-int8-sym-weights", "openvino-genai", ours_speedup),
+                                                  row("llamacpp-q8_0", "llamacpp", 4.5)]) if "llamacpp" in line]
         low, high = map(float, re.search(r"95 % interval ([\d.]+)–([\d.]+);", line).groups())
         point = float(re.search(r"is ([\d.]+)×", line).group(1))
         assert low <= point <= high
@@ -287,3 +294,33 @@ def test_the_peer_line_s_interval_holds_an_even_pair_and_excludes_a_planted_gap(
     low, high = interval(4.5)
     assert low < 1 < high
     assert interval(4.5 * 0.85)[1] < 1
+
+
+def test_the_line_against_fp32_says_whether_a_target_holds_beyond_the_rounds_noise():
+    """The fastest forward's × column with the 95 % interval of its per-round ratios: a variant as fast as fp32
+    (A/A) has an interval holding 1; one planted 15 % faster has an interval wholly below 1. 20 rounds, ±8 % noise
+    on each side of every round, as the bench pairs them, and three of the variant's rounds interrupted (twice as
+    long): the interval is the median's, as the × column is, not a mean's that the long rounds drag up."""
+    import random
+
+    from gpt2compress.records import ForwardRecord
+    from gpt2compress.report.throughput_pages import fastest_lines
+
+    rng = random.Random(11)
+    noisy = lambda value: value * rng.uniform(0.92, 1.08)  # noqa: E731
+
+    def interval(speed):
+        fp32 = [noisy(300.0) for _ in range(20)]
+        row = ForwardRecord(variant="ov-int8-static", runtime="openvino", device="cpu", batch_shape=[1, 128],
+                            latency_samples_ms=[noisy(f * speed) * (2 if i % 7 == 3 else 1)
+                                                for i, f in enumerate(fp32)],
+                            reference_rounds={"latency_samples_ms": fp32}).derive_ratios()
+        [line] = fastest_lines([row], "latency")
+        point = float(re.search(r"takes ([\d.]+)× fp32's time", line).group(1))
+        low, high = map(float, re.search(r"\(95 % interval ([\d.]+)–([\d.]+)\)$", line).groups())
+        assert low <= point <= high and point == pytest.approx(row.ratios["latency"], rel=5e-3)
+        return low, high
+
+    low, high = interval(1.0)
+    assert low < 1 < high
+    assert interval(0.85)[1] < 1

@@ -163,19 +163,23 @@ def kept_pairs(m: Metric, record: Any) -> list[float]:
 MIN_INTERVAL_ROUNDS = 5  # fewer rounds a side and a percentile bootstrap's interval is mostly its own resampling
 
 
-def median_ratio_interval(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, float] | None:
+def median_ratio_interval(a: list[float], b: list[float] | None = None,
+                          level: float = 0.95) -> tuple[float, float] | None:
     """Where median(a) / median(b) lands when each side's rounds are drawn again: a percentile bootstrap that
     resamples the two apart, since a's rounds were not paired with b's (two variants, each paired with its own
-    reference rounds). None when a side has too few rounds for the interval to mean anything."""
-    if min(len(a), len(b)) < MIN_INTERVAL_ROUNDS:
+    reference rounds). Without b: where median(a) lands, for a record's own per-pair ratios (its × column).
+    None when a side has too few rounds for the interval to mean anything."""
+    sides = (a,) if b is None else (a, b)
+    if min(map(len, sides)) < MIN_INTERVAL_ROUNDS:
         return None
     import numpy as np
     from scipy.stats import bootstrap
 
-    def statistic(x, y, axis=-1):
-        return np.median(x, axis=axis) / np.median(y, axis=axis)
+    def statistic(*xs, axis=-1):
+        top = np.median(xs[0], axis=axis)
+        return top if len(xs) == 1 else top / np.median(xs[1], axis=axis)
 
-    result = bootstrap((a, b), statistic, n_resamples=4000, confidence_level=level, method="percentile",
+    result = bootstrap(sides, statistic, n_resamples=4000, confidence_level=level, method="percentile",
                        random_state=0)  # seeded: the same rounds give the same report
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 

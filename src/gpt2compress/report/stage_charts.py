@@ -16,7 +16,7 @@ from .charts import fmt as _fmt, metric_bars, offsets, panels as _panels, save a
 from .gains_table import gains_section
 from .runs import Run, measured_on
 from .task_pages import classify_section, confusion_charts, hellaswag_section
-from .throughput_pages import generate_section, peer_lines, throughput_charts, train_section
+from .throughput_pages import fastest_lines, generate_section, throughput_charts, train_section
 
 BARS = {"perplexity": "perplexity", "peak_memory": "peak_memory", "size": "size", "energy": "energy_per_sample"}
 # file stem: catalog metric
@@ -122,8 +122,8 @@ def forward_section(runs: list[Run]) -> list[str]:
                       "| size MiB | ×size | peak MiB | params | heads/layer |",
                       "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
             lines += [_forward_row(r) for r in rows]
-            peers = peer_lines(rows, "latency")
-            lines += ["", *peers, ""] if peers else [""]
+            fastest = fastest_lines(rows, "latency")
+            lines += ["", *fastest, ""] if fastest else [""]
             lines += _gpu_table([r for r in rows if r.peak_memory_reserved_bytes is not None or r.energy_per_sample_mj])
     return lines
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..catalog import GENERATE, METRICS, PEER_RUNTIMES, TRAIN, kept_pairs, median_ratio_interval
+from ..catalog import GENERATE, METRICS, PEER_RUNTIMES, TRAIN, kept_pairs, median_ratio_interval, reference_of
 from ..records import Record
 from .charts import fmt, metric_bars
 from .runs import Run
@@ -43,25 +43,30 @@ def generate_section(runs: list[Run]) -> list[str]:
                              f"| {fmt(r.ratios.get('ttft'))} | {fmt(r.decode_p50_ms, '.2f')} "
                              f"| {fmt(r.decode_p90_ms, '.2f')} | {fmt(r.decode_p99_ms, '.2f')} "
                              f"| {fmt(r.decode_tokens_per_s, ',.1f')} | {fmt(r.ratios.get('decode_tokens_per_s'))} |")
-            peers = peer_lines(rows)
-            lines += ["", *peers, ""] if peers else [""]
+            fastest = fastest_lines(rows)
+            lines += ["", *fastest, ""] if fastest else [""]
     return lines
 
 
-# How a peer line reads for each metric it is drawn for: what is compared, how "ours against the peer" is said, and
-# the table column the two ratios come from.
-PEER_PHRASES = {"decode_tokens_per_s": ("decode", "is {ratio}× {peer}'s", "×decode"),
-                "latency": ("forward", "takes {ratio}× {peer}'s time", "×latency")}
+# How a "fastest" line reads for each metric it is drawn for: what is compared, how "ours against the other" is
+# said, and the table column the ratios come from.
+FASTEST_PHRASES = {"decode_tokens_per_s": ("decode", "is {ratio}× {other}'s", "×decode"),
+                   "latency": ("forward", "takes {ratio}× {other}'s time", "×latency")}
 
 
-def peer_lines(rows: list[Record], metric_name: str = "decode_tokens_per_s") -> list[str]:
-    """Our fastest variant against each peer engine's, per input shape (a decode's batch size, a forward's batch ×
-    sequence). Each side is its own ratio to fp32 rounds interleaved with it, so the two are compared as measured
-    side by side, not across a run's drift; the 95 % interval says whether "faster than the peer" survives the
-    rounds' noise."""
+def _interval(interval: tuple[float, float] | None) -> str:
+    return f"95 % interval {fmt(interval[0])}–{fmt(interval[1])}" if interval else ""
+
+
+def fastest_lines(rows: list[Record], metric_name: str = "decode_tokens_per_s") -> list[str]:
+    """Per input shape (a decode's batch size, a forward's batch × sequence): our fastest variant against the
+    reference, then against each peer engine's. Against the reference the ratio is the record's × column, the
+    median of its per-round ratios, and the 95 % interval says whether a target such as "≤ 0.15× fp32" holds
+    beyond the rounds' noise. Against a peer, each side is its own ratio to fp32 rounds interleaved with it, so
+    the two are compared as measured side by side, not across a run's drift."""
     lines = []
     metric = METRICS[metric_name]
-    what, says, column = PEER_PHRASES[metric_name]
+    what, says, column = FASTEST_PHRASES[metric_name]
     fastest = max if metric.better == "higher" else min
     for shape in sorted({r.shape for r in rows}):
         rated = [r for r in rows if r.shape == shape and r.ratios.get(metric.name)]
@@ -69,13 +74,16 @@ def peer_lines(rows: list[Record], metric_name: str = "decode_tokens_per_s") -> 
         if not ours:
             continue
         best = fastest(ours, key=lambda r: r.ratios[metric.name])
+        head = f"- b{' × '.join(map(str, shape))}: our fastest {what}, {best.variant},"
+        if best.variant != (reference := reference_of(best.kind)):
+            spread = _interval(median_ratio_interval(kept_pairs(metric, best)))
+            lines.append(f"{head} {says.format(ratio=fmt(best.ratios[metric.name]), other=reference)}"
+                         + (f" ({spread})" if spread else ""))
         for peer in (r for r in rated if r.runtime in PEER_RUNTIMES):
-            interval = median_ratio_interval(kept_pairs(metric, best), kept_pairs(metric, peer))
-            spread = f"95 % interval {fmt(interval[0])}–{fmt(interval[1])}; " if interval else ""
+            spread = _interval(median_ratio_interval(kept_pairs(metric, best), kept_pairs(metric, peer)))
             ratio = fmt(best.ratios[metric.name] / peer.ratios[metric.name])
-            lines.append(f"- b{' × '.join(map(str, shape))}: our fastest {what}, {best.variant}, "
-                         f"{says.format(ratio=ratio, peer=peer.variant)} ({spread}{column} "
-                         f"{fmt(best.ratios[metric.name])} vs {fmt(peer.ratios[metric.name])})")
+            lines.append(f"{head} {says.format(ratio=ratio, other=peer.variant)} ({spread + '; ' if spread else ''}"
+                         f"{column} {fmt(best.ratios[metric.name])} vs {fmt(peer.ratios[metric.name])})")
     return lines
 
 

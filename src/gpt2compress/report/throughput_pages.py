@@ -74,16 +74,17 @@ def fastest_lines(rows: list[Record], metric_name: str = "decode_tokens_per_s") 
         if not ours:
             continue
         best = fastest(ours, key=lambda r: r.ratios[metric.name])
+        best_ratio, best_pairs = best.ratios[metric.name], kept_pairs(metric, best)
         head = f"- b{' × '.join(map(str, shape))}: our fastest {what}, {best.variant},"
         if best.variant != (reference := reference_of(best.kind)):
-            spread = _interval(median_ratio_interval(kept_pairs(metric, best)))
-            lines.append(f"{head} {says.format(ratio=fmt(best.ratios[metric.name]), other=reference)}"
+            spread = _interval(median_ratio_interval(best_pairs))
+            lines.append(f"{head} {says.format(ratio=fmt(best_ratio), other=reference)}"
                          + (f" ({spread})" if spread else ""))
         for peer in (r for r in rated if r.runtime in PEER_RUNTIMES):
-            spread = _interval(median_ratio_interval(kept_pairs(metric, best), kept_pairs(metric, peer)))
-            ratio = fmt(best.ratios[metric.name] / peer.ratios[metric.name])
-            lines.append(f"{head} {says.format(ratio=ratio, other=peer.variant)} ({spread + '; ' if spread else ''}"
-                         f"{column} {fmt(best.ratios[metric.name])} vs {fmt(peer.ratios[metric.name])})")
+            spread = _interval(median_ratio_interval(best_pairs, kept_pairs(metric, peer)))
+            peer_ratio = peer.ratios[metric.name]
+            lines.append(f"{head} {says.format(ratio=fmt(best_ratio / peer_ratio), other=peer.variant)} "
+                         f"({spread + '; ' if spread else ''}{column} {fmt(best_ratio)} vs {fmt(peer_ratio)})")
     return lines
 
 

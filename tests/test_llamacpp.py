@@ -40,12 +40,27 @@ def test_a_build_with_ggmls_amx_kernels_is_refused_naming_the_rebuild(monkeypatc
     ("fpu avx avx2 fma f16c", ["<native>"], ["GGML_NATIVE=OFF"]),  # AVX2-only: -march=native is right
 ])
 def test_the_llama_cpp_build_names_the_isa_and_never_amx(tmp_path, cpu, wanted, unwanted):
+    said = _dry_run(tmp_path, cpu)
+    assert all(flag in said for flag in wanted) and not any(flag in said for flag in unwanted)
+
+
+def test_an_amx_xeon_gets_the_build_measured_on_avx512_cpus_without_amx(tmp_path):
+    """The AMX flags change nothing in what is compiled: an AMX Xeon runs the AVX-512 + VNNI + BF16 + VBMI build
+    whose libraries hold no tile instruction (checked with objdump on a Zen 4: README)."""
+    sapphire_rapids = "fpu avx2 avx512f avx512bw avx512vl avx512_vnni avx512_bf16 avx512vbmi"
+    cmake_args = [_dry_run(tmp_path, flags).split(" wheel key=")[0]
+                  for flags in (sapphire_rapids, sapphire_rapids + " amx_tile amx_int8 amx_bf16")]
+    assert cmake_args[0] == cmake_args[1] and "-DGGML_AVX512_VBMI=ON" in cmake_args[0]
+
+
+def _dry_run(tmp_path, cpu: str) -> str:
+    """What `install-llamacpp.sh --dry-run` says of a CPU with these flags: its CMAKE_ARGS and wheel key."""
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {cpu}\n")
     done = subprocess.run(["bash", str(ROOT / "bench" / "install-llamacpp.sh"), "--dry-run"], capture_output=True,
                           text=True, env={"CPUINFO": str(cpuinfo), "PATH": "/usr/bin:/bin"}, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert all(flag in done.stderr for flag in wanted) and not any(flag in done.stderr for flag in unwanted)
+    return done.stderr
 
 
 def _install_llamacpp(tmp_path, cpu, wheels, *args, script=ROOT / "bench" / "install-llamacpp.sh"):

@@ -1,6 +1,7 @@
 """A build's perplexity is computed once per everything that makes it, and recomputed when any of that changes."""
 
 import dataclasses
+from types import SimpleNamespace
 
 import torch
 
@@ -51,3 +52,21 @@ def test_a_score_follows_its_own_runtimes_scorer_not_the_others(ctx, monkeypatch
         assert key_after_editing("gpt2compress/engines.py") != before
     finally:
         fingerprint.code_fingerprint.cache_clear()  # no edited hash outlives the test
+
+
+def test_an_openvino_score_follows_its_stateless_scorer(ctx, monkeypatch):
+    """OpenVINO LMs are scored by ov_scorer (engines.scoring_engine), which no OpenVINO build imports."""
+    ir = SimpleNamespace(runtime="openvino", info={"build": {"key": "an-ir"}})
+    real_hash = fingerprint.source_hash
+
+    def keys_after_editing(name: str) -> tuple[str, str]:
+        monkeypatch.setattr(fingerprint, "source_hash", lambda path: "edited" if path.match(name) else real_hash(path))
+        fingerprint.code_fingerprint.cache_clear()
+        return scores.score_key(ir, ctx.eval.key, "cpu"), scores.score_key(build("fp32", ctx), ctx.eval.key, "cpu")
+
+    try:
+        ir_before, fp32_before = keys_after_editing("nothing.py")
+        ir_after, fp32_after = keys_after_editing("gpt2compress/ov_scorer.py")
+        assert ir_after != ir_before and fp32_after == fp32_before
+    finally:
+        fingerprint.code_fingerprint.cache_clear()

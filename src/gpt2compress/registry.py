@@ -10,7 +10,7 @@ one module that registers itself, here with a decorator on its stage function
 both `cast`). `gpt2compress.stages` imports every module in its folder, so adding a
 stage is one new file plus one line in `variants.VARIANTS`.
 
-A *runtime* ("torch", "openvino", "inc", "bnb", "llamacpp") is what a stage gives:
+A *runtime* ("torch", "openvino", "inc", "bnb", "llamacpp", "ctranslate2", "onnxruntime") is what a stage gives:
 it knows how to save and load its models. A *restorer* replays, on a freshly built
 PyTorch model, what a stage recorded in `config.gpt2compress` (pruned heads, INT8
 layers, autocast), so `io.load_model` rebuilds the shapes without importing any stage.
@@ -49,6 +49,7 @@ class Runtime:
     libraries: tuple[str, ...] = ()
     module: str = ""  # where save/load live: their code is part of every build that gives this runtime
     isolated: bool = False  # native code outside PyTorch: its cases run in a child process (isolation.py)
+    scorer: str = ""  # the module that scores its models when that is not the model itself: in every score's key
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,8 @@ def save_pretrained(model: Any, out: Path, tokenizer: Any = None) -> None:
 
 
 def register_runtime(name: str, *, load: Callable, save: Callable = save_pretrained,
-                     libraries: tuple[str, ...] = (), isolated: bool = False) -> Runtime:
-    RUNTIMES[name] = Runtime(name, save, load, tuple(libraries), load.__module__, isolated)
+                     libraries: tuple[str, ...] = (), isolated: bool = False, scorer: str = "") -> Runtime:
+    RUNTIMES[name] = Runtime(name, save, load, tuple(libraries), load.__module__, isolated, scorer)
     return RUNTIMES[name]
 
 

@@ -27,9 +27,10 @@ SCORES_FILE = "scores.json"
 
 def score_key(built: Any, windows_key: str, device: str) -> str:
     loader = runtime(built.runtime)
-    # engines.py picks each runtime's scorer, which lives with the runtime's loader: walking engines' lazy imports
-    # would re-score an fp32 build whenever the OpenVINO stage changed.
-    code = fingerprint(("gpt2compress.metrics", loader.module), TORCH_LIBRARIES + loader.libraries,
+    # engines.py picks each runtime's scorer, which its registration names (the model itself where it names none):
+    # walking engines' lazy imports would re-score an fp32 build whenever the OpenVINO code changed.
+    scorer = (loader.scorer,) if loader.scorer else ()
+    code = fingerprint(("gpt2compress.metrics", loader.module, *scorer), TORCH_LIBRARIES + loader.libraries,
                        shallow=("gpt2compress.engines",))
     gpu = torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else None
     return content_key("scores", built.info["build"]["key"], windows_key, code, cpu_model(), isa_summary(),

@@ -107,7 +107,7 @@ def runtime_properties(path: str | Path) -> dict:
 
 
 register_runtime("openvino", load=lambda path, device: load_openvino(path, runtime_properties(path)),
-                 libraries=OV_LIBRARIES)
+                 libraries=OV_LIBRARIES, scorer="gpt2compress.ov_scorer")  # engines.scoring_engine's choice
 
 
 @register_stage("openvino", openvino_config, devices=(CPU,), gives="openvino", precision="fp32",

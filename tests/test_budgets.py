@@ -91,7 +91,8 @@ def test_violations_report_measured_and_allowed():
     random_weights = forward(perplexity=1.2, tokens_per_s=3.0)
     random_weights.perplexity_meaningful = False
     assert budget.violations(random_weights) == []
-    assert budget.violations(forward(perplexity=float("nan"), tokens_per_s=3.0))  # NaN never passes
+    assert budget.violations(forward(perplexity=float("nan"), tokens_per_s=3.0))  # NaN never passes: not under a max
+    assert budget.violations(forward(perplexity=1.0, tokens_per_s=float("nan")))  # nor over a min
 
 
 def test_a_budget_on_an_unmeasured_metric_fails_and_says_why():

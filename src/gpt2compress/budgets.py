@@ -88,7 +88,7 @@ class Budget:
                            "cannot pass")
                 continue
             bound = "≥" if key.startswith("min_") else "≤"
-            if (value < limit) if bound == "≥" else (not value <= limit or math.isnan(value)):
+            if math.isnan(value) or (value < limit if bound == "≥" else value > limit):  # NaN passes neither bound
                 out.append(f"{key}: measured {value:.4g}, allowed {bound} {limit:.4g}")
         return out + list(record.problems)
 

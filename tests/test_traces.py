@@ -2,6 +2,11 @@
 counters."""
 
 import json
+from types import SimpleNamespace
+
+from gpt2compress import measure, profiling
+from gpt2compress.budgets import Budget
+from gpt2compress.records import ForwardRecord
 
 from helpers import run_bench
 
@@ -23,3 +28,16 @@ def test_profile_and_memray_outputs(tmp_path, local_checkpoint):
     assert layers and all(row["ms_per_forward"] >= 0 for row in layers)
     assert any("i8" in row["kernel"].lower() for row in layers if row["layer_type"].startswith("FullyConnected"))
     assert "| FullyConnected" in (tmp_path / "traces" / "cpu-ov-int8-static.ov-layers.md").read_text()
+
+
+def test_a_profile_that_fails_keeps_the_measured_row_and_fails_the_case(monkeypatch, tmp_path):
+    def broken(*args):
+        raise RuntimeError("the profiler broke")
+
+    measured = ForwardRecord(variant="x", device="cpu")
+    monkeypatch.setattr(measure, "forward_record", lambda *args: measured)
+    monkeypatch.setattr(profiling, "profile_forward", broken)
+    record = measure.measure_case("forward", SimpleNamespace(name="x"), SimpleNamespace(device="cpu"),
+                                  SimpleNamespace(inputs=None), None, {"profile": tmp_path})
+    assert record is measured
+    assert Budget({}).violations(record) == ["--profile failed after the measurement: RuntimeError: the profiler broke"]

@@ -341,7 +341,10 @@ def measure_case(kind: str, built: Built, ctx: Context, reference: Reference, ru
         if options.get("profile"):
             from .profiling import profile_forward
 
-            profile_forward(options["profile"], f"{ctx.device}-{built.name}", built, reference.inputs)
+            try:
+                profile_forward(options["profile"], f"{ctx.device}-{built.name}", built, reference.inputs)
+            except Exception as exc:  # the measured row stays; the case fails, saying why
+                record.problems.append(f"--profile failed after the measurement: {type(exc).__name__}: {exc}")
         return record
     if kind == "generate":
         return generate_record(built, ctx, reference, options["rounds"], runner)

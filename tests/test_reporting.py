@@ -10,7 +10,7 @@ import pytest
 from gpt2compress.catalog import METRICS
 from gpt2compress.cli import main
 from gpt2compress.report.stage_charts import pareto_frontier
-from gpt2compress.report.runs import load_run
+from gpt2compress.report.runs import SESSION_KEYS, load_run
 
 from helpers import ROOT, run_bench
 from test_agnews_classifier import write_agnews
@@ -151,7 +151,10 @@ def test_compare_markdown_puts_regressions_first(aa_classify, tmp_path, capsys):
 
 
 def test_compare_warns_when_machines_differ(aa_runs, tmp_path, capsys):
+    main(["compare", *map(str, aa_runs)])  # A/A: each run's own command line and test times are no machine
+    assert "machines differ" not in capsys.readouterr().err
     data = json.loads(aa_runs[0].read_text())
+    assert set(data["gpt2compress"]) == set(SESSION_KEYS)
     data["machine_info"]["cpu"] = {"brand_raw": "another CPU"}
     other = tmp_path / "other.json"
     other.write_text(json.dumps(data))

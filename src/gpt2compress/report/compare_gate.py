@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from ..budgets import CompareRule
 from ..catalog import Metric, metrics_of, pair_ratios, reference_of
 from ..records import Record
-from .runs import Run
+from .runs import SESSION_KEYS, Run
 
 ALPHA = 0.01
 MIN_SAMPLES = 5  # with fewer rounds a side, a one-sided Mann-Whitney test cannot reach p < ALPHA at all
@@ -108,7 +108,8 @@ def machine_differences(base: Run, new: Run) -> list[str]:
     out = [f"{k}: {base.machine.get(k)} → {new.machine.get(k)}" for k in keys
            if base.machine.get(k) != new.machine.get(k)]
     a, b = base.machine.get("gpt2compress", {}), new.machine.get("gpt2compress", {})
-    out += [f"{k}: {a.get(k)} → {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    out += [f"{k}: {a.get(k)} → {b.get(k)}" for k in sorted(set(a) | set(b))
+            if k not in SESSION_KEYS and a.get(k) != b.get(k)]
     return out
 
 

@@ -76,6 +76,9 @@ def measured_on(runs: list[Run]) -> list[str]:
     return lines[:1] if len(set(lines)) == 1 else [f"{run.label}: {line}" for run, line in zip(runs, lines)]
 
 
+SESSION_KEYS = ("skipped", "durations", "shard", "tier", "argv", "cwd")  # bench/conftest.py's, differing every run
+
+
 def _with_session(machine: dict, data: dict) -> dict:
     """The machine info, with the session's own facts (skips, test times, shard, command line) under
     `machine["gpt2compress"]`, where the history keeps them."""

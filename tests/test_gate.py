@@ -165,3 +165,9 @@ def test_trend_writes_a_chart_per_class_and_metric_and_an_index(repo, tmp_path):
     lines, _ = series(open_store(location))
     points = lines[("cpu-test", "forward", "latency")]["cpu/int8-scratch"]
     assert [x for x, _ in points] == [0, 1, 2] and points[1][1] == pytest.approx(points[0][1] * 1.3)
+
+    record_file(open_store(location), V1, "other-class", commit=git(repo, "rev-parse", "HEAD"), ref="refs/heads/main")
+    mine = tmp_path / "mine"  # --runner-class: that class alone, as `history changes` reports it
+    assert main(["history", "trend", "--out", str(mine), "--history", location, "--runner-class", "cpu-test"]) == 0
+    assert "3 runs, 1 runner class(es)" in (mine / "index.html").read_text()
+    assert list(mine.glob("cpu-test--*.png")) and not list(mine.glob("other-class--*"))

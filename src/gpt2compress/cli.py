@@ -207,8 +207,7 @@ def history_changes(args: argparse.Namespace) -> int:
     from .report.change_points import change_points
     from .report.history_store import open_store
 
-    found = [c for c in change_points(open_store(args.history), args.ref, args.max_pvalue, args.last)
-             if args.runner_class is None or c.runner_class == args.runner_class]
+    found = change_points(open_store(args.history), args.ref, args.max_pvalue, args.last, args.runner_class)
     for c in found:
         print(c.describe())
     print(f"{len(found)} change point(s)")
@@ -234,7 +233,7 @@ def history_trend(args: argparse.Namespace) -> int:
     from .report.history_store import open_store
     from .report.trend_charts import trend
 
-    for path in trend(open_store(args.history), args.out, args.ref, args.last):
+    for path in trend(open_store(args.history), args.out, args.ref, args.last, args.runner_class):
         print(path)
     return 0
 

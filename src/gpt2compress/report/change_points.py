@@ -25,12 +25,13 @@ LAST = 250  # runs per runner class that `changes` and `trend` read by default (
 Series = dict[tuple, dict[str, list[tuple[int, float]]]]  # (class, kind, metric) -> line label -> [(x, value)]
 
 
-def series(store: Store, ref: str | None = None, last: int = LAST) -> tuple[Series, dict[str, list[StoredRun]]]:
+def series(store: Store, ref: str | None = None, last: int = LAST,
+           runner_class: str | None = None) -> tuple[Series, dict[str, list[StoredRun]]]:
     """Every gated metric per (runner class, kind, metric), one line per device/variant, x = the run's position
-    among its class's last `last` runs on `ref` (0: all). The reference has no timing line: its paired ratio is 1
-    by definition."""
+    among its class's last `last` runs on `ref` (0: all); one class only if `runner_class` names it. The reference
+    has no timing line: its paired ratio is 1 by definition."""
     runs: dict[str, list[StoredRun]] = {}
-    for run in store.runs():
+    for run in store.runs(runner_class):
         if ref is None or run.info.ref == ref:
             runs.setdefault(run.info.runner_class, []).append(run)
     runs = {runner: stored[-last:] if last else stored for runner, stored in runs.items()}
@@ -80,8 +81,8 @@ def detect(values: list[float], max_pvalue: float = MAX_PVALUE) -> list[tuple[in
 
 
 def change_points(store: Store, ref: str | None = None, max_pvalue: float = MAX_PVALUE,
-                  last: int = LAST) -> list[ChangePoint]:
-    return changes_in(*series(store, ref, last), max_pvalue=max_pvalue)
+                  last: int = LAST, runner_class: str | None = None) -> list[ChangePoint]:
+    return changes_in(*series(store, ref, last, runner_class), max_pvalue=max_pvalue)
 
 
 def changes_in(data: Series, runs: dict[str, list[StoredRun]], max_pvalue: float = MAX_PVALUE) -> list[ChangePoint]:

@@ -44,10 +44,11 @@ def _chart(out: Path, key: tuple, lines: dict[str, list[tuple[int, float]]], run
     return save(fig, out, f"{runner}--{kind}--{name}")
 
 
-def trend(store: Store, out: str | Path, ref: str | None = None, last: int = LAST) -> list[Path]:
+def trend(store: Store, out: str | Path, ref: str | None = None, last: int = LAST,
+          runner_class: str | None = None) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data, runs = series(store, ref, last)
+    data, runs = series(store, ref, last, runner_class)
     changes = changes_in(data, runs)
     charts = [_chart(out, key, lines, runs[key[0]], [c for c in changes if (c.runner_class, c.kind, c.metric) == key])
               for key, lines in sorted(data.items())]

@@ -164,13 +164,15 @@ def rerun(new: Run, records: list[Record], times: int) -> list[Run]:
     if not argv or not records:
         return []
     keep, skip = [], False
-    for arg in argv:  # the selection and outputs are this rerun's own
+    # The selection and outputs are this rerun's own; a shard of the suspects alone could hold none of them.
+    own = ("--stages", "--benchmark-json", "--journal", "--shard")
+    for arg in argv:
         if skip:
             skip = False
             continue
-        if arg in ("--stages", "--benchmark-json", "--journal"):
+        if arg in own:
             skip = True
-        elif not arg.startswith(("--stages=", "--benchmark-json=", "--journal=", "--benchmark-autosave")):
+        elif not arg.startswith((*(f"{o}=" for o in own), "--benchmark-autosave")):
             keep.append(arg)
     variants = ",".join(sorted({r.variant for r in records}))
     runs = []

@@ -26,6 +26,7 @@ if [ -n "${PIN_CORES:-}" ] && [ -z "${PINNED_TO:-}" ]; then   # everything below
   echo "bench/ci.sh: pinned to CPUs $cpus ($PIN_CORES distinct physical cores)"
   PINNED_TO=$cpus NO_INSTALL=1 exec taskset -c "$cpus" bash "$0" "$mode" "$@"
 fi
+rm -f results.json results.jsonl   # an earlier run's, left in a local checkout, must not be gated or recorded as this one
 pytest bench/ --benchmark-json=results.json "$@" || status=$?
 results=results.json
 [ -f "$results" ] || results=results.jsonl   # the journal survives a crash that lost the JSON

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The gate's error rates on this machine (issue 14): N separate processes of identical code on a warm cache, then
-# every ordered pair gated as `history gate` would (the spread from the other N - 2), A/A and with a planted
-# slowdown on each variant in turn. Prints the README table.
+# every ordered pair gated as `history gate` would (the spread from the other N - 1, the base among them), A/A and
+# with a planted slowdown on each variant in turn. Prints the README table.
 #
 #   bench/error-rates.sh OUT_DIR [N] [pytest args...]
 #   e.g. bench/error-rates.sh /tmp/rates 10 --model gpt2-random --tokenizer ../shared/data/gpt2-tokenizer
@@ -11,6 +11,8 @@
 set -euo pipefail
 out=${1:?usage: bench/error-rates.sh OUT_DIR [N] [pytest args...]}; shift
 n=${1:-10}; [ $# -gt 0 ] && shift
+[[ $n =~ ^[0-9]+$ ]] || {
+  echo "bench/error-rates.sh: N is the number of processes, got '$n': usage: OUT_DIR [N] [pytest args...]" >&2; exit 2; }
 mkdir -p "$out"
 stages=(--stages fp32,bf16,ov-int8-weights,ov-int8-static,inc-int8)
 [[ " $* " == *" --stages"* ]] && stages=()

@@ -7,7 +7,7 @@
 # pytest-benchmark to compare-fail then is a usage error (exit 4), so those flags are only added once
 # a saved run exists.
 set -euo pipefail
-storage="$1"; shift
+storage=${1:?usage: bench/run-with-history.sh STORAGE_DIR [pytest args...]}; shift
 mkdir -p "$storage"
 compare=()
 if find "$storage" -name '*.json' -print -quit | grep -q .; then

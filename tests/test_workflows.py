@@ -46,6 +46,8 @@ def test_bench_jobs_gate_prs_record_main_and_keep_evidence(name, labels, device,
     assert "GPT2COMPRESS_HISTORY" in job["env"] and "fetch-depth" in str(job["steps"][0])
     assert workflow["permissions"] == {"contents": "read"} and "schedule" in workflow[True]  # yaml reads `on` as True
     assert workflow["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
+    assert workflow["concurrency"]["group"].endswith("${{ github.event_name == 'pull_request' && github.ref || "
+                                                     "github.run_id }}")  # no push or nightly run is ever dropped
     assert "head.repo.full_name == github.repository" in job["if"]  # fork PRs never touch the runner's history
     assert all("timeout-minutes" in step for step in job["steps"] if "run" in step)
     uploads = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]

@@ -1,8 +1,8 @@
 """`gpt2compress history report --markdown` (and `history gate --report FILE`): one page for the job summary
 and the sticky PR comment — the verdict, regressions, improvements, what was skipped and why, links to charts.
 
-The page starts with a hidden marker per runner class, so the workflow edits its one comment per class on each
-push instead of adding another.
+The page starts with a hidden marker naming the runner class that measured it. The workflows keep one sticky
+comment each (bench-cpu, bench-t4: the action's `header`), which every push edits instead of adding another.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ under a process that uses it, and capped by $GPT2COMPRESS_CACHE_MAX."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -64,6 +65,20 @@ def test_prune_removes_least_recently_used_first(three_entries):
     assert [e.path.name for e in entries()] == ["mid", "new"]
     removed, _ = prune(older_than_days=1)
     assert [e.path.name for e in removed] == ["mid"]
+
+
+def test_an_entry_another_process_moves_away_while_listing_is_left_out(three_entries, monkeypatch):
+    listed = cache._entry
+
+    def moved_meanwhile(path):  # a build's rename into place, or another prune, between iterdir() and the stat
+        if path.name == "mid":
+            shutil.rmtree(path)
+        return listed(path)
+
+    monkeypatch.setattr(cache, "_entry", moved_meanwhile)
+    assert [e.path.name for e in entries()] == ["old", "new"]
+    removed, busy = prune(max_size=0)
+    assert [e.path.name for e in removed] == ["old", "new"] and not busy
 
 
 def test_using_an_entry_makes_it_recent(three_entries):

@@ -167,15 +167,21 @@ def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def _entry(path: Path) -> Entry:
-    meta = {}
-    if (path / ENTRY_FILE).is_file():
-        meta = json.loads((path / ENTRY_FILE).read_text())
-    stamp = next(p for p in (path / LAST_USED, path / COMPLETE_MARK, path) if p.exists())
-    complete = (path / COMPLETE_MARK).exists()
-    label = meta.get("label") or ("" if complete else "(partial build)")
-    return Entry(path, path.parent.name, label, _dir_size(path), stamp.stat().st_mtime, meta.get("fingerprint") or "",
-                 complete)
+def _entry(path: Path) -> Entry | None:
+    """None if another process moved it away meanwhile (a build finishing, a prune): the cache is shared."""
+    try:
+        meta = {}
+        if (path / ENTRY_FILE).is_file():
+            meta = json.loads((path / ENTRY_FILE).read_text())
+        stamp = next((p for p in (path / LAST_USED, path / COMPLETE_MARK, path) if p.exists()), None)
+        if stamp is None:
+            return None
+        complete = (path / COMPLETE_MARK).exists()
+        label = meta.get("label") or ("" if complete else "(partial build)")
+        return Entry(path, path.parent.name, label, _dir_size(path), stamp.stat().st_mtime,
+                     meta.get("fingerprint") or "", complete)
+    except FileNotFoundError:
+        return None
 
 
 def entries(root: Path | None = None) -> list[Entry]:
@@ -183,7 +189,7 @@ def entries(root: Path | None = None) -> list[Entry]:
     root = root or cache_root()
     found = [_entry(p) for kind in sorted(root.glob("*")) if kind.is_dir() and not kind.name.startswith(".")
              for p in kind.iterdir() if p.is_dir() and not p.name.startswith(".trash-")]
-    return sorted(found, key=lambda e: e.last_used)
+    return sorted((e for e in found if e is not None), key=lambda e: e.last_used)
 
 
 def _remove(entry: Entry) -> bool:

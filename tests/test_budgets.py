@@ -35,23 +35,23 @@ def test_model_specific_entries_override_the_wildcard():
 
 def test_a_cpu_class_sub_table_holds_only_on_cpus_of_that_class(tmp_path):
     budgets = load_budgets(write(tmp_path, """version = 1
-[cpu.'*'.x]
+[cpu.'*'.int8-scratch]
 max_latency_ratio = 0.9
 max_perplexity_ratio = 1.05
-[cpu.'*'.x.vnni]
+[cpu.'*'.int8-scratch.vnni]
 max_latency_ratio = 0.5
-[cpu.m.x]
+[cpu.m.int8-scratch]
 max_perplexity_ratio = 1.1
-[cpu.m.x.bf16]
+[cpu.m.int8-scratch.bf16]
 max_perplexity_ratio = 1.2
 """))
     slow_without_vnni = forward(latency=0.7, perplexity=1.0)
     avx2, vnni = cpu_classes(frozenset({"avx2", "fma"})), cpu_classes(frozenset({"avx2", "avx512_vnni"}))
     assert (avx2, vnni) == ((), ("vnni",))
-    assert budgets.budget_for("cpu", "m", "x", avx2).violations(slow_without_vnni) == []
-    assert budgets.budget_for("cpu", "m", "x", vnni).violations(slow_without_vnni) == [
+    assert budgets.budget_for("cpu", "m", "int8-scratch", avx2).violations(slow_without_vnni) == []
+    assert budgets.budget_for("cpu", "m", "int8-scratch", vnni).violations(slow_without_vnni) == [
         "max_latency_ratio: measured 0.7, allowed ≤ 0.5"]
-    assert budgets.budget_for("cpu", "m", "x", ("vnni", "bf16")).limits == {
+    assert budgets.budget_for("cpu", "m", "int8-scratch", ("vnni", "bf16")).limits == {
         "max_latency_ratio": 0.5, "max_perplexity_ratio": 1.2}  # the named model's table, then its class's
     shipped = load_budgets(SHIPPED)  # the VNNI claims of the 124M shape do not fail an AVX2-only runner
     assert "max_latency_ratio" not in shipped.budget_for("cpu", "gpt2-random", "ov-int8-static", avx2).limits
@@ -68,6 +68,9 @@ max_perplexity_ratio = 1.2
     (UNKNOWN_CLASS, "[cpu.'*'.fp32.avx512]: unknown CPU class 'avx512'"),
     (UNKNOWN_CLASS, "known: vnni (amx_int8/avx512_vnni/avx_vnni), bf16"),
     ("version = 1\n[cpu.'*'.fp32.vnni]\nmax_latency = 1\n", "[cpu.'*'.fp32.vnni]: unknown budget 'max_latency'"),
+    ("version = 1\n[cpu.'*'.int8_scratch]\nmax_latency_ratio = 1\n",  # a table no row would ever meet
+     "[cpu.'*'.int8_scratch]: unknown variant 'int8_scratch' (did you mean 'int8-scratch'?); known: fp32,"),
+    ("version = 1\n[gpu.'*'.fp32]\nmax_latency_ratio = 1\n", "[gpu]: unknown device 'gpu'"),
 ])
 def test_malformed_budgets_say_where_and_what(tmp_path, text, message):
     with pytest.raises(BudgetFileError, match=re.escape(message)):

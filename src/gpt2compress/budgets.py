@@ -21,6 +21,7 @@ applies to the records of its metric's kinds, and a budget whose metric was not 
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import tomllib
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from .catalog import BUDGET_KEYS, KINDS, METRICS, budget_value
 from .hardware import CPU_CLASSES
+from .registry import CPU, CUDA
 from .records import Record
 
 SUPPORTED_VERSION = 1
@@ -115,15 +117,31 @@ def load_budgets(path: str | Path) -> Budgets:
                               f"(found {data.get('version')!r})")
     limits = {k: v for k, v in data.items() if k not in ("version", "compare")}
     for device, models in limits.items():
+        _check_name(path, f"[{device}]", "device", device, (CPU, CUDA))
         for model, variants in _table(path, device, models).items():
             for variant, entry in _table(path, f"{device}.{model}", variants).items():
                 where = f"[{device}.{model!r}.{variant}]"
+                _check_name(path, where, "variant", variant, _case_names())
                 for key, value in _table(path, where, entry).items():
                     if isinstance(value, dict):
                         _check_cpu_class(path, where, key, value)
                     else:
                         _check_limit(path, where, key, value)
     return Budgets(limits, tuple(_rule(path, rule) for rule in data.get("compare", [])))
+
+
+def _case_names() -> list[str]:
+    from .cases import names  # the case table imports the stages: only once a budgets file is read
+
+    return names()
+
+
+def _check_name(path: Path, where: str, what: str, name: str, known) -> None:
+    """A table whose device or variant matches nothing would never gate a row: a typo, not a budget."""
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        raise BudgetFileError(f"{path} {where}: unknown {what} {name!r}" + (f" (did you mean {close[0]!r}?)" if close
+                              else "") + f"; known: {', '.join(known)}")
 
 
 def _check_limit(path: Path, where: str, key: str, value) -> None:

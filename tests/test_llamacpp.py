@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from helpers import ROOT, random_gpt2
+from gpt2compress.cache import content_key
 from gpt2compress.generation import cannot_generate, timed_generate
 from gpt2compress.stages import StageNotApplicable, check_chain
 from gpt2compress.stages import llamacpp
@@ -102,6 +103,20 @@ def test_a_converter_dir_without_the_converter_names_the_fix(tmp_path, monkeypat
     monkeypatch.setenv(llamacpp.CONVERTER_ENV, str(tmp_path))
     with pytest.raises(LlamaCppUnavailable, match="llama.cpp checkout"):
         converter_dir()
+
+
+def test_a_checkouts_converter_is_in_the_gguf_key(tmp_path, monkeypatch):
+    for name, text in {"convert_hf_to_gguf.py": "# converter", "conversion/gpt2.py": "# gpt2",
+                       "gguf-py/gguf/__init__.py": ""}.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    monkeypatch.delenv(llamacpp.CONVERTER_ENV, raising=False)
+    assert llamacpp.converter_key() == ""  # the installed version's: its version is in the stage's fingerprint
+    monkeypatch.setenv(llamacpp.CONVERTER_ENV, str(tmp_path))
+    before = llamacpp.converter_key()
+    (tmp_path / "conversion" / "gpt2.py").write_text("# gpt2, after a pull")
+    assert before and llamacpp.converter_key() != before
+    assert content_key(LlamaCppConfig("q8_0", before)) != content_key(LlamaCppConfig("q8_0", ""))
 
 
 def _fake_sdist(path, version):

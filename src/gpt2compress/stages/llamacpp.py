@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers.modeling_outputs import CausalLMOutput
 
-from ..cache import cached_dir
+from ..cache import cached_dir, content_key, text_key
 from ..io import save_model
 from ..registry import CPU, StageNotApplicable, register_runtime, register_stage
 from ..peer_engines import not_a_float_gpt2, not_installed
@@ -69,6 +69,7 @@ def installed_version() -> str | None:
 @dataclass(frozen=True)
 class LlamaCppConfig:
     outtype: str = "q8_0"  # (llama-cpp-python's version is in the stage's fingerprint: an upgrade rebuilds)
+    converter: str = ""  # $GPT2COMPRESS_LLAMA_CPP's converter files, hashed ("": the installed version's, above)
     tokenizer: Any = field(default=None, metadata={"hash": False})  # the source's: part of the source key already
     threads: int | None = field(default=None, metadata={"hash": False})  # default: torch's thread count
 
@@ -107,7 +108,19 @@ def converter_dir() -> Path:
                                       "point it at a llama.cpp checkout")
         return path
     version = installed_version()
-    return cached_dir("llama.cpp", version, lambda out: _fetch_converter(version, out))
+    key = f"{version}-{content_key(CONVERTER_FILES)}"  # which of the sdist's files it holds is part of it
+    return cached_dir("llama.cpp", key, lambda out: _fetch_converter(version, out))
+
+
+def converter_key() -> str:
+    """What a GGUF's key needs of its converter: a checkout's files under $GPT2COMPRESS_LLAMA_CPP (another
+    checkout, or a pull, converts differently); "" for the installed version's own."""
+    if not os.environ.get(CONVERTER_ENV):
+        return ""
+    path = converter_dir()
+    files = sorted(p for name in CONVERTER_FILES for p in ([path / name] if (path / name).is_file()
+                                                             else (path / name).rglob("*.py")))
+    return content_key([(str(p.relative_to(path)), text_key(p.read_text())) for p in files])
 
 
 def _fetch_converter(version: str, out: Path) -> None:
@@ -130,7 +143,7 @@ def _fetch_converter(version: str, out: Path) -> None:
 
 
 def gguf_config(ctx: Context, outtype: str) -> LlamaCppConfig:
-    return LlamaCppConfig(outtype, tokenizer=ctx.source.tokenizer)
+    return LlamaCppConfig(outtype, converter_key(), tokenizer=ctx.source.tokenizer)
 
 
 @register_stage("gguf_f32", lambda ctx: gguf_config(ctx, "f32"), devices=(CPU,), gives="llamacpp", precision="fp32",

@@ -1,6 +1,8 @@
 import pytest
 
+from gpt2compress.data import EMBEDDED, load_corpus
 from gpt2compress.sources import ModelSourceError, load_source
+from gpt2compress.tokenizer import train_bpe
 
 
 def test_unknown_hub_id_offline_names_the_offline_choices(monkeypatch):
@@ -18,3 +20,13 @@ def test_missing_local_dir():
 def test_tiny_needs_a_corpus():
     with pytest.raises(ValueError, match="corpus"):
         load_source("tiny")
+
+
+def test_gpt2_randoms_key_follows_its_tokenizers_vocabulary_not_its_path(tmp_path):
+    corpus = load_corpus(EMBEDDED)
+    tokenizer = tmp_path / "tokenizer"
+    train_bpe(corpus.train_text, 300, tokenizer)
+    first = load_source("gpt2-random", corpus, str(tokenizer)).key
+    assert load_source("gpt2-random", corpus, str(tokenizer)).key == first
+    train_bpe(corpus.train_text, 400, tokenizer)  # the same directory, another vocabulary
+    assert load_source("gpt2-random", corpus, str(tokenizer)).key != first  # conversions that tokenized with it rebuild

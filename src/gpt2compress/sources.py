@@ -18,6 +18,7 @@ under the same name is a new key); the bytes of the files for a local directory
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -28,7 +29,7 @@ from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreT
 
 from .cache import cached_dir, content_key
 from .fingerprint import fingerprint
-from .data import Corpus, packed_windows
+from .data import Corpus, packed_windows, tokenizer_key
 from .io import load_model, save_model
 from .progress import say
 from .tokenizer import load_tokenizer, train_bpe
@@ -109,7 +110,7 @@ def _tiny(corpus: Corpus, recipe: TinyRecipe) -> Source:
         finetune(model, FinetuneConfig(data, max_steps=steps, learning_rate=recipe.learning_rate,
                                        batch_size=recipe.batch_size, seed=recipe.seed))
         save_model(model, out, tok)
-        (out / "recipe.json").write_text(str(asdict(recipe)))
+        (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1))
 
     path = cached_dir("tiny", key, build, meta={"label": f"tiny on {corpus.name}", "fingerprint": built_by["code"]})
     return Source(TINY, load_model(path), load_tokenizer(path), key)
@@ -129,7 +130,7 @@ def _gpt2_random(corpus: Corpus, tokenizer: str | None) -> Source:
         tok = _tiny_tokenizer(corpus)
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config()).eval()
-    key = content_key("gpt2-random", 0, tok.name_or_path, _built_here())
+    key = content_key("gpt2-random", 0, tokenizer_key(tok), _built_here())  # the vocabulary, not where it was read
     return Source(GPT2_RANDOM, model, tok, key, perplexity_meaningful=False)
 
 

@@ -121,7 +121,7 @@ def _int8_copy_of(graph_module, table: torch.Tensor):
     return None
 
 
-def quantize_embedding_lookup(graph_module) -> str:
+def quantize_embedding_lookup(graph_module, vocab_size: int) -> str:
     """PT2E quantizes matmuls, not lookups: the token embedding would stay fp32. In GPT-2 the embedding is the
     LM head (tied), whose INT8 copy PT2E did make, so the fp32 table would sit beside it (an "INT8" model at
     ~0.55x fp32's size at 124M). Rows are looked up in INT8 instead, times their per-row scale: in the tied
@@ -132,7 +132,7 @@ def quantize_embedding_lookup(graph_module) -> str:
         if node.target is not torch.ops.aten.embedding.default or node.args[0].op != "get_attr":
             continue
         table = _attr(graph_module, node.args[0].target)
-        if table.dim() != 2 or table.shape[0] < 1024:  # positions (wpe) are not the vocabulary
+        if table.dim() != 2 or table.shape[0] != vocab_size:  # positions (wpe) are not the vocabulary
             continue
         ids, dequantize = node.args[1], _int8_copy_of(graph_module, table)
         with graph.inserting_before(node):
@@ -218,7 +218,7 @@ def quantize_inc(model: nn.Module, config: INCConfig) -> INCModel:
             prepared(b["input_ids"], b["attention_mask"])
     quantized = convert(prepared)
     _fold_int8_weights(quantized)
-    return INCModel(quantized, example, quantize_embedding_lookup(quantized))
+    return INCModel(quantized, example, quantize_embedding_lookup(quantized, model.config.vocab_size))
 
 
 def load_inc(path: Path) -> INCModel:

@@ -26,6 +26,18 @@ ORDER = "gpt2compress_order"  # ... and in which order (config.json is written w
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
+class LogitsOnly(torch.nn.Module):
+    """What an exported graph computes (INC's PT2E, ONNX): tokens and mask in, every position's logits out, no KV
+    cache."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+
 def record(model: PreTrainedModel, key: str, value) -> PreTrainedModel:
     """Note in the config what a stage did, so `load_model` can redo it on a fresh model."""
     setattr(model.config, RECORD, {**notes(model.config), key: value})

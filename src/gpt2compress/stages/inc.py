@@ -28,6 +28,7 @@ from transformers.pytorch_utils import Conv1D
 
 from ..data import Windows
 from ..hardware import has_vnni
+from ..io import LogitsOnly
 from ..registry import CPU, register_runtime, register_stage
 
 if TYPE_CHECKING:
@@ -59,17 +60,6 @@ def conv1d_to_linear(model: nn.Module) -> nn.Module:
                     linear.bias.copy_(child.bias)
                 setattr(parent, name, linear)
     return model
-
-
-class _Logits(nn.Module):
-    """What is exported: tokens in, logits out, no KV cache."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
 
 @contextlib.contextmanager
@@ -210,7 +200,7 @@ def quantize_inc(model: nn.Module, config: INCConfig) -> INCModel:
     model = conv1d_to_linear(model.float().eval().cpu())
     example = _example(config.calibration)
     batch, seq = Dim("batch", min=1, max=1024), Dim("seq", min=2, max=model.config.n_positions)
-    exported = export(_Logits(model).eval(), example, dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}))
+    exported = export(LogitsOnly(model).eval(), example, dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}))
     with _weight_range(config.reduce_range):
         prepared = prepare(exported, get_default_static_config(), example_inputs=example)
     with torch.no_grad():

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import CausalLMOutput
 
+from ..io import LogitsOnly
 from ..registry import CPU, StageNotApplicable, register_runtime, register_stage
 from ..peer_engines import ConvertedModel, converting_dir, not_a_float_gpt2, not_installed
 
@@ -35,17 +36,6 @@ def onnxruntime_missing(device: str) -> str | None:
             or not_installed("onnxscript", "peers", "onnxscript"))
 
 
-class _Logits(torch.nn.Module):
-    """What the exported graph computes: every position's logits, no KV cache."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-
-
 @register_stage("ort_int8_dynamic", lambda ctx: OnnxRuntimeConfig(), devices=(CPU,), gives="onnxruntime",
                 precision="int8-w (dynamic activations)", libraries=ORT_LIBRARIES, unsupported=onnxruntime_missing,
                 about="ONNX Runtime peer: torch.onnx export + quantize_dynamic INT8")
@@ -58,7 +48,7 @@ def to_onnxruntime_int8(model: Any, config: OnnxRuntimeConfig) -> OnnxRuntimeLM:
     scratch = converting_dir("ort")
     example = torch.ones(1, 8, dtype=torch.long)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=model.config.n_positions)
-    torch.onnx.export(_Logits(model.float().cpu()).eval(), (example, torch.ones_like(example)),
+    torch.onnx.export(LogitsOnly(model.float().cpu()).eval(), (example, torch.ones_like(example)),
                       str(scratch / FP32_FILE), input_names=["input_ids", "attention_mask"], output_names=["logits"],
                       dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
                       dynamo=True, external_data=False, verbose=False)

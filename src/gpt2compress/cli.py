@@ -10,6 +10,8 @@
         Either file may be a session's journal (results.jsonl), which survives a crash.
     gpt2compress history record results.json [--commit SHA] [--ref REF] [--runner-class CLASS]
     gpt2compress history import .benchmarks/ old.json ...   |   gpt2compress history runs
+        the saved history (--history PATH|postgresql://..., default $GPT2COMPRESS_HISTORY or
+        ~/.cache/gpt2compress/history.sqlite): every run with its commit, runner class and records.
     gpt2compress history gate results.json --base main
         against the recorded run of the merge base (same runner class), outside each metric's spread.
     gpt2compress history trend --out trend/ [--ref refs/heads/main]
@@ -22,8 +24,6 @@
         the PR page: verdict, regressions, improvements, skipped cases with reasons, links to the charts.
     gpt2compress history error-rates run-*.json
         the gate over N processes of identical code: false alarms, a planted +15 % caught (bench/error-rates.sh).
-        the saved history (--history PATH|postgresql://..., default $GPT2COMPRESS_HISTORY or
-        ~/.cache/gpt2compress/history.sqlite): every run with its commit, runner class and records.
     gpt2compress cores 2
         a CPU list of 2 distinct physical cores, for `taskset -c $(gpt2compress cores 2) pytest bench/ ...`
         (a 2-core run on a bigger host, SMT siblings never counted as two).
@@ -242,10 +242,20 @@ def history_accept(args: argparse.Namespace) -> int:
     from .report.history_store import open_store
 
     store = open_store(args.history)
-    runner = args.runner_class or _only_class(store, args.commit)
-    store.accept(args.commit, runner, args.reason)
-    print(f"accepted {args.commit[:12]} on {runner}: {args.reason}")
+    commit = _recorded_commit(store, args.commit)
+    runner = args.runner_class or _only_class(store, commit)
+    store.accept(commit, runner, args.reason)
+    print(f"accepted {commit[:12]} on {runner}: {args.reason}")
     return 0
+
+
+def _recorded_commit(store, prefix: str) -> str:
+    """The recorded commit a SHA prefix names (`history runs` prints 12 characters); the prefix if none."""
+    found = sorted({r.info.commit for r in store.runs() if r.info.commit and r.info.commit.startswith(prefix)})
+    if len(found) > 1:
+        raise ValueError(f"{prefix} names {len(found)} recorded commits ({', '.join(c[:12] for c in found)}): "
+                         "give more of the SHA")
+    return found[0] if found else prefix
 
 
 def _only_class(store, commit: str) -> str:

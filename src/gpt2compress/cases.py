@@ -113,8 +113,8 @@ def names() -> list[str]:
 def select(kind: str, stages: list[str] | None, smoke: bool, tier: str | None = None) -> list[Case]:
     """`--stages` names cases: a variant selects its forward and generate cases, the train cases that train it
     and its classifier (cls-X for X); a train or classify case can be named too. `--smoke` keeps the smoke
-    cases, `--tier` its tier's. References are not selected: each kind's reference is measured by its own fixture
-    whatever runs."""
+    cases, `--tier` its tier's. A reference is selected only where `--stages` names it (or names none); its
+    fixture measures it for the ratios whatever runs."""
     if tier not in (None, *TIERS):
         raise KeyError(f"unknown tier {tier!r}; known tiers: {', '.join(TIERS)}")
     in_tier = TIERS.get(tier) if tier else None

@@ -9,9 +9,10 @@ rebuilds nothing; changing a line of code rebuilds the stages that run it.
 
 Some modules are not build code and stop the walk: `registry`, `stages/__init__` and
 `variants` (which functions a name calls, in which order: the chain itself is in every
-key), `cache` and this module (where a build is stored, under which key), and `catalog` (metric names and
-thresholds: what is gated, never what is built). None of them
-changes what a build contains; whatever touches a model lives in a stage module or `io`. Imports under
+key), `cache` and this module (where a build is stored, under which key), `catalog` (metric names and
+thresholds: what is gated, never what is built) and `progress` (lines for the user). None of them changes the
+weights a build holds; whatever touches a model lives in a stage module or `io`. (variants.py also writes an
+entry's info.json labels: editing how it composes them leaves cached labels as they were.) Imports under
 `if TYPE_CHECKING:` are for type hints only and are not followed.
 
 A stage's *library versions* are those of the packages it names (and Python's
@@ -40,7 +41,7 @@ def package_root() -> Path:
 
 
 def module_file(module: str, root: Path) -> Path | None:
-    """`gpt2compress.stages.prune` -> root/stages/prune.py (or a package's __init__.py); a plugin module that
+    """`gpt2compress.stages.pruning` -> root/stages/pruning.py (or a package's __init__.py); a plugin module that
     registered a stage from outside this package -> its own file; None otherwise."""
     parts = module.split(".")
     if parts[0] != PACKAGE:

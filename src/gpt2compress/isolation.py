@@ -1,6 +1,6 @@
 """Run a measurement in a child process, so native code that crashes costs one case, not the session.
 
-Engines outside PyTorch (llama.cpp, and any peer engine added later) register their runtime with
+An engine outside PyTorch whose native code has crashed here (llama.cpp) registers its runtime with
 `isolated=True`. Their cases are built and measured in a fresh interpreter (spawned, not forked: a fork
 of a process whose OpenMP pools are running can hang); a segfault there becomes that case's failure,
 "crashed: signal 11 (SIGSEGV)", and the session goes on. While the child works, its progress lines reach this

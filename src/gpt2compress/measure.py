@@ -66,8 +66,9 @@ class Paired(NamedTuple):
 def alternate(target: Callable[[], Any], reference: Callable[[], Any], rounds: int, warmup: int,
               runner: Runner = own_runner) -> Paired:
     """ABAB…: each timed round of `target` with the `reference` call that ran just before it. Each call starts
-    once the other's threads are asleep (`settle_threads`), so it does not share the cores with the other
-    runtime's spinning pool; a round in which that wait gave up is counted."""
+    once the other's threads in this process are asleep (`settle_threads`), so it does not share the cores with
+    the other runtime's spinning pool (an engine in a child process, openvino-genai's, is not watched); a round
+    in which that wait gave up is counted."""
     reference_s: list[float] = []
     settled: list[bool] = []
 

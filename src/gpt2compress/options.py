@@ -33,9 +33,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--device", "auto (every device: a CPU runner reports the CUDA cases skipped) | cpu | cuda | cpu,cuda",
            "auto", cli=True),
     Option("--seq-len", "tokens per window (default 128)", type=int, cli=True),
-    Option("--eval-samples", "eval windows for perplexity (default: all)", type=int, cli=True),
-    Option("--finetune-steps", "optimizer steps of every training stage (finetune, distill, lora); default: one epoch",
-           type=int, cli=True),
+    Option("--eval-samples", "eval windows for perplexity (default: all; gpt2-random 32, --smoke and --tier set "
+           "theirs)", type=int, cli=True),
+    Option("--finetune-steps", "optimizer steps of every training stage (finetune, distill, lora); default: one epoch "
+           "(gpt2-random: 8; -1: full epochs)", type=int, cli=True),
     Option("--finetune-epochs", "epochs of every training stage (default 1; seed 000 runs 1-5)", type=float, cli=True),
     Option("--prune-fraction", "share of each layer's attention heads the prune stage removes (default 0.2)",
            type=float, cli=True),

@@ -1,5 +1,6 @@
 """What the peer engines (llama.cpp, CTranslate2, ONNX Runtime) share: which models they can take, where their
-conversions live, and the install hint when their package is absent. Each engine is one module beside this one."""
+conversions live, and the install hint when their package is absent. Each engine is one stage module
+(stages/llamacpp.py, stages/ct2.py, stages/ort.py)."""
 
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 and reports, charts, gains, budgets and compare read back through the same class.
 
 Modelled on optimum-benchmark's `benchmark/report.py` + `trackers/latency.py`: the record holds what was
-measured (raw rounds included); statistics of the rounds are properties, written beside the fields for other
-readers of the JSON and recomputed, not trusted, on the way back in. Ratios to the run's reference come from
+measured (raw rounds included); statistics of the latency rounds are properties, written beside the fields for
+other readers of the JSON and recomputed, not trusted, on the way back in (generate's TTFT statistics and train's
+step time are stored fields). Ratios to the run's reference come from
 `catalog.ratio` only, through `Record.derive_ratios`: written to the JSON for other readers, derived again
 from the kept reference values and rounds when read.
 """

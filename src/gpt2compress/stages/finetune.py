@@ -61,7 +61,8 @@ def run_trainer(model: PreTrainedModel, config: FinetuneConfig, trainer_class: t
     directory unless given: the cache keeps the final model, not the trail). Returns the
     trainer state (log history) and the steps that were checkpointed."""
     if not 0 < config.epochs <= 5 and config.max_steps <= 0:
-        raise ValueError(f"fine-tuning runs 1-5 epochs (seed 000); got epochs={config.epochs}")
+        raise ValueError(f"fine-tuning runs up to 5 epochs (seed 000), got epochs={config.epochs}: pass "
+                         "--finetune-epochs in (0, 5] or --finetune-steps N")
     use_cpu = next(model.parameters()).device.type == "cpu"
     with tempfile.TemporaryDirectory(prefix="gpt2compress-trainer-") as tmp:
         out = Path(output_dir or tmp)

@@ -61,6 +61,16 @@ def chosen_stages(config: pytest.Config) -> list[str] | None:
     return names.split(",")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The bench times its rounds through pytest-benchmark's fixture: with it off there is nothing to time."""
+    if config.getoption("benchmark_disable", False):
+        raise pytest.UsageError("bench/ times every case through pytest-benchmark: drop --benchmark-disable "
+                                "(--benchmark-skip skips the bench instead)")
+    if getattr(config.option, "numprocesses", None):
+        raise pytest.UsageError("bench/ cannot run under pytest-xdist (-n): pytest-benchmark turns itself off there, "
+                                "and cases timed side by side would slow each other")
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """The one parametrize hook: cases of the module's kind, generate's batch sizes, devices."""
     kind = getattr(metafunc.module, "KIND", None)
@@ -74,7 +84,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         raise pytest.UsageError(f"--tier: {err.args[0]}") from None
     metafunc.parametrize("case", chosen, ids=[c.variant for c in chosen])
     if "gen_batch_size" in metafunc.fixturenames:
-        sizes = [int(b) for b in metafunc.config.getoption("--gen-batch-sizes").split(",")]
+        sizes = metafunc.config.getoption("--gen-batch-sizes")
         metafunc.parametrize("gen_batch_size", sizes[:1] if smoke or tier == "pr" else sizes)
     metafunc.parametrize("device", devices(metafunc.config))
 
@@ -346,6 +356,7 @@ def reuse(benchmark) -> Callable[[Reference], Record]:
 
     def row(reference: Reference) -> Record:
         record = copy.deepcopy(reference.record)
+        benchmark.group = f"{record.kind}-{record.device}"  # beside the rows compared with it, as `measure` groups
         report_rounds(benchmark, step_rounds(record))
         return record
 

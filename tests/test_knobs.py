@@ -1,17 +1,21 @@
 """The seeds' knobs as options (issue 15, item 3): declared once for pytest and the CLI, each one that changes a
 build changes the cache key of exactly the variants it changes, and the timing knobs change what is timed."""
 
+import argparse
 import json
+import subprocess
+import sys
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from gpt2compress.classify import classify_settings
-from gpt2compress.options import OPTIONS, classify_overrides, settings_overrides
+from gpt2compress.options import OPTIONS, add_pytest_options, classify_overrides, settings_overrides
 from gpt2compress.variants import VARIANTS, plan
 
-from helpers import random_windows, run_bench
+from helpers import ROOT, random_windows, run_bench
 
 
 def keys(ctx) -> dict[str, str]:
@@ -107,3 +111,21 @@ def test_readmes_seed_commands_name_real_options_and_cases():
         assert {w for w in words if w.startswith("--")} <= declared, command
         if "--stages" in words:
             assert set(words[words.index("--stages") + 1].split(",")) <= set(names()), command
+
+
+@pytest.mark.parametrize("given", [["--rounds", "0"], ["--gen-rounds", "two"], ["--gen-batch-sizes", "1,x"],
+                                   ["--warmup", "-1"], ["--new-tokens", "0"]])
+def test_a_count_that_is_not_one_is_an_error_naming_its_flag(given, capsys):
+    parser = argparse.ArgumentParser()
+    add_pytest_options(SimpleNamespace(addoption=parser.add_argument))  # pytest's parser is argparse's
+    with pytest.raises(SystemExit):
+        parser.parse_args(given)
+    assert f"argument {given[0]}: expected a whole number" in capsys.readouterr().err
+    assert parser.parse_args(["--gen-batch-sizes", "1,8", "--warmup", "0"]).gen_batch_sizes == [1, 8]
+    assert parser.parse_args([]).gen_batch_sizes == [1, 8]  # the default goes through the same parse
+
+
+def test_the_bench_refuses_to_run_with_pytest_benchmark_off():
+    done = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "bench" / "test_forward.py"), "--collect-only",
+                           "--benchmark-disable", "-p", "no:cacheprovider"], capture_output=True, text=True)
+    assert done.returncode == 4 and "drop --benchmark-disable" in done.stderr  # not a crash in the first case

@@ -8,6 +8,22 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 
+def count(text: str, least: int = 1) -> int:
+    """A whole number of rounds, tokens or sequences: argparse names the flag when it is not one."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ {least}, got {text!r}")
+    return value
+
+
+def counts(text: str) -> list[int]:
+    """Comma-separated counts: "1,8"."""
+    return [count(part) for part in text.split(",")]
+
+
 @dataclass(frozen=True)
 class Option:
     flag: str
@@ -33,8 +49,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--device", "auto (every device: a CPU runner reports the CUDA cases skipped) | cpu | cuda | cpu,cuda",
            "auto", cli=True),
     Option("--seq-len", "tokens per window (default 128)", type=int, cli=True),
-    Option("--eval-samples", "eval windows for perplexity (default: all; gpt2-random 32, --smoke and --tier set "
-           "theirs)", type=int, cli=True),
+    Option("--eval-samples", "eval windows for perplexity (default: all; gpt2-random: 32; the bench's smoke and "
+           "tiers set their own)", type=int, cli=True),
     Option("--finetune-steps", "optimizer steps of every training stage (finetune, distill, lora); default: one epoch "
            "(gpt2-random: 8; -1: full epochs)", type=int, cli=True),
     Option("--finetune-epochs", "epochs of every training stage (default 1; seed 000 runs 1-5)", type=float, cli=True),
@@ -42,8 +58,9 @@ OPTIONS: tuple[Option, ...] = (
            type=float, cli=True),
     Option("--lora-targets", "comma-separated GPT-2 modules LoRA adapts (default c_attn,c_proj,c_fc)", cli=True),
     Option("--rounds", "forward: timed rounds, each paired with the reference's (default 20; seed 002: 100)", 20,
-           type=int, cli=True),
-    Option("--warmup", "forward: untimed warm-up rounds before them (default 3; seed 002: 10)", 3, type=int),
+           type=count, cli=True),
+    Option("--warmup", "forward: untimed warm-up rounds before them (default 3; seed 002: 10)", 3,
+           type=lambda text: count(text, least=0)),
     Option("--cycle-inputs", "forward: each round times the next eval window(s) instead of the first every time "
                              "(seed 002)", False, action="store_true"),
     Option("--cls-seq-len", "classify: tokens per AG News text (default 64; seed 004: 128)", type=int),
@@ -55,7 +72,7 @@ OPTIONS: tuple[Option, ...] = (
            metavar="I/N"),
     Option("--budgets", "budgets TOML (default bench/budgets.toml)"),
     Option("--stages", "comma-separated variants to run (default: all)"),
-    Option("--batch-size", "batch of the timed forward (default 1)", 1, type=int),
+    Option("--batch-size", "batch of the timed forward (default 1)", 1, type=count),
     Option("--profile", "torch.profiler traces per stage here", metavar="DIR"),
     Option("--memray", "memray captures per stage here", metavar="DIR"),
     Option("--smoke", "only the fast smoke selection (what CI runs)", False, action="store_true"),
@@ -64,13 +81,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("--journal", "append every record here the moment it is measured (default: the --benchmark-json path "
                         "with .jsonl); survives a crash that loses the JSON", metavar="PATH"),
     Option("--prompt-len", "generate: prompt tokens (default 128, fewer if the model's context is shorter)", type=int),
-    Option("--new-tokens", "generate: tokens generated (default 64)", 64, type=int),
-    Option("--gen-batch-sizes", "generate: comma-separated batch sizes (default 1,8)", "1,8"),
-    Option("--gen-rounds", "generate: timed rounds, each paired with the reference's (default 3)", 3, type=int),
+    Option("--new-tokens", "generate: tokens generated (default 64)", 64, type=count),
+    Option("--gen-batch-sizes", "generate: comma-separated batch sizes (default 1,8)", "1,8", type=counts),
+    Option("--gen-rounds", "generate: timed rounds, each paired with the reference's (default 3)", 3, type=count),
     Option("--train-tokens", "train: effective batch per optimizer step in tokens, reached by gradient accumulation",
            4096, type=int),
     Option("--train-micro-batch", "train: sequences per micro-batch (default 4)", 4, type=int),
-    Option("--train-steps", "train: timed optimizer steps (default 5)", 5, type=int),
+    Option("--train-steps", "train: timed optimizer steps (default 5)", 5, type=count),
     Option("--agnews", "classify: AG News dir with test.csv + classes.txt, or ag_news (hub); env GPT2COMPRESS_AGNEWS",
            metavar="DIR"),
     Option("--hellaswag", "forward: also score HellaSwag (a jsonl file, or hellaswag for the hub's validation set)",

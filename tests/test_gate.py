@@ -134,6 +134,17 @@ def test_no_recorded_ancestor_is_a_clear_error(repo, tmp_path):
         base_run(open_store(str(tmp_path / "empty.sqlite")), "cpu-test", "main")
     with pytest.raises(HistoryError, match="--base nope: git knows no such ref"):
         base_run(open_store(str(tmp_path / "empty.sqlite")), "cpu-test", "nope")
+    with pytest.raises(HistoryError, match="git fetch origin main;"):  # ci.sh's default base: the branch is fetched
+        base_run(open_store(str(tmp_path / "empty.sqlite")), "cpu-test", "origin/main")
+
+
+def test_a_gate_outside_a_git_checkout_says_so(tmp_path, monkeypatch):
+    from gpt2compress.report.merge_base_gate import base_run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    with pytest.raises(HistoryError, match="runs in the project's git checkout"):
+        base_run(open_store(str(tmp_path / "empty.sqlite")), "cpu-test", "origin/main")
 
 
 def test_an_accepted_regression_passes_with_its_reason_and_restarts_the_spread(repo, tmp_path, capsys):

@@ -77,7 +77,11 @@ def base_run(store: Store, runner: str, base_ref: str, head: str = "HEAD",
     twice (a push's `--tier pr` run, then the nightly's): its latest run of `tier`, else its latest run."""
     merge_base = (_git("merge-base", head, base_ref) or _git("rev-parse", base_ref) or [None])[0]
     if merge_base is None:
-        raise HistoryError(f"--base {base_ref}: git knows no such ref here (fetch it: git fetch origin {base_ref})")
+        if not _git("rev-parse", "--git-dir"):
+            raise HistoryError(f"--base {base_ref}: the gate runs in the project's git checkout (this is not one)")
+        branch = base_ref.removeprefix("origin/")
+        raise HistoryError(f"--base {base_ref}: git knows no such ref here (fetch it: git fetch origin {branch}; "
+                           "a CI checkout needs fetch-depth: 0)")
     recorded: dict[str, StoredRun] = {}
     for run in store.runs(runner):  # in id order
         kept = recorded.get(run.info.commit)

@@ -217,18 +217,23 @@ def forward_record(built: Built, ctx: Context, reference: Reference, runner: Run
     record = ForwardRecord(**identity(built, ctx), **footprint(built), **scores,
                            batch_shape=shape_of(inputs), peak_memory_forward_bytes=mem.peak,
                            peak_memory_reserved_bytes=mem.reserved, peak_rss_forward_bytes=mem.rss_peak)
-    with reference.loaded() as base:
-        forward = forward_callable(model, inputs)  # both from the first batch: pairs time the same input
-        paired = alternate(forward, forward_callable(base, inputs), rounds, warmup, runner)
-    times, base_times = paired.times, paired.reference
-    record.latency_samples_ms = ms(times)
-    note_pairing(record, paired)
+    paired = paired_latency(record, model, reference, inputs, rounds, warmup, runner)
     if ctx.device == "cuda":
         record = dataclasses.replace(record, **gpu_extras(forward, record.batch_shape[0]))
-        timer = unsynchronized_timer(min(times) * 1e3, record.gpu_event_min_ms)
+        timer = unsynchronized_timer(min(paired.times) * 1e3, record.gpu_event_min_ms)
         record.problems += [timer] if timer else []
     _no_energy(record)
-    return record.against(dataclasses.replace(reference.record, latency_samples_ms=ms(base_times)))
+    return record.against(dataclasses.replace(reference.record, latency_samples_ms=ms(paired.reference)))
+
+
+def paired_latency(record: Record, model: Any, reference: Reference, inputs: Any, rounds: int, warmup: int,
+                   runner: Runner) -> Paired:
+    """The variant's latency rounds, each paired with the reference's call on the same input, into `record`."""
+    with reference.loaded() as base:
+        paired = alternate(forward_callable(model, inputs), forward_callable(base, inputs), rounds, warmup, runner)
+    record.latency_samples_ms = ms(paired.times)
+    note_pairing(record, paired)
+    return paired
 
 
 def generate_reference(ctx: Context, prompt: torch.Tensor, new_tokens: int) -> Reference:
@@ -318,11 +323,7 @@ def classify_record(built: Built, cctx: Any, reference: Reference, runner: Runne
     else:
         scores = evaluate(built.model, cctx.eval, len(cctx.news.classes))
     record = ClassifyRecord(**identity(built, cctx), **footprint(built), **_classify_fields(cctx, batch), **scores)
-    with reference.loaded() as base:
-        paired = alternate(forward_callable(built.model, batch), forward_callable(base, batch), CLASSIFY_ROUNDS,
-                           CLASSIFY_WARMUP, runner)
-    record.latency_samples_ms = ms(paired.times)
-    note_pairing(record, paired)
+    paired = paired_latency(record, built.model, reference, batch, CLASSIFY_ROUNDS, CLASSIFY_WARMUP, runner)
     return record.against(dataclasses.replace(reference.record, latency_samples_ms=ms(paired.reference)))
 
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from .data import Windows
 from .progress import track
+from .records import percentile
 
 
 def model_device(model: Any) -> torch.device:
@@ -235,12 +236,8 @@ def peak_memory(device: str | torch.device = "cpu", interval_s: float = 0.002) -
 
 def latency_stats(seconds: list[float]) -> dict[str, float]:
     """Mean and tail latency in milliseconds (p90/p99 by nearest rank)."""
-    ordered = sorted(seconds)
-
-    def pct(p: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))] * 1e3
-
-    return {"mean_ms": sum(ordered) / len(ordered) * 1e3, "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99)}
+    ms = [s * 1e3 for s in seconds]
+    return {"mean_ms": sum(ms) / len(ms), **{f"p{p}_ms": percentile(ms, p) for p in (50, 90, 99)}}
 
 
 def busy_threads() -> set[int]:

@@ -24,7 +24,6 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from transformers import AutoConfig, AutoModelForSequenceClassification
@@ -35,10 +34,6 @@ from ..progress import track
 from ..registry import CPU, register_runtime, register_stage
 from .precision import native_bf16
 
-if TYPE_CHECKING:
-    from ..variants import Context
-
-
 RUNTIME = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
 OV_LIBRARIES = ("openvino", "optimum-intel", "optimum")
 IR_FILE = "openvino_model.xml"
@@ -47,17 +42,9 @@ NNCF = ("nncf",)
 
 
 @dataclass(frozen=True)
-class OpenVINOConfig:
-    calibration: Windows
-    seq_len: int = 128
+class ExportConfig:
     use_cache: bool = True  # stateful KV cache: what generate() needs
-    smooth_quant_alpha: float = 0.5
-    calibration_samples: int = 64
     runtime: dict = field(default_factory=lambda: dict(RUNTIME), metadata={"hash": False})
-
-
-def openvino_config(ctx: Context) -> OpenVINOConfig:
-    return OpenVINOConfig(calibration=ctx.calibration, seq_len=ctx.settings.seq_len)
 
 
 def _is_classifier(config) -> bool:
@@ -110,9 +97,9 @@ register_runtime("openvino", load=lambda path, device: load_openvino(path, runti
                  libraries=OV_LIBRARIES, scorer="gpt2compress.ov_scorer")  # engines.scoring_engine's choice
 
 
-@register_stage("openvino", openvino_config, devices=(CPU,), gives="openvino", precision="fp32",
+@register_stage("openvino", lambda ctx: ExportConfig(), devices=(CPU,), gives="openvino", precision="fp32",
                 libraries=OV_LIBRARIES, about="export to OpenVINO IR through optimum-intel")
-def to_openvino(model, config: OpenVINOConfig):
+def to_openvino(model, config: ExportConfig):
     """A classifier exports as text-classification: one forward, no KV cache to keep."""
     from optimum.exporters.openvino import export_from_model
 
@@ -224,15 +211,22 @@ def _calibration_inputs(ov_model, windows: Windows) -> CalibrationItems:
                             for b in windows.batches(1))
 
 
-@register_stage("ov_int8_static", openvino_config, devices=(CPU,), takes="openvino", gives="openvino",
-                precision="int8-wa", libraries=OV_LIBRARIES + NNCF,
+@dataclass(frozen=True)
+class StaticInt8Config:
+    calibration: Windows  # the context's calibration windows (--seq-len tokens, Settings.calibration_samples)
+    smooth_quant_alpha: float = 0.5
+    runtime: dict = field(default_factory=lambda: dict(RUNTIME), metadata={"hash": False})
+
+
+@register_stage("ov_int8_static", lambda ctx: StaticInt8Config(ctx.calibration), devices=(CPU,), takes="openvino",
+                gives="openvino", precision="int8-wa", libraries=OV_LIBRARIES + NNCF,
                 about="NNCF static INT8 (weights and activations) with calibration data")
-def quantize_static_int8(ov_model, config: OpenVINOConfig):
+def quantize_static_int8(ov_model, config: StaticInt8Config):
     import nncf
     from optimum.intel import OVQuantizationConfig
     from optimum.intel.openvino.quantization import OVCalibrationDataset
 
-    items = _calibration_inputs(ov_model, config.calibration.head(config.calibration_samples))
+    items = _calibration_inputs(ov_model, config.calibration)
     quantization = OVQuantizationConfig(bits=8, num_samples=len(items), model_type="transformer",
                                         fast_bias_correction=True, smooth_quant_alpha=config.smooth_quant_alpha)
     return _quantize(ov_model, config, quantization, OVCalibrationDataset(nncf.Dataset(items)))

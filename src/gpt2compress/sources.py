@@ -155,10 +155,11 @@ def _pretrained(name: str) -> Source:
         except OSError:
             model = AutoModelForCausalLM.from_pretrained(name)
         tok = load_tokenizer(name)
-    except Exception as exc:
+    except Exception as exc:  # the hub's and the cache's errors vary by version; say what it was
+        said = (str(exc).strip().splitlines() or [""])[0][:200]
         raise ModelSourceError(
             f"cannot load model {name!r}: not a local directory, not in the Hugging Face cache, and the hub "
-            f"did not answer ({type(exc).__name__}). Offline, use --model {TINY} (embedded, trained here) or "
+            f"did not give it ({type(exc).__name__}: {said}). Offline, use --model {TINY} (embedded, trained here) or "
             f"--model {GPT2_RANDOM} (GPT-2 124M shape, random weights), or a local checkpoint directory."
         ) from exc
     return Source(name, model.eval(), tok, content_key("hub", name, hub_revision(model)))

@@ -100,8 +100,8 @@ def test_the_stateless_ir_scores_as_the_stateful_one(ctx, ov_fp32):
 
 
 def test_every_round_prefills_its_prompt_in_a_process_of_its_own(ov_fp32):
-    """No prefix cache, which would skip the prefill of a prompt it saw; and a pipeline that never lives in the
-    bench's process (genai.py: a process that held one may segfault later)."""
+    """The engine is set up with no prefix cache (which would skip the prefill of a prompt it saw), and its
+    pipeline never lives in the bench's process (genai.py: a process that held one may segfault later)."""
     engine = generation_engine(ov_fp32)
     assert engine.prefix_caching is False
     assert engine._child.is_alive() and engine._child.pid != os.getpid()

@@ -60,7 +60,7 @@ def gate(location, results, capsys):
     return code, capsys.readouterr().out
 
 
-def test_an_aa_run_passes_against_the_nearest_recorded_ancestor(repo, tmp_path, capsys):
+def test_an_unchanged_run_passes_against_the_nearest_recorded_ancestor(repo, tmp_path, capsys):
     location = str(tmp_path / "h.sqlite")
     c1 = record_base(repo, location)
     code, out = gate(location, V1, capsys)

@@ -72,8 +72,8 @@ def test_changes_find_a_planted_step_in_20_runs_and_nothing_in_a_flat_series(tmp
 
     flat = str(tmp_path / "flat.sqlite")
     for i in range(20):
-        main(["history", "record", str(write(process(rng), tmp_path / f"f{i}.json")), "--history", flat,
-              "--commit", f"{i:02d}" * 20, "--runner-class", "cpu-test"])
+        assert main(["history", "record", str(write(process(rng), tmp_path / f"f{i}.json")), "--history", flat,
+                     "--commit", f"{i:02d}" * 20, "--runner-class", "cpu-test"]) == 0
     capsys.readouterr()
     assert main(["history", "changes", "--history", flat]) == 0
     assert capsys.readouterr().out.strip() == "0 change point(s)"

@@ -116,7 +116,8 @@ def test_the_vnni_probe_measures_int8_and_fp32_peaks_per_cycle(tmp_path):
     out = subprocess.run([str(binary), "1", "2000000"], check=True, capture_output=True, text=True, timeout=60).stdout
     rows = [[float(x) for x in re.findall(r"(?:clock|vnni|fma)=([\d.]+)", line)] for line in out.splitlines()]
     assert len(rows) == 3 and all(len(row) == 3 for row in rows), out
-    for ghz, int8, fp32 in rows:
-        # one core's zmm VNNI does 64 MACs per instruction and its FMA 16: 2-4x as many INT8 MACs per cycle (Intel
-        # issues VNNI on one port and FMA on two, Zen 4 both on two), whatever the clock
-        assert ghz > 0.5 and 1.5 < int8 / fp32 < 6, out
+    # One core's zmm VNNI does 64 MACs per instruction and its FMA 16: 2-4x as many INT8 MACs per cycle (Intel
+    # issues VNNI on one port and FMA on two, Zen 4 both on two), whatever the clock. A peak is the best of the
+    # three repeats: a scheduler slice lost in a few-ms run only ever lowers one.
+    ghz, int8, fp32 = (max(column) for column in zip(*rows))
+    assert ghz > 0.5 and 1.5 < int8 / fp32 < 6, out

@@ -83,7 +83,8 @@ def test_cycled_inputs_time_the_eval_windows_in_turn():
 
 
 def test_seed_002s_timing_protocol_runs_in_the_bench(tmp_path, local_checkpoint):
-    """README's seed-002 command at a small scale: rounds, warm-up and cycled inputs reach the record."""
+    """README's seed-002 command at a small scale runs, and its rounds reach the record (what --cycle-inputs times:
+    test_cycled_inputs_time_the_eval_windows_in_turn)."""
     out, no_budgets = tmp_path / "r.json", tmp_path / "none.toml"
     no_budgets.write_text("version = 1\n")
     done = run_bench(local_checkpoint, out, "--stages", "fp32,int8-scratch", "--rounds", "6", "--warmup", "2",

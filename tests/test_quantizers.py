@@ -36,10 +36,11 @@ def test_openvino_export_of_pruned_finetuned_model_matches_torch(ctx):
 
 
 def test_pipeline_int8_on_pruned_finetuned(ctx):
+    before = perplexity(build("pruned-finetuned", ctx).model, ctx.eval)
     for variant in ("pruned-finetuned-ov-int8-static", "pruned-finetuned-inc-int8"):
         built = build(variant, ctx)
         assert built.info["precision"] == "int8-wa" and built.info["heads_per_layer"] == [4, 4]
-        assert perplexity(built.model, ctx.eval) > 1
+        assert perplexity(built.model, ctx.eval) / before < 1.05  # INT8 keeps the pruned model it was given
 
 
 def weight_constants(path) -> list:

@@ -190,9 +190,11 @@ def test_baseline_absolute_latency_is_gated_only_when_asked(aa_runs, tmp_path, c
 def test_rows_say_which_code_built_what_they_measured(aa_runs):
     rows = {b["extra_info"]["variant"]: b["extra_info"] for b in json.loads(aa_runs[1].read_text())["benchmarks"]
             if b["extra_info"]["kind"] == "forward"}
+    first = {b["extra_info"]["variant"]: b["extra_info"] for b in json.loads(aa_runs[0].read_text())["benchmarks"]
+             if b["extra_info"]["kind"] == "forward"}
     build = rows["int8-scratch"]["build"]
     assert set(build["code"]) == {"source", "int8_scratch"} and build["libraries"]["torch"]
-    assert build["key"] == rows["int8-scratch"]["build"]["key"] != rows["fp32"]["build"]["key"]
+    assert build["key"] == first["int8-scratch"]["build"]["key"] != rows["fp32"]["build"]["key"]  # same code: same key
     assert "git_commit" in build and "measured_with_commit" in build
 
 

@@ -23,7 +23,9 @@ from gpt2compress.cache import cached_dir
 def build(out):
     with open(sys.argv[1], "a") as log:
         log.write(f"{os.getpid()}\\n")
-    time.sleep(1.5)  # long enough for the other process to arrive while this one builds
+    go, deadline = Path(sys.argv[2]), time.time() + 60
+    while not go.exists() and time.time() < deadline:  # the test says when: once the other process waits
+        time.sleep(0.01)
     (out / "payload").write_text(f"built by {os.getpid()}")
 
 path = cached_dir("demo", "same-key", build, meta={"label": "demo"})
@@ -31,15 +33,31 @@ print((path / "payload").read_text())
 """
 
 
+def _until(condition, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} in {seconds} s"
+        time.sleep(0.01)
+
+
 def test_two_processes_building_one_key_end_with_one_complete_entry(tmp_path):
     env = {**os.environ, "GPT2COMPRESS_CACHE": str(tmp_path / "cache")}
-    log = tmp_path / "builds.log"
-    runs = [subprocess.Popen([sys.executable, "-c", BUILD_SLOWLY, str(log)], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outputs = [run.communicate(timeout=120) for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in outputs]
+    log, go = tmp_path / "builds.log", tmp_path / "go"
+
+    def start(name: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", BUILD_SLOWLY, str(log), str(go)], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=(tmp_path / f"{name}.err").open("w"))
+
+    first = start("first")
+    _until(lambda: log.exists() and log.read_text().strip(), "build by the first process")
+    second = start("second")  # while the first one builds
+    _until(lambda: "waiting for another process building demo" in (tmp_path / "second.err").read_text(),
+           "wait by the second process")
+    go.touch()
+    outputs = [run.communicate(timeout=120)[0] for run in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], (tmp_path / "second.err").read_text()[-2000:]
     assert len(log.read_text().split()) == 1  # built once; the second process waited and used it
-    assert outputs[0][0] == outputs[1][0] and outputs[0][0].startswith("built by")
+    assert outputs[0] == outputs[1] and outputs[0].startswith(f"built by {first.pid}")
     kind_dir = tmp_path / "cache" / "demo"
     assert [p.name for p in kind_dir.iterdir()] == ["same-key"]  # no temporary leftovers
     assert (kind_dir / "same-key" / cache.COMPLETE_MARK).exists()

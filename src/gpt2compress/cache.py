@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .progress import say
+
 COMPLETE_MARK = ".complete"
 ENTRY_FILE = ".entry.json"  # kind, key, label, fingerprint, created: what `cache ls` shows
 LAST_USED = ".last-used"
@@ -130,7 +132,11 @@ def cached_dir(kind: str, key: str, build: Callable[[Path], None], meta: dict | 
     final = cache_root() / kind / key
     if _use(final):
         return final
-    with _flock(_build_lock(final.parent, key), fcntl.LOCK_EX):  # another process building this key: wait for it
+    lock = _build_lock(final.parent, key)
+    with _flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB) as free:
+        if not free:  # a wait of minutes, say why
+            say(f"waiting for another process building {(meta or {}).get('label') or kind} (cache/{kind}/{key})")
+    with _flock(lock, fcntl.LOCK_EX):  # another process building this key: wait for it
         if not _use(final):
             tmp = _tmp_dir(final.parent, key)
             tmp.mkdir(parents=True)

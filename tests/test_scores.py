@@ -3,6 +3,7 @@
 import dataclasses
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from gpt2compress import fingerprint, scores
@@ -35,38 +36,32 @@ def test_the_scoring_code_is_in_the_key(ctx, monkeypatch):
     assert scores.score_key(built, ctx.eval.key, "cpu") != before
 
 
-def test_a_score_follows_its_own_runtimes_scorer_not_the_others(ctx, monkeypatch):
+@pytest.fixture
+def keys_after_editing(ctx, monkeypatch):
+    """`keys_after_editing(file, *builts)`: each build's score key as if `file`'s code had been edited."""
+    real_hash = fingerprint.source_hash
+
+    def keys(name: str, *builts) -> list[str]:
+        monkeypatch.setattr(fingerprint, "source_hash", lambda path: "edited" if path.match(name) else real_hash(path))
+        fingerprint.code_fingerprint.cache_clear()
+        return [scores.score_key(built, ctx.eval.key, "cpu") for built in builts]
+
+    yield keys
+    fingerprint.code_fingerprint.cache_clear()  # no edited hash outlives the test
+
+
+def test_a_score_follows_its_own_runtimes_scorer_not_the_others(ctx, keys_after_editing):
     """Editing the OpenVINO stage must not re-score an fp32 build; editing metrics or engines must."""
     built = build("fp32", ctx)
-    real_hash = fingerprint.source_hash
-
-    def key_after_editing(name: str) -> str:
-        monkeypatch.setattr(fingerprint, "source_hash", lambda path: "edited" if path.match(name) else real_hash(path))
-        fingerprint.code_fingerprint.cache_clear()
-        return scores.score_key(built, ctx.eval.key, "cpu")
-
-    try:
-        before = key_after_editing("nothing.py")
-        assert key_after_editing("stages/openvino.py") == before
-        assert key_after_editing("gpt2compress/metrics.py") != before
-        assert key_after_editing("gpt2compress/engines.py") != before
-    finally:
-        fingerprint.code_fingerprint.cache_clear()  # no edited hash outlives the test
+    before = keys_after_editing("nothing.py", built)
+    assert keys_after_editing("stages/openvino.py", built) == before
+    assert keys_after_editing("gpt2compress/metrics.py", built) != before
+    assert keys_after_editing("gpt2compress/engines.py", built) != before
 
 
-def test_an_openvino_score_follows_its_stateless_scorer(ctx, monkeypatch):
+def test_an_openvino_score_follows_its_stateless_scorer(ctx, keys_after_editing):
     """OpenVINO LMs are scored by ov_scorer (engines.scoring_engine), which no OpenVINO build imports."""
-    ir = SimpleNamespace(runtime="openvino", info={"build": {"key": "an-ir"}})
-    real_hash = fingerprint.source_hash
-
-    def keys_after_editing(name: str) -> tuple[str, str]:
-        monkeypatch.setattr(fingerprint, "source_hash", lambda path: "edited" if path.match(name) else real_hash(path))
-        fingerprint.code_fingerprint.cache_clear()
-        return scores.score_key(ir, ctx.eval.key, "cpu"), scores.score_key(build("fp32", ctx), ctx.eval.key, "cpu")
-
-    try:
-        ir_before, fp32_before = keys_after_editing("nothing.py")
-        ir_after, fp32_after = keys_after_editing("gpt2compress/ov_scorer.py")
-        assert ir_after != ir_before and fp32_after == fp32_before
-    finally:
-        fingerprint.code_fingerprint.cache_clear()
+    ir, fp32 = SimpleNamespace(runtime="openvino", info={"build": {"key": "an-ir"}}), build("fp32", ctx)
+    ir_before, fp32_before = keys_after_editing("nothing.py", ir, fp32)
+    ir_after, fp32_after = keys_after_editing("gpt2compress/ov_scorer.py", ir, fp32)
+    assert ir_after != ir_before and fp32_after == fp32_before

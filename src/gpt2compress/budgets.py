@@ -116,12 +116,13 @@ def load_budgets(path: str | Path) -> Budgets:
         raise BudgetFileError(f"{path}: `version = {SUPPORTED_VERSION}` is required at the top "
                               f"(found {data.get('version')!r})")
     limits = {k: v for k, v in data.items() if k not in ("version", "compare")}
+    variants_known = _case_names() if limits else []
     for device, models in limits.items():
         _check_name(path, f"[{device}]", "device", device, (CPU, CUDA))
         for model, variants in _table(path, device, models).items():
             for variant, entry in _table(path, f"{device}.{model}", variants).items():
                 where = f"[{device}.{model!r}.{variant}]"
-                _check_name(path, where, "variant", variant, _case_names())
+                _check_name(path, where, "variant", variant, variants_known)
                 for key, value in _table(path, where, entry).items():
                     if isinstance(value, dict):
                         _check_cpu_class(path, where, key, value)
@@ -136,7 +137,7 @@ def _case_names() -> list[str]:
     return names()
 
 
-def _check_name(path: Path, where: str, what: str, name: str, known) -> None:
+def _check_name(path: Path, where: str, what: str, name: str, known: list[str] | tuple[str, ...]) -> None:
     """A table whose device or variant matches nothing would never gate a row: a typo, not a budget."""
     if name not in known:
         close = difflib.get_close_matches(name, known, n=1)

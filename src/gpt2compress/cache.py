@@ -73,16 +73,20 @@ def text_key(text: str) -> str:
 
 
 @contextmanager
-def _flock(path: Path, mode: int) -> Iterator[bool]:
-    """Yield True with the lock held; with LOCK_NB, False when another holder has it."""
+def _flock(path: Path, mode: int, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+    """Yield True with the lock held; with LOCK_NB, False when another holder has it. `on_wait` is called when a
+    blocking lock must first wait for another holder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, mode)
+            fcntl.flock(fd, mode | (fcntl.LOCK_NB if on_wait else 0))
         except BlockingIOError:
-            yield False
-            return
+            if on_wait is None:
+                yield False
+                return
+            on_wait()
+            fcntl.flock(fd, mode)
         yield True
     finally:
         os.close(fd)  # closing releases the lock
@@ -132,11 +136,8 @@ def cached_dir(kind: str, key: str, build: Callable[[Path], None], meta: dict | 
     final = cache_root() / kind / key
     if _use(final):
         return final
-    lock = _build_lock(final.parent, key)
-    with _flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB) as free:
-        if not free:  # a wait of minutes, say why
-            say(f"waiting for another process building {(meta or {}).get('label') or kind} (cache/{kind}/{key})")
-    with _flock(lock, fcntl.LOCK_EX):  # another process building this key: wait for it
+    waiting = f"waiting for another process building {(meta or {}).get('label') or kind} (cache/{kind}/{key})"
+    with _flock(_build_lock(final.parent, key), fcntl.LOCK_EX, on_wait=lambda: say(waiting)):  # minutes: say why
         if not _use(final):
             tmp = _tmp_dir(final.parent, key)
             tmp.mkdir(parents=True)

@@ -10,11 +10,8 @@ from typing import Any, Callable
 
 def count(text: str, least: int = 1) -> int:
     """A whole number of rounds, tokens or sequences: argparse names the flag when it is not one."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = least - 1
-    if value < least:
+    value = int(text) if text.strip().removeprefix("-").isdigit() else None
+    if value is None or value < least:
         raise argparse.ArgumentTypeError(f"expected a whole number ≥ {least}, got {text!r}")
     return value
 

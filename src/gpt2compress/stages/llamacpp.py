@@ -115,9 +115,12 @@ def converter_dir() -> Path:
 def converter_key() -> str:
     """What a GGUF's key needs of its converter: a checkout's files under $GPT2COMPRESS_LLAMA_CPP (another
     checkout, or a pull, converts differently); "" for the installed version's own."""
-    if not os.environ.get(CONVERTER_ENV):
-        return ""
-    path = converter_dir()
+    return _checkout_key(converter_dir()) if os.environ.get(CONVERTER_ENV) else ""
+
+
+@functools.cache
+def _checkout_key(path: Path) -> str:
+    """Its .py files (not the __pycache__ a conversion leaves), read once per process: every plan asks."""
     files = sorted(p for name in CONVERTER_FILES for p in ([path / name] if (path / name).is_file()
                                                              else (path / name).rglob("*.py")))
     return content_key([(str(p.relative_to(path)), text_key(p.read_text())) for p in files])

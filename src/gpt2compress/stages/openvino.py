@@ -24,6 +24,7 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from transformers import AutoConfig, AutoModelForSequenceClassification
@@ -41,10 +42,15 @@ RUNTIME_NOTE = "ov_runtime"  # in stage_notes: the properties this entry runs wi
 NNCF = ("nncf",)
 
 
+def runtime_field() -> Any:
+    """The compile properties an OpenVINO stage's output runs with: not hashed, a runtime choice, not the build."""
+    return field(default_factory=lambda: dict(RUNTIME), metadata={"hash": False})
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     use_cache: bool = True  # stateful KV cache: what generate() needs
-    runtime: dict = field(default_factory=lambda: dict(RUNTIME), metadata={"hash": False})
+    runtime: dict = runtime_field()
 
 
 def _is_classifier(config) -> bool:
@@ -160,7 +166,7 @@ class WeightCompressionConfig:
     bits: int = 8
     sym: bool = False  # NNCF's INT8 default: u8 weights with a zero point per row
     group_size: int | None = None  # None: one scale per row; INT4 in groups of 32, llama.cpp Q4_0's block
-    runtime: dict = field(default_factory=lambda: dict(RUNTIME), metadata={"hash": False})
+    runtime: dict = runtime_field()
 
 
 @register_stage("ov_int8_weights", lambda ctx: WeightCompressionConfig(), devices=(CPU,), takes="openvino",
@@ -215,7 +221,7 @@ def _calibration_inputs(ov_model, windows: Windows) -> CalibrationItems:
 class StaticInt8Config:
     calibration: Windows  # the context's calibration windows (--seq-len tokens, Settings.calibration_samples)
     smooth_quant_alpha: float = 0.5
-    runtime: dict = field(default_factory=lambda: dict(RUNTIME), metadata={"hash": False})
+    runtime: dict = runtime_field()
 
 
 @register_stage("ov_int8_static", lambda ctx: StaticInt8Config(ctx.calibration), devices=(CPU,), takes="openvino",

@@ -74,3 +74,29 @@ def test_bf16_refused_where_the_cpu_would_emulate_it(monkeypatch):
 def test_window_longer_than_the_model_names_the_fix(ctx):
     with pytest.raises(ValueError, match="--seq-len 64 or less"):
         Context(ctx.source, ctx.corpus, Settings(seq_len=128))
+
+
+def test_the_variants_listing_names_every_case_and_why_it_cannot_run_here(monkeypatch, capsys):
+    from gpt2compress import hardware
+    from gpt2compress.cases import names
+    from gpt2compress.cli import main
+    from gpt2compress.registry import STAGES
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert main(["variants"]) == 0
+    listing, stages = capsys.readouterr().out.split("\n\n")
+    lines = {line.split()[0]: line for line in listing.splitlines()[1:]}
+    assert list(lines) == names()
+    assert lines["fp32"].endswith(" yes") and "forward, generate, train" in lines["fp32"]
+    assert "no: stage 'bf16' does not apply to device 'cpu': this CPU has no native bf16" in lines["bf16"]
+    assert "trained with precision=bf16" in lines["bf16-autocast"]
+    assert "prune > finetune > openvino > ov_int8_static" in lines["pruned-finetuned-ov-int8-static"]
+    abouts = {line.split()[0]: line for line in stages.splitlines()[1:]}
+    assert all(stage.about and stage.about in abouts[name] for name, stage in STAGES.items())
+
+
+def test_bf16_on_cuda_without_a_gpu_says_there_is_none_to_check(monkeypatch):
+    from gpt2compress.stages.precision import native_bf16
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert native_bf16("cuda").startswith("no CUDA GPU visible")

@@ -24,6 +24,9 @@
         the PR page: verdict, regressions, improvements, skipped cases with reasons, links to the charts.
     gpt2compress history error-rates run-*.json
         the gate over N processes of identical code: false alarms, a planted +15 % caught (bench/error-rates.sh).
+    gpt2compress variants [--device cpu|cuda]
+        every name --stages accepts: what it measures, its chain of stages, and whether it runs here (or why
+        not: the device, the CPU, a missing extra); then what each stage does.
     gpt2compress cores 2
         a CPU list of 2 distinct physical cores, for `taskset -c $(gpt2compress cores 2) pytest bench/ ...`
         (a 2-core run on a bigger host, SMT siblings never counted as two).
@@ -369,6 +372,39 @@ def cache_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def variants(args: argparse.Namespace) -> int:
+    """What `--stages` can name, read from the case matrix and the stage registry (the bench's own answers)."""
+    from .cases import cases
+    from .registry import STAGES
+
+    rows: dict[str, tuple[list[str], str, str]] = {}
+    for case in cases():
+        kinds = rows.get(case.variant, ([], "", ""))[0] + [case.kind]
+        why_not = case.unsupported(args.device)
+        rows[case.variant] = (kinds, _chain_text(case), "yes" if why_not is None
+                              else "no: " + why_not.removeprefix(f"{case.variant}: "))
+    width = max(len(chain) for _, chain, _ in rows.values())
+    print(f"{'name':34} {'measures':26} {'chain':{width}} on {args.device}")
+    for name, (kinds, chain, here) in rows.items():
+        print(f"{name:34} {', '.join(kinds):26} {chain:{width}} {here}")
+    print(f"\n{'stage':22} {'devices':10} what it does")
+    for stage in sorted(STAGES.values(), key=lambda s: s.name):
+        print(f"{stage.name:22} {','.join(stage.devices):10} {stage.about}")
+    return 0
+
+
+def _chain_text(case) -> str:
+    """The stages that build the model, and for a train case what its training setup changes."""
+    from dataclasses import fields
+
+    text = " > ".join(case.chain) or "source"
+    if case.setup is None:
+        return text
+    changed = [f"{f.name}={getattr(case.setup, f.name)}" for f in fields(case.setup)
+               if getattr(case.setup, f.name) != f.default]
+    return f"{text}, trained" + (f" with {', '.join(changed)}" if changed else "")
+
+
 def cores(args: argparse.Namespace) -> int:
     from .hardware import cpu_list, distinct_cores
 
@@ -399,6 +435,9 @@ def main(argv: list[str] | None = None) -> int:
     gate.add_argument("--markdown", action="store_true", help="the table as GitHub-flavoured markdown (job summary)")
     gate.set_defaults(func=compare)
     _history_parser(commands)
+    listing = commands.add_parser("variants", help="what --stages can name, and whether each runs here")
+    listing.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    listing.set_defaults(func=variants)
     pin = commands.add_parser("cores", help="N CPUs on N distinct physical cores, as a list for taskset -c")
     pin.add_argument("n", type=int)
     pin.set_defaults(func=cores)

@@ -40,8 +40,12 @@ def native_bf16(device: str) -> str | None:
     Set GPT2COMPRESS_ALLOW_EMULATED_BF16=1 to measure emulated bf16 on a CPU anyway.
     """
     if device == "cuda":
-        ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
-        return None if ok else "this GPU has no native bf16 (needs compute capability >= 8.0; a T4 is 7.5)"
+        if not torch.cuda.is_available():
+            return "no CUDA GPU visible to check for native bf16 (it needs compute capability >= 8.0; a T4 is 7.5)"
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return None
+        major, minor = torch.cuda.get_device_capability()
+        return f"this GPU has no native bf16: it needs compute capability >= 8.0, this one is {major}.{minor}"
     if has_native_bf16() or os.environ.get(ALLOW_EMULATED_BF16) == "1":
         return None
     return (f"this CPU has no native bf16 (avx512_bf16 or amx_bf16): it would be emulated, slower than fp32 "

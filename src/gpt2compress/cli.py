@@ -24,7 +24,7 @@
         the PR page: verdict, regressions, improvements, skipped cases with reasons, links to the charts.
     gpt2compress history error-rates run-*.json
         the gate over N processes of identical code: false alarms, a planted +15 % caught (bench/error-rates.sh).
-    gpt2compress variants [--device cpu|cuda]
+    gpt2compress variants [--device auto|cpu|cuda]
         every name --stages accepts: what it measures, its chain of stages, and whether it runs here (or why
         not: the device, the CPU, a missing extra); then what each stage does.
     gpt2compress cores 2
@@ -375,19 +375,22 @@ def cache_prune(args: argparse.Namespace) -> int:
 def variants(args: argparse.Namespace) -> int:
     """What `--stages` can name, read from the case matrix and the stage registry (the bench's own answers)."""
     from .cases import cases
+    from .options import resolve_devices
     from .registry import STAGES
 
-    rows: dict[str, tuple[list[str], str, str]] = {}
-    for case in cases():
-        kinds = rows.get(case.variant, ([], "", ""))[0] + [case.kind]
-        why_not = case.unsupported(args.device)
-        rows[case.variant] = (kinds, _chain_text(case), "yes" if why_not is None
-                              else "no: " + why_not.removeprefix(f"{case.variant}: "))
-    width = max(len(chain) for _, chain, _ in rows.values())
-    print(f"{'name':34} {'measures':26} {'chain':{width}} on {args.device}")
-    for name, (kinds, chain, here) in rows.items():
-        print(f"{name:34} {', '.join(kinds):26} {chain:{width}} {here}")
-    print(f"\n{'stage':22} {'devices':10} what it does")
+    for device in resolve_devices(args.device, cuda_available=True):  # a listing runs nothing: cuda is listable
+        rows: dict[str, tuple[list[str], str, str]] = {}
+        for case in cases():
+            kinds = rows.get(case.variant, ([], "", ""))[0] + [case.kind]
+            why_not = case.unsupported(device)
+            rows[case.variant] = (kinds, _chain_text(case), "yes" if why_not is None
+                                  else "no: " + why_not.removeprefix(f"{case.variant}: "))
+        width = max(len(chain) for _, chain, _ in rows.values())
+        print(f"{'name':34} {'measures':26} {'chain':{width}} runs on {device}")
+        for name, (kinds, chain, here) in rows.items():
+            print(f"{name:34} {', '.join(kinds):26} {chain:{width}} {here}")
+        print()
+    print(f"{'stage':22} {'devices':10} what it does")
     for stage in sorted(STAGES.values(), key=lambda s: s.name):
         print(f"{stage.name:22} {','.join(stage.devices):10} {stage.about}")
     return 0
@@ -436,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     gate.set_defaults(func=compare)
     _history_parser(commands)
     listing = commands.add_parser("variants", help="what --stages can name, and whether each runs here")
-    listing.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    add_cli_options(listing, only=("--device",))
     listing.set_defaults(func=variants)
     pin = commands.add_parser("cores", help="N CPUs on N distinct physical cores, as a list for taskset -c")
     pin.add_argument("n", type=int)

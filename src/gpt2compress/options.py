@@ -113,9 +113,9 @@ def add_pytest_options(group: Any) -> None:
         group.addoption(option.flag, **option.kwargs())
 
 
-def add_cli_options(parser: argparse.ArgumentParser) -> None:
+def add_cli_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
     for option in OPTIONS:
-        if option.cli:
+        if option.cli and (only is None or option.flag in only):
             parser.add_argument(option.flag, **option.kwargs())
 
 

@@ -27,6 +27,7 @@ from .catalog import reference_of
 from .fingerprint import project_commit
 from .engines import generation_engine, scoring_engine
 from .generation import cannot_generate, summarize, timed_generate
+from .memory_probe import fresh_process_memory
 from .metrics import (Batch, Inputs, cuda_event_ms, forward_callable, latency_stats,
                       peak_memory, perplexity, release_memory, settle_threads, shape_of, size_on_disk, time_calls,
                       unsynchronized_timer)
@@ -136,11 +137,12 @@ def footprint(built: Built) -> dict[str, Any]:
 
 def quality(built: Built, model: Any, ctx: Context, batch_size: int = 8) -> dict[str, Any]:
     """Perplexity of `model` (how `built` is scored) on the eval windows, reused while nothing that makes it
-    changed (scores.py); flagged when the weights are random (`gpt2-random`)."""
+    changed (scores.py); flagged when the weights are random (`gpt2-random`). The pass's peak memory on CUDA
+    only: on CPU this process's RSS is the whole session's (memory_probe.py)."""
     def score() -> dict[str, Any]:
         with peak_memory(ctx.device) as mem:
             ppl = perplexity(model, ctx.eval, batch_size)
-        return {"perplexity": ppl, "peak_memory_eval_bytes": mem.peak}
+        return {"perplexity": ppl, "peak_memory_eval_bytes": mem.peak if ctx.device == "cuda" else None}
 
     return {**reused_or_scored(built, ctx.eval.key, ctx.device, score),
             "perplexity_meaningful": ctx.source.perplexity_meaningful, "eval_windows": len(ctx.eval),
@@ -168,6 +170,21 @@ def gpu_extras(forward: Callable[[], Any], batch_size: int) -> dict[str, Any]:
     return extras
 
 
+def forward_memory(built: Built, inputs: Inputs, forward: Callable[[], Any], device: str,
+                   warmup: int) -> dict[str, Any]:
+    """The variant's own forward memory, from its warm-up calls: on CUDA the allocator's peak here (the
+    reference is loaded only while paired with it); on CPU a fresh process's (`memory_probe`: this process's RSS
+    holds the whole session)."""
+    release_memory()  # what a build in this process freed is not this variant's peak
+    if device != "cuda":
+        time_calls(forward, rounds=0, warmup=warmup)
+        return fresh_process_memory(built, inputs, warmup)
+    with peak_memory(device) as mem:
+        time_calls(forward, rounds=0, warmup=warmup)
+    return {"peak_memory_forward_bytes": mem.peak, "peak_memory_reserved_bytes": mem.reserved,
+            "peak_rss_forward_bytes": mem.rss_peak}
+
+
 def _no_energy(record: ForwardRecord) -> None:
     if record.energy_per_sample_mj is None:
         record.missing["energy_per_sample"] = ("no GPU power sensor readable (NVML or nvidia-smi)"
@@ -183,10 +200,7 @@ def forward_reference(ctx: Context, inputs: Inputs, hellaswag: list | None = Non
     record = ForwardRecord(**identity(built, ctx), **footprint(built), **quality(built, built.model, ctx),
                            **_hellaswag(built.model, ctx, hellaswag), batch_shape=shape_of(inputs))
     forward = forward_callable(built.model, inputs)
-    release_memory()
-    with peak_memory(ctx.device) as mem:
-        time_calls(forward, rounds=0, warmup=warmup)
-    record.peak_memory_forward_bytes = mem.peak
+    record = dataclasses.replace(record, **forward_memory(built, inputs, forward, ctx.device, warmup))
     if ctx.device == "cuda":
         record = dataclasses.replace(record, **gpu_extras(forward, record.batch_shape[0]))
     return Reference(record, lambda: build(name, ctx).model, inputs)
@@ -207,16 +221,13 @@ def forward_record(built: Built, ctx: Context, reference: Reference, runner: Run
     inputs = reference.inputs
     model = scoring_engine(built, inputs)
     forward = forward_callable(model, inputs)
-    release_memory()  # what a build in this process freed is not this variant's peak
-    with peak_memory(ctx.device) as mem:
-        time_calls(forward, rounds=0, warmup=warmup)
+    memory = forward_memory(built, inputs, forward, ctx.device, warmup)
     if built.name == reference.record.variant:  # deterministic: the reference's own values, measured once
         scores = measured_once(reference, QUALITY_FIELDS)
     else:
         scores = {**quality(built, model, ctx), **_hellaswag(model, ctx, hellaswag)}
     record = ForwardRecord(**identity(built, ctx), **footprint(built), **scores,
-                           batch_shape=shape_of(inputs), peak_memory_forward_bytes=mem.peak,
-                           peak_memory_reserved_bytes=mem.reserved, peak_rss_forward_bytes=mem.rss_peak)
+                           batch_shape=shape_of(inputs), **memory)
     paired = paired_latency(record, model, reference, inputs, rounds, warmup, runner)
     if ctx.device == "cuda":
         record = dataclasses.replace(record, **gpu_extras(forward, record.batch_shape[0]))
@@ -268,7 +279,8 @@ def generate_record(built: Built, ctx: Context, reference: Reference, rounds: in
     timings, base_timings = timings[GEN_WARMUP:], base_timings[GEN_WARMUP:]
     record = GenerateRecord(**{**identity(built, ctx), "runtime": getattr(engine, "runtime", built.runtime)},
                             **_generate_fields(timings), engine_restarts=getattr(engine, "restarts", 0),
-                            peak_memory_bytes=mem.peak, peak_memory_reserved_bytes=mem.reserved)
+                            peak_memory_bytes=mem.peak if ctx.device == "cuda" else None,  # CPU: the session's RSS
+                            peak_memory_reserved_bytes=mem.reserved)
     note_pairing(record, paired)
     return record.against(dataclasses.replace(reference.record, **_generate_fields(base_timings)))
 

@@ -189,19 +189,20 @@ class PeakMemory:
         return max(0, self.peak - self.baseline)
 
 
-def _rss() -> int:
+def resident_bytes() -> int:
+    """This process's resident set size (RSS)."""
     return psutil.Process().memory_info().rss
 
 
 @contextmanager
 def _rss_peak(interval_s: float) -> Iterator[list[int]]:
     """A sampler thread polls RSS (torch kernels release the GIL, so it keeps up); yields [baseline, peak]."""
-    seen = [_rss()] * 2
+    seen = [resident_bytes()] * 2
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
-            seen[1] = max(seen[1], _rss())
+            seen[1] = max(seen[1], resident_bytes())
             stop.wait(interval_s)
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -211,7 +212,7 @@ def _rss_peak(interval_s: float) -> Iterator[list[int]]:
     finally:
         stop.set()
         thread.join()
-        seen[1] = max(seen[1], _rss())
+        seen[1] = max(seen[1], resident_bytes())
 
 
 @contextmanager

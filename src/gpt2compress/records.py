@@ -184,7 +184,8 @@ class ForwardRecord(Footprint, Timed, Record):
 
     @property
     def peak_memory_mb(self) -> float | None:
-        """The larger of the timed forward's and the perplexity pass's peaks."""
+        """CUDA: the larger of the timed forward's and the perplexity pass's device peaks. CPU: what loading the
+        variant and its timed forward add to a fresh process (memory_probe.py)."""
         peaks = [p for p in (self.peak_memory_forward_bytes, self.peak_memory_eval_bytes) if p is not None]
         return mib(max(peaks)) if peaks else None
 

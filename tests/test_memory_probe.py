@@ -1,0 +1,41 @@
+"""A CPU variant's peak memory comes from a fresh process: the variant's weights and activations, not the session's."""
+
+import pytest
+import torch
+
+from gpt2compress.io import save_model
+from gpt2compress.measure import forward_memory
+from gpt2compress.memory_probe import MemoryProbeError, fresh_process_memory
+from gpt2compress.metrics import forward_callable
+from gpt2compress.variants import Built
+
+from helpers import random_gpt2
+
+MiB = 2**20
+
+
+@pytest.fixture
+def big(tmp_path):
+    """A saved fp32 GPT-2 with 64 MiB of weights: large against the probe's noise, fast to load."""
+    model = random_gpt2(n_layer=4, n_head=8, n_embd=512, vocab_size=8192, n_positions=128)
+    path = save_model(model, tmp_path / "big")
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return Built("fp32", (), None, path, "torch", {}), model, weights
+
+
+def test_the_probe_counts_the_variants_weights_and_not_what_the_session_holds(big):
+    built, model, weights = big
+    inputs = {"input_ids": torch.randint(0, 8192, (1, 128)), "attention_mask": torch.ones(1, 128, dtype=torch.long)}
+    session = torch.ones(512 * MiB // 4)  # 512 MiB the bench process holds (source model, other runtimes)
+    session.add_(1)
+    measured = forward_memory(built, inputs, forward_callable(model, inputs), "cpu", warmup=1)
+    # the weights, a little more for activations; none of the 512 MiB this process holds
+    assert weights * 0.9 <= measured["peak_memory_forward_bytes"] < weights + 200 * MiB
+    assert measured["peak_rss_forward_bytes"] > measured["peak_memory_forward_bytes"]  # the imported stack too
+
+
+def test_a_probe_that_cannot_load_the_variant_says_which_and_why(big, tmp_path):
+    built = Built("broken", (), None, tmp_path / "nothing-here", "torch", {})
+    with pytest.raises(MemoryProbeError, match="broken's memory failed") as failure:
+        fresh_process_memory(built, {"input_ids": torch.zeros(1, 4, dtype=torch.long)}, warmup=1)
+    assert "nothing-here" in str(failure.value)

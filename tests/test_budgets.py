@@ -62,6 +62,10 @@ max_perplexity_ratio = 1.2
     ("version = 1\n[cpu.'*'.fp32]\nmax_speed = 2\n", "unknown budget 'max_speed'"),
     ("version = 1\n[cpu.'*'.fp32]\nmax_latency_ratio = -1\n", "positive number"),
     ("version = 1\n[cpu.'*'.fp32]\nmax_latency_ratio = 'fast'\n", "positive number"),
+    ("version = 1\n[cpu.'*'.fp32]\nmax_size_ratio = nan\n", "positive number"),  # NaN would pass every row
+    ("version = 1\n[compare]\nmetric = 'latency'\nthreshold = 0.2\n", "each [[compare]] (double brackets)"),
+    ("version = 1\ncompare = 3\n", "compare rules are an array of tables"),
+    ("version = 1\n[[compare]]\nmetric = 'latency'\nthreshold = 0.2\nmatch = 5\n", "match is not a regular"),
     ("[cpu.'*'.fp32]\nmax_latency_ratio = 1\n", "version = 1"),
     ("version = 1\ncpu = 3\n", "table of tables"),
     ("version = 1\n[cpu\n", "not valid TOML"),
@@ -75,6 +79,13 @@ max_perplexity_ratio = 1.2
 def test_malformed_budgets_say_where_and_what(tmp_path, text, message):
     with pytest.raises(BudgetFileError, match=re.escape(message)):
         load_budgets(write(tmp_path, text))
+
+
+def test_a_budgets_file_that_is_not_text_names_itself(tmp_path):
+    path = tmp_path / "budgets.toml"
+    path.write_bytes(b"version = 1\n# \xff\xfe\n")
+    with pytest.raises(BudgetFileError, match="budgets.toml is not valid TOML"):
+        load_budgets(path)
 
 
 def test_missing_budgets_file_names_the_option(tmp_path):

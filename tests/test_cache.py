@@ -154,6 +154,10 @@ def test_cli_lists_and_prunes(three_entries, capsys):
     assert "removed demo/old" in out and "removed demo/mid" in out and "demo/new" not in out
     assert main(["cache", "prune"]) == 2
     assert "--max-size" in capsys.readouterr().err
+    for days in ("-1", "0", "nan"):  # a cutoff now or in the future would remove every entry
+        assert main(["cache", "prune", "--older-than", days]) == 2
+        assert "--older-than takes a number of days above 0" in capsys.readouterr().err
+    assert [e.path.name for e in entries()] == ["new"]
 
 
 @pytest.mark.parametrize("text,size", [("500", 500), ("2K", 2048), ("1.5GiB", 3 * 2**29), ("10gb", 10 * 2**30),

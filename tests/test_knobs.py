@@ -116,7 +116,8 @@ def test_readmes_seed_commands_name_real_options_and_cases():
 
 
 @pytest.mark.parametrize("given", [["--rounds", "0"], ["--gen-rounds", "two"], ["--gen-batch-sizes", "1,x"],
-                                   ["--warmup", "-1"], ["--new-tokens", "0"]])
+                                   ["--warmup", "-1"], ["--new-tokens", "0"], ["--seq-len", "0"],
+                                   ["--eval-samples", "-5"], ["--cls-seq-len", "0"]])
 def test_a_count_that_is_not_one_is_an_error_naming_its_flag(given, capsys):
     parser = argparse.ArgumentParser()
     add_pytest_options(SimpleNamespace(addoption=parser.add_argument))  # pytest's parser is argparse's

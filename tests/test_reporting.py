@@ -329,3 +329,11 @@ def test_the_line_against_fp32_says_whether_a_target_holds_beyond_the_rounds_noi
     low, high = interval(1.0)
     assert low < 1 < high
     assert interval(0.85)[1] < 1
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "not json", "", "3"])
+def test_a_results_file_that_is_not_a_benchmark_json_names_the_fix(tmp_path, text):
+    path = tmp_path / "results.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"cannot read benchmark results .*--benchmark-json=results.json"):
+        load_run(path)

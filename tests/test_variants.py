@@ -100,3 +100,28 @@ def test_bf16_on_cuda_without_a_gpu_says_there_is_none_to_check(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert native_bf16("cuda").startswith("no CUDA GPU visible")
+
+
+def test_pipeline_refuses_an_unknown_variant_before_loading_anything(monkeypatch, capsys):
+    from gpt2compress import sources
+    from gpt2compress.cli import main
+
+    monkeypatch.setattr(sources, "load_source", lambda *a, **k: pytest.fail("loaded the model for a typo"))
+    assert main(["pipeline", "--variants", "fp32,nope"]) == 2
+    assert "--variants: unknown nope; known: fp32," in capsys.readouterr().err
+
+
+def test_pipeline_keeps_the_rows_measured_before_a_failure(local_checkpoint, tmp_path, monkeypatch):
+    import json
+
+    from gpt2compress import variants
+    from gpt2compress.cli import main
+
+    real = variants.build
+    monkeypatch.setattr(variants, "build", lambda name, ctx, chain=None: real(name, ctx, chain) if name == "fp32"
+                        else (_ for _ in ()).throw(RuntimeError("a stage crashed")))
+    out = tmp_path / "rows.json"
+    with pytest.raises(RuntimeError, match="a stage crashed"):
+        main(["pipeline", "--model", str(local_checkpoint), "--device", "cpu", "--variants", "fp32,pruned",
+              "--eval-samples", "4", "--rounds", "2", "--json", str(out)])
+    assert [row["variant"] for row in json.loads(out.read_text())["rows"]] == ["fp32"]

@@ -109,8 +109,8 @@ def load_budgets(path: str | Path) -> Budgets:
     if not path.is_file():
         raise BudgetFileError(f"budgets file {path} not found; pass --budgets FILE (default: bench/budgets.toml)")
     try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise BudgetFileError(f"{path} is not valid TOML ({err}); fix the syntax there") from err
     if data.get("version") != SUPPORTED_VERSION:
         raise BudgetFileError(f"{path}: `version = {SUPPORTED_VERSION}` is required at the top "
@@ -128,7 +128,11 @@ def load_budgets(path: str | Path) -> Budgets:
                         _check_cpu_class(path, where, key, value)
                     else:
                         _check_limit(path, where, key, value)
-    return Budgets(limits, tuple(_rule(path, rule) for rule in data.get("compare", [])))
+    rules = data.get("compare", [])
+    if not isinstance(rules, list) or not all(isinstance(rule, dict) for rule in rules):
+        raise BudgetFileError(f"{path}: compare rules are an array of tables, each [[compare]] (double brackets) "
+                              f"with metric, threshold and optional match / kind; got {rules!r}")
+    return Budgets(limits, tuple(_rule(path, rule) for rule in rules))
 
 
 def _case_names() -> list[str]:
@@ -148,7 +152,7 @@ def _check_name(path: Path, where: str, what: str, name: str, known: list[str] |
 def _check_limit(path: Path, where: str, key: str, value) -> None:
     if key not in BUDGET_KEYS:
         raise BudgetFileError(f"{path} {where}: unknown budget {key!r}; known: {', '.join(sorted(BUDGET_KEYS))}")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:  # NaN fails too
         raise BudgetFileError(f"{path} {where}: {key} must be a positive number, got {value!r}")
 
 
@@ -172,7 +176,7 @@ def _rule(path: Path, rule: dict) -> CompareRule:
         raise BudgetFileError(f"{path} [[compare]] {rule}: unknown kind {kind!r}; known: {', '.join(KINDS)}")
     try:
         pattern = re.compile(rule.get("match", ".*"))
-    except re.error as err:
+    except (re.error, TypeError) as err:
         raise BudgetFileError(f"{path} [[compare]] {rule}: match is not a regular expression ({err})") from err
     return CompareRule(pattern, metric, float(threshold), kind)
 

@@ -58,24 +58,31 @@ def pipeline(args: argparse.Namespace) -> int:
     from .cache import apply_cap
     from .data import load_corpus
     from .options import resolve_devices
+    from .variants import VARIANTS
 
+    unknown = [name for name in args.variants.split(",") if name not in VARIANTS]
+    if unknown:  # before minutes of loading and building: a typo must not cost the rows before it
+        raise ValueError(f"--variants: unknown {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     corpus = load_corpus(args.data)
     source = sources.load_source(args.model, corpus, args.tokenizer)
-    rows = []
-    for device in resolve_devices(args.device, torch.cuda.is_available()):
-        if device == "cuda" and not torch.cuda.is_available():
-            continue  # auto: the CPU only, on a machine without a GPU
-        rows += _pipeline_rows(args, source, corpus, device)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"model": args.model, "data": corpus.name, "rows": rows}, f, indent=2)
+    rows: list[dict] = []
+    try:
+        for device in resolve_devices(args.device, torch.cuda.is_available()):
+            if device == "cuda" and not torch.cuda.is_available():
+                continue  # auto: the CPU only, on a machine without a GPU
+            _pipeline_rows(args, source, corpus, device, rows)
+    finally:  # the rows measured before a failure are kept
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"model": args.model, "data": corpus.name, "rows": rows}, f, indent=2)
     capped = apply_cap()
     if capped:
         print(capped)
     return 0
 
 
-def _pipeline_rows(args: argparse.Namespace, source, corpus, device: str) -> list[dict]:
+def _pipeline_rows(args: argparse.Namespace, source, corpus, device: str, rows: list[dict]) -> None:
+    """Appends each variant's row to `rows` as it is measured."""
     from .engines import scoring_engine
     from .measure import footprint, quality, speed
     from .metrics import fixed_batch
@@ -87,7 +94,7 @@ def _pipeline_rows(args: argparse.Namespace, source, corpus, device: str) -> lis
     settings = Settings.for_model(args.model, **settings_overrides(lambda flag: option[flag[2:].replace("-", "_")]))
     spec = ContextSpec(args.model, args.data, args.tokenizer, settings, device)
     ctx = Context(source, corpus, settings, device, spec)
-    rows, batch = [], fixed_batch(ctx.eval, 1, settings.seq_len)  # the b1 batch every variant is timed on
+    batch = fixed_batch(ctx.eval, 1, settings.seq_len)  # the b1 batch every variant is timed on
     print(f"{'variant':36} {'ppl':>9} {'size MB':>9} {'b1 ms':>9} {'p90 ms':>9} {'params':>11} heads/layer ({device})")
     for name in args.variants.split(","):
         try:
@@ -104,7 +111,6 @@ def _pipeline_rows(args: argparse.Namespace, source, corpus, device: str) -> lis
               f"{row['p90_ms']:9.2f} {row['parameters']:11,} {row['heads_per_layer']}", flush=True)
     if not source.perplexity_meaningful:
         print("* random weights: perplexity is not meaningful")
-    return rows
 
 
 def plot(args: argparse.Namespace) -> int:
@@ -263,8 +269,11 @@ def _recorded_commit(store, prefix: str) -> str:
 
 def _only_class(store, commit: str) -> str:
     classes = sorted({r.info.runner_class for r in store.runs() if r.info.commit == commit})
+    if not classes:
+        raise ValueError(f"no run of commit {commit[:12]} is recorded: `gpt2compress history runs` lists the "
+                         "recorded commits")
     if len(classes) != 1:
-        raise ValueError(f"{commit[:12]} is recorded on runner classes {classes or 'none'}: pass --runner-class")
+        raise ValueError(f"{commit[:12]} is recorded on runner classes {', '.join(classes)}: pass --runner-class")
     return classes[0]
 
 
@@ -273,10 +282,12 @@ def history_runs(args: argparse.Namespace) -> int:
 
     from .report.history_store import open_store
 
-    print(f"{'id':>5} {'recorded':16} {'runner class':36} {'commit':12} {'ref':24} rows")
-    for run in open_store(args.history).runs(args.runner_class):
+    runs = open_store(args.history).runs(args.runner_class)
+    width = max([len("runner class"), *(len(run.info.runner_class) for run in runs)])
+    print(f"{'id':>5} {'recorded':16} {'runner class':{width}} {'commit':12} {'ref':24} rows")
+    for run in runs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.info.recorded_at))
-        print(f"{run.id:>5} {when:16} {run.info.runner_class:36} {(run.info.commit or '-')[:12]:12} "
+        print(f"{run.id:>5} {when:16} {run.info.runner_class:{width}} {(run.info.commit or '-')[:12]:12} "
               f"{(run.info.ref or '-')[:24]:24} {run.rows}")
     return 0
 
@@ -361,6 +372,8 @@ def cache_prune(args: argparse.Namespace) -> int:
 
     if args.max_size is None and args.older_than is None:
         raise ValueError("cache prune needs --max-size SIZE (e.g. 20G) or --older-than DAYS (or both)")
+    if args.older_than is not None and not args.older_than > 0:  # NaN too: a cutoff in the future removes everything
+        raise ValueError(f"--older-than takes a number of days above 0 (e.g. 14); got {args.older_than}")
     limit = parse_size(args.max_size) if args.max_size is not None else None
     removed, busy = prune(max_size=limit, older_than_days=args.older_than)
     for e in removed:

@@ -45,9 +45,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--tokenizer", "tokenizer dir or hub id for gpt2-random", cli=True),
     Option("--device", "auto (every device: a CPU runner reports the CUDA cases skipped) | cpu | cuda | cpu,cuda",
            "auto", cli=True),
-    Option("--seq-len", "tokens per window (default 128)", type=int, cli=True),
+    Option("--seq-len", "tokens per window (default 128)", type=count, cli=True),
     Option("--eval-samples", "eval windows for perplexity (default: all; gpt2-random: 32; the bench's smoke and "
-           "tiers set their own)", type=int, cli=True),
+           "tiers set their own)", type=count, cli=True),
     Option("--finetune-steps", "optimizer steps of every training stage (finetune, distill, lora); default: one epoch "
            "(gpt2-random: 8; -1: full epochs)", type=int, cli=True),
     Option("--finetune-epochs", "epochs of every training stage (default 1; seed 000 runs 1-5)", type=float, cli=True),
@@ -60,7 +60,7 @@ OPTIONS: tuple[Option, ...] = (
            type=lambda text: count(text, least=0)),
     Option("--cycle-inputs", "forward: each round times the next eval window(s) instead of the first every time "
                              "(seed 002)", False, action="store_true"),
-    Option("--cls-seq-len", "classify: tokens per AG News text (default 64; seed 004: 128)", type=int),
+    Option("--cls-seq-len", "classify: tokens per AG News text (default 64; seed 004: 128)", type=count),
     Option("--cls-epochs", "classify: fine-tuning epochs of the classifier (default 1; seed 004: 3)", type=float),
     Option("--cls-train-rows", "classify: training rows (default 2048; 0: the whole train split, as seed 004)",
            type=int),

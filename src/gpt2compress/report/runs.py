@@ -120,6 +120,8 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
             machine, rows = _rows_from_journal(path, text.splitlines())
         else:
             data = json.loads(text)
+            if not isinstance(data, dict):
+                raise json.JSONDecodeError("not a JSON object (pytest-benchmark writes one)", text, 0)
             machine, rows = _with_session(data.get("machine_info", {}), data), _rows_from_json(path, data)
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"cannot read benchmark results {path}: {err}; write them with "

@@ -94,6 +94,7 @@ def test_the_ci_loop_gates_accepts_and_keeps_every_run(loop):
     git(repo, "merge", "-q", "--ff-only", "slow")
     code, out = ci("main")
     assert code == 0, out
+    assert "Base: run 1 of " in out and "int8-scratch" in out, out  # main's page: against its parent's run
     subprocess.run([sys.executable, "-m", "gpt2compress.cli", "history", "accept", slow, "--reason",
                     "exactness over speed", "--runner-class", "cpu-loop"], cwd=repo, env=env, check=True)
 

@@ -159,7 +159,9 @@ def test_an_accepted_regression_passes_with_its_reason_and_restarts_the_spread(r
                  "cpu-test", "--commit", head])
     out = capsys.readouterr().out
     assert code == 0 and "accepted for" in out and "int8 everywhere" in out and "::warning" in out
+    capsys.readouterr()
     assert main(["history", "accept", "f" * 40, "--reason", "x", "--history", location]) == 2
+    assert "no run of commit ffffffffffff is recorded: `gpt2compress history runs`" in capsys.readouterr().err
 
 
 def test_trend_writes_a_chart_per_class_and_metric_and_an_index(repo, tmp_path):

@@ -1,6 +1,7 @@
 """The saved history on both engines: SQLite (the default file) and a real PostgreSQL server."""
 
 import json
+from pathlib import Path
 import os
 import subprocess
 import sys
@@ -100,7 +101,18 @@ def test_import_a_pytest_benchmark_storage_folder(location, tmp_path):
     assert isinstance(outcomes[storage / "0001_cccc.json"], int)
     assert outcomes[storage / "0002_other.json"].startswith("skipped: ")
     [run] = open_store(location).runs()
-    assert (run.info.commit, run.info.ref, run.rows) == ("c" * 40, "main", 6)
+    # the full ref, as `history record` stores it: `trend --ref refs/heads/main` and the gate's spread find it
+    assert (run.info.commit, run.info.ref, run.rows) == ("c" * 40, "refs/heads/main", 6)
+
+
+def test_a_history_that_is_neither_sqlite_nor_postgresql_is_refused(tmp_path):
+    garbage = tmp_path / "notes.txt"
+    garbage.write_text("not a database, " * 100)
+    for location, message in [(str(garbage), "is not an SQLite database"), (str(tmp_path), "is not an SQLite"),
+                              ("mysql://nohost/x", "an SQLite file path or a postgresql:// URL")]:
+        with pytest.raises(HistoryError, match=message):
+            open_store(location)
+    assert not Path("mysql:").exists()
 
 
 def test_runner_classes_name_comparable_machines():

@@ -97,9 +97,18 @@ class Store:
             except psycopg.OperationalError as err:
                 raise HistoryError(f"cannot reach the history database {redact(self.location)}: "
                                    f"{str(err).strip().splitlines()[0]}; check --history / ${HISTORY_ENV}") from None
+        if "://" in self.location:
+            raise HistoryError(f"--history {redact(self.location)}: the history is an SQLite file path or a "
+                               "postgresql:// URL")
         path = Path(self.location).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
-        return sqlite3.connect(path, timeout=60, isolation_level=None)  # transactions are explicit below
+        try:
+            connection = sqlite3.connect(path, timeout=60, isolation_level=None)  # transactions are explicit below
+            connection.execute("PRAGMA schema_version").fetchone()  # a file that is not SQLite fails here
+        except sqlite3.DatabaseError as err:
+            raise HistoryError(f"--history {path} is not an SQLite database ({err}); point --history / "
+                               f"${HISTORY_ENV} at a history file, or at a new path to start one") from None
+        return connection
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", self.mark)
@@ -300,7 +309,9 @@ def import_files(store: Store, paths: list[str | Path], runner: str | None = Non
             out.append((path, f"skipped: {err}"))
             continue
         commit = json.loads(path.read_text()).get("commit_info", {}) if path.suffix == ".json" else {}
-        info = RunInfo(runner or runner_class(run.machine), commit.get("id"), [], commit.get("branch"),
+        branch = commit.get("branch")  # pytest-benchmark's bare name; recorded runs carry the full ref
+        ref = branch if not branch or branch.startswith("refs/") else f"refs/heads/{branch}"
+        info = RunInfo(runner or runner_class(run.machine), commit.get("id"), [], ref,
                        machine=run.machine, source=str(path), recorded_at=path.stat().st_mtime)
         out.append((path, store.record(info, run.records)))
     return out

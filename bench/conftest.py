@@ -21,10 +21,10 @@ import pytest
 import torch
 
 from gpt2compress import shards
-from gpt2compress.budgets import load_budgets
+from gpt2compress.budgets import BudgetFileError, load_budgets
 from gpt2compress.cases import Case, names as case_names, select
 from gpt2compress.catalog import CLASSIFY, FORWARD, GENERATE, TRAIN
-from gpt2compress.data import load_corpus
+from gpt2compress.data import DataSourceError, load_corpus
 from gpt2compress.hardware import cpu_classes
 from gpt2compress.isolation import Crashed, run_isolated
 from gpt2compress.journal import Journal
@@ -35,7 +35,7 @@ from gpt2compress.options import NO_GPU, classify_overrides, resolve_devices, se
 from gpt2compress.progress import add_crashed, measuring, report_to, time_table
 from gpt2compress.records import Record
 from gpt2compress.registry import StageNotApplicable, output_runtime, stage
-from gpt2compress.sources import load_source
+from gpt2compress.sources import ModelSourceError, load_source
 from gpt2compress.variants import Context, ContextSpec, Settings, build
 
 DEFAULT_BUDGETS = Path(__file__).with_name("budgets.toml")
@@ -52,23 +52,39 @@ def devices(config: pytest.Config) -> list[str]:
 
 
 def chosen_stages(config: pytest.Config) -> list[str] | None:
-    names = config.getoption("--stages")
-    if not names:
+    given = config.getoption("--stages")
+    if given is None:
         return None
-    unknown = [n for n in names.split(",") if n not in case_names()]
+    names = [name.strip() for name in given.split(",") if name.strip()]
+    if not names:
+        raise pytest.UsageError("--stages names no case; leave it out to run every case, or see "
+                                "`gpt2compress variants`")
+    unknown = [n for n in names if n not in case_names()]
     if unknown:
         raise pytest.UsageError(f"--stages: unknown variant(s) {unknown}; known: {', '.join(case_names())}")
-    return names.split(",")
+    return names
+
+
+@contextlib.contextmanager
+def bad_input_ends_the_session():
+    """A wrong --model, --data or --budgets fails every case alike: one line that names the fix, not a traceback per
+    case. pytest.exit still ends the session normally, so what was measured before reaches the JSON."""
+    try:
+        yield
+    except (BudgetFileError, DataSourceError, ModelSourceError) as err:
+        pytest.exit(f"{type(err).__name__}: {err}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The bench times its rounds through pytest-benchmark's fixture: with it off there is nothing to time."""
+    """The bench times its rounds through pytest-benchmark's fixture: with it off there is nothing to time. Options
+    that would fail every module fail once, here."""
     if config.getoption("benchmark_disable", False):
         raise pytest.UsageError("bench/ times every case through pytest-benchmark: drop --benchmark-disable "
                                 "(--benchmark-skip skips the bench instead)")
     if getattr(config.option, "numprocesses", None):
         raise pytest.UsageError("bench/ cannot run under pytest-xdist (-n): pytest-benchmark turns itself off there, "
                                 "and cases timed side by side would slow each other")
+    chosen_stages(config), devices(config)  # a bad --stages or --device: one line now, not an error per module
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -91,17 +107,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def budgets(pytestconfig):
-    return load_budgets(pytestconfig.getoption("--budgets") or DEFAULT_BUDGETS)
+    with bad_input_ends_the_session():
+        return load_budgets(pytestconfig.getoption("--budgets") or DEFAULT_BUDGETS)
 
 
 @pytest.fixture(scope="session")
 def corpus(pytestconfig):
-    return load_corpus(pytestconfig.getoption("--data"))
+    with bad_input_ends_the_session():
+        return load_corpus(pytestconfig.getoption("--data"))
 
 
 @pytest.fixture(scope="session")
 def source(pytestconfig, corpus):
-    return load_source(pytestconfig.getoption("--model"), corpus, pytestconfig.getoption("--tokenizer"))
+    with bad_input_ends_the_session():
+        return load_source(pytestconfig.getoption("--model"), corpus, pytestconfig.getoption("--tokenizer"))
 
 
 @pytest.fixture(scope="session")

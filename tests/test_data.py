@@ -80,6 +80,15 @@ def test_dir_without_wikitext_files_names_them(tmp_path):
         load_corpus(tmp_path)
 
 
+@pytest.mark.parametrize("empty", ["wiki.test.raw", "wiki.valid.tokens"])
+def test_an_empty_wikitext_file_is_named_before_anything_trains(tmp_path, empty):
+    text = "\n".join(f" A paragraph of WikiText , number {i} , long enough to be kept as one . " for i in range(20))
+    for name in ("wiki.test.raw", "wiki.valid.tokens"):
+        (tmp_path / name).write_text("" if name == empty else text)
+    with pytest.raises(DataSourceError, match=f"{empty} has no paragraph of ≥50 characters: it is empty"):
+        load_corpus(tmp_path)
+
+
 def test_env_var_is_the_default(tmp_path, monkeypatch):
     monkeypatch.setenv("GPT2COMPRESS_DATA", str(tmp_path / "missing"))
     with pytest.raises(DataSourceError, match="missing"):

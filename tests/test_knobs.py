@@ -132,3 +132,21 @@ def test_the_bench_refuses_to_run_with_pytest_benchmark_off():
     done = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "bench" / "test_forward.py"), "--collect-only",
                            "--benchmark-disable", "-p", "no:cacheprovider"], capture_output=True, text=True)
     assert done.returncode == 4 and "drop --benchmark-disable" in done.stderr  # not a crash in the first case
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data", "/nonexistent/wikitext"], "DataSourceError: data directory /nonexistent/wikitext does not exist"),
+    (["--budgets", "/nonexistent/budgets.toml"], "BudgetFileError: budgets file /nonexistent/budgets.toml not found"),
+])
+def test_bad_input_to_the_bench_is_one_line_that_names_the_fix(local_checkpoint, tmp_path, args, message):
+    done = run_bench(local_checkpoint, tmp_path / "out.json", "--stages", "fp32,pruned", *args)
+    out = done.stdout + done.stderr
+    assert done.returncode == 4, out
+    assert out.count(message) == 1 and "Traceback" not in out, out
+
+
+def test_stages_are_read_as_a_list_of_names(local_checkpoint, tmp_path):
+    done = run_bench(local_checkpoint, tmp_path / "out.json", "--stages", "", "--collect-only")
+    assert done.returncode == 4 and "--stages names no case" in done.stdout + done.stderr
+    done = run_bench(local_checkpoint, tmp_path / "out.json", "--stages", "fp32, pruned", "--collect-only")
+    assert done.returncode == 0 and "test_forward[pruned-cpu]" in done.stdout, done.stdout + done.stderr

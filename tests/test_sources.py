@@ -30,3 +30,9 @@ def test_gpt2_randoms_key_follows_its_tokenizers_vocabulary_not_its_path(tmp_pat
     assert load_source("gpt2-random", corpus, str(tokenizer)).key == first
     train_bpe(corpus.train_text, 400, tokenizer)  # the same directory, another vocabulary
     assert load_source("gpt2-random", corpus, str(tokenizer)).key != first  # conversions that tokenized with it rebuild
+
+
+def test_a_tokenizer_that_cannot_load_is_an_error_not_another_vocabulary(tmp_path):
+    corpus = load_corpus("embedded")
+    with pytest.raises(ModelSourceError, match=r"--tokenizer .*nonexistent.*: cannot load it"):
+        load_source("gpt2-random", corpus, str(tmp_path / "nonexistent"))

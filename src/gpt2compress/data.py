@@ -92,8 +92,13 @@ def _wikitext_dir(path: Path) -> Corpus:
             f"{', '.join(TRAIN_CANDIDATES)}. Point --data (or $GPT2COMPRESS_DATA) at such a directory, "
             f"or use --data {EMBEDDED}."
         )
-    return Corpus(f"wikitext2-dir:{path.name}", train_path.read_text("utf-8"), eval_path.read_text("utf-8"),
-                  line_per_paragraph=True)
+    corpus = Corpus(f"wikitext2-dir:{path.name}", train_path.read_text("utf-8"), eval_path.read_text("utf-8"),
+                    line_per_paragraph=True)
+    for file, text in ((eval_path, corpus.eval_text), (train_path, corpus.train_text)):
+        if not corpus.paragraphs(text):  # found now, not after minutes of training on the other file
+            raise DataSourceError(f"{file} has no paragraph of ≥{MIN_SAMPLE_CHARS} characters: it is empty or not "
+                                  f"WikiText-2 text. Point --data at a WikiText-2 directory, or use --data {EMBEDDED}.")
+    return corpus
 
 
 def _hub_wikitext() -> Corpus:

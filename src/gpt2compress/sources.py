@@ -117,17 +117,20 @@ def _tiny(corpus: Corpus, recipe: TinyRecipe) -> Source:
 
 
 def _gpt2_random(corpus: Corpus, tokenizer: str | None) -> Source:
-    """Tokenizer: the real GPT-2 BPE if given or cached from the hub, else tiny's (ids fit GPT-2's vocab)."""
-    tok = None
-    for candidate in [tokenizer, "gpt2"]:
-        if candidate:
-            try:
-                tok = load_tokenizer(candidate, local_files_only=True)
-                break
-            except (OSError, ValueError):
-                continue
-    if tok is None:
-        tok = _tiny_tokenizer(corpus)
+    """Tokenizer: the one given (--tokenizer / $GPT2COMPRESS_TOKENIZER), else GPT-2's BPE if the hub cache has it,
+    else tiny's (ids fit GPT-2's vocab)."""
+    if tokenizer:
+        try:
+            tok = load_tokenizer(tokenizer, local_files_only=True)
+        except (OSError, ValueError) as err:  # a typo must not quietly measure with another vocabulary
+            raise ModelSourceError(f"--tokenizer {tokenizer}: cannot load it ({str(err).strip()[:200]}); pass a "
+                                   "directory with GPT-2's tokenizer files (e.g. ../shared/data/gpt2-tokenizer) "
+                                   "or leave --tokenizer out") from None
+    else:
+        try:
+            tok = load_tokenizer("gpt2", local_files_only=True)
+        except (OSError, ValueError):
+            tok = _tiny_tokenizer(corpus)
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config()).eval()
     key = content_key("gpt2-random", 0, tokenizer_key(tok), _built_here())  # the vocabulary, not where it was read

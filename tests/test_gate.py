@@ -184,3 +184,17 @@ def test_trend_writes_a_chart_per_class_and_metric_and_an_index(repo, tmp_path):
     assert main(["history", "trend", "--out", str(mine), "--history", location, "--runner-class", "cpu-test"]) == 0
     assert "3 runs, 1 runner class(es)" in (mine / "index.html").read_text()
     assert list(mine.glob("cpu-test--*.png")) and not list(mine.glob("other-class--*"))
+
+
+def test_one_slowdown_is_one_verdict_in_latency_and_in_tokens_per_s(tmp_path):
+    from gpt2compress.catalog import METRICS
+    from gpt2compress.report.compare_gate import compare_runs
+    from gpt2compress.report.runs import load_run
+
+    assert METRICS["tokens_per_s"].worsening(100.0, 62.5) == pytest.approx(0.6)  # as latency 1.0 -> 1.6
+    assert METRICS["latency"].worsening(1.0, 1.6) == pytest.approx(0.6)
+    assert METRICS["tokens_per_s"].worsening(538.7, 1123) < 0  # faster reads as better, by what it saves
+    findings = compare_runs(load_run(V1), load_run(plant(tmp_path / "slow.json", latency_samples_ms=1.6)))
+    slow = {f.metric: f for f in findings if f.where == "forward/cpu/int8-scratch"}
+    assert slow["latency"].change == pytest.approx(slow["tokens_per_s"].change, rel=0.05)
+    assert slow["latency"].regression == slow["tokens_per_s"].regression

@@ -83,6 +83,15 @@ class Metric:
     def value(self, record: Any) -> float | None:
         return getattr(record, self.field, None)
 
+    def worsening(self, before: float, after: float) -> float:
+        """How much worse `after` is than `before`, as a fraction (negative: better). A higher-is-better value is
+        judged by its reciprocal (before / after − 1), so one slowdown reads the same in latency and in tokens/s:
+        latency +60 % is tokens/s +60 % worse, where (after − before) / before would say 37.5 % and pass a
+        limit that latency fails."""
+        if self.better == "lower":
+            return after / before - 1
+        return before / after - 1 if after > 0 else math.inf
+
     def floor(self, record: Any) -> float:
         return self.noise_floor(record) if callable(self.noise_floor) else self.noise_floor
 

@@ -88,11 +88,11 @@ def change_points(store: Store, ref: str | None = None, max_pvalue: float = MAX_
 def changes_in(data: Series, runs: dict[str, list[StoredRun]], max_pvalue: float = MAX_PVALUE) -> list[ChangePoint]:
     out = []
     for (runner, kind, name), lines in sorted(data.items()):
-        direction = METRICS[name].direction
+        metric = METRICS[name]
         for line, points in sorted(lines.items()):
             for i, before, after, p in detect([v for _, v in points], max_pvalue):
                 x, prev = points[i][0], points[i - 1][0]
-                change = direction * (after - before) / before if before else 0.0
+                change = metric.worsening(before, after) if before else 0.0
                 out.append(ChangePoint(runner, kind, line, name, x, runs[runner][x].info.commit,
                                        runs[runner][prev].info.commit, before, after, change, p))
     return out

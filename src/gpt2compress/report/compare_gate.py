@@ -84,7 +84,7 @@ def compare_metric(m: Metric, old: Record, new: Record, rules: tuple[CompareRule
     (a, old_rounds), (b, new_rounds) = _observed(m, old), _observed(m, new)
     if a is None or b is None or a == 0 or m.ungated(new) or m.scored_on(old) != m.scored_on(new):
         return None
-    change = m.direction * (b - a) / a
+    change = m.worsening(a, b)
     limit = _threshold(m, new, rules)
     absolute = abs(change) * abs(m.value(old) or 0) if m.timing else abs(b - a)  # in the metric's unit
     p = _p_value(m, old_rounds, new_rounds) if in_process_p else None

@@ -147,7 +147,7 @@ def judge(old: Run, new: Run, history: History, rules: tuple[CompareRule, ...] =
                 finding.regression = all(f is not None and f.regression for f in again)
             elif finding and finding.regression and spread is not None:
                 typical = statistics.median(values)
-                finding.regression = m.direction * (finding.new - typical) / abs(typical) > spread * SPREAD_MARGIN
+                finding.regression = m.worsening(typical, finding.new) > spread * SPREAD_MARGIN
             if finding:
                 findings.append(finding)
     return findings, known

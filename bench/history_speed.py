@@ -77,8 +77,9 @@ def main() -> None:
     results.write_text(json.dumps({"machine_info": {}, "benchmarks": [
         {"name": r.where(), "extra_info": r.to_extra_info()} for r in rows(random.Random(1), args.rows)]}))
     cli = [sys.executable, "-m", "gpt2compress.cli", "history"]
-    gate = timed([*cli, "gate", str(results), "--base", "main", "--history", location, "--runner-class", "cpu-speed"],
-                 repo)
+    budgets = Path(__file__).with_name("budgets.toml")  # as bench/ci.sh calls it
+    gate = timed([*cli, "gate", str(results), "--base", "main", "--history", location, "--runner-class", "cpu-speed",
+                  "--budgets", str(budgets)], repo)
     trend = timed([*cli, "trend", "--out", str(out / "trend"), "--history", location], repo)
     every = timed([*cli, "trend", "--out", str(out / "trend-all"), "--history", location, "--last", "0"], repo)
     print(f"history gate: {gate:.2f} s (target ≤ 2 s); history trend: {trend:.1f} s (target ≤ 30 s; its default "

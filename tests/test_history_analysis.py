@@ -151,3 +151,19 @@ def test_suspects_rerun_with_the_runs_own_options_and_only_their_variants(tmp_pa
     assert command[command.index("--stages") + 1] == "int8-scratch" and "fp32,bf16" not in command
     assert not any(arg.startswith("--shard") or arg == "2/3" for arg in command)  # the suspects' shard is all of them
     assert "bench/" in command and "tiny" in command and "old.json" not in " ".join(command) and "-k" in command
+
+
+def test_a_real_step_in_the_history_is_not_taken_for_noise():
+    """main got 30 % faster two runs ago; a PR that gives it back regresses, one that keeps it does not (the range
+    of such a history is the step itself, and the median of all its runs the level before it)."""
+    from gpt2compress.report.merge_base_gate import history_of, judge
+
+    rng = random.Random(1)
+    runs = [process(rng) for _ in range(6)] + [process(rng, step=0.7) for _ in range(3)]
+
+    def regressed(new: Run) -> bool:
+        findings, _ = judge(runs[-1], new, history_of(runs))
+        return any(f.regression for f in findings if f.where == "forward/cpu/int8-scratch" and f.metric == "latency")
+
+    assert regressed(process(rng))
+    assert not regressed(process(rng, step=0.7))

@@ -138,7 +138,7 @@ def compare(args: argparse.Namespace) -> int:
     base, new = load_run(args.base), load_run(args.new)
     for difference in machine_differences(base, new):
         print(f"warning: machines differ, compare with care: {difference}", file=sys.stderr)
-    rules = load_budgets(args.budgets).compare if args.budgets else ()
+    rules = load_budgets(args.budgets, variant_names=False).compare if args.budgets else ()
     findings = compare_runs(base, new, rules)
     print(format_markdown(findings) if args.markdown else format_table(findings))
     regressions = [f for f in findings if f.regression]
@@ -191,7 +191,7 @@ def _gate_inputs(args: argparse.Namespace) -> tuple:
     from .report.runs import load_run
 
     new = load_run(args.results)
-    rules = load_budgets(args.budgets).compare if args.budgets else ()
+    rules = load_budgets(args.budgets, variant_names=False).compare if args.budgets else ()
     return (open_store(args.history), new, args.runner_class or runner_class(new.machine), rules,
             from_environment(args.commit)["commit"])
 
@@ -232,7 +232,7 @@ def history_error_rates(args: argparse.Namespace) -> int:
     if len(runs) < 4:
         raise ValueError(f"error-rates needs at least 4 runs of identical code (each pair's spread comes from the "
                          f"others), got {len(runs)}: run bench/error-rates.sh")
-    rules = load_budgets(args.budgets).compare if args.budgets else ()
+    rules = load_budgets(args.budgets, variant_names=False).compare if args.budgets else ()
     where = f"{len(runs)} processes on {describe_machine(runs[0].machine)}"
     print(format_error_rates(error_rates(runs, args.planted, rules=rules), args.planted, where))
     return 0

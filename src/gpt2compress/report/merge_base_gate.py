@@ -2,9 +2,11 @@
 
 The base is the run of `git merge-base HEAD REF` on the same runner class, or of its nearest recorded ancestor
 (named in the output). A metric regresses only when it is worse than the base by its threshold (catalog /
-`[[compare]]`) and its noise floor, **and** outside the spread it has shown between processes: worse than the median
-of the last SPREAD_RUNS recorded runs of the class on the base's branch by more than SPREAD_MARGIN × their relative
-range (max − min) / median, timing as the paired ratio to fp32. Rounds inside one process do not see that spread, so
+`[[compare]]`) and its noise floor, **and** outside the spread it has shown between processes: worse than the
+median of the last MIN_SPREAD_RUNS runs up to the base by more than SPREAD_MARGIN × the spread of the last
+SPREAD_RUNS recorded runs of the class on the base's branch (`history_spread`: the median step between consecutive
+runs, on the scale of their range, so a real step in the history is not taken for noise), timing as the paired
+ratio to fp32. Rounds inside one process do not see that spread, so
 no in-process p-value is used. With fewer than MIN_SPREAD_RUNS such runs the spread is unknown: the gate then
 re-runs the suspects (cases with a regression past the threshold) in `reruns` fresh processes and a suspect regresses
 only if every process confirms it, by more than those processes differ among themselves.
@@ -37,6 +39,9 @@ from .runs import Run, load_run
 SPREAD_RUNS = 10
 MIN_SPREAD_RUNS = 3
 SPREAD_MARGIN = 1.5  # × the relative range, beyond the recent median: measured, bench/error-rates.sh, README
+# For n values of pure noise the range is about 3.1 σ (n = 10) and the median |difference| of consecutive values
+# about 0.95 σ (√2 · 0.674 σ): this keeps the history's spread on the range's scale, on which SPREAD_MARGIN was set.
+RANGE_PER_STEP = 3.2
 ANCESTORS = 200  # how far back to look for a recorded ancestor of the merge base
 History = dict[tuple, list[float]]  # (case, metric, what it was scored on) -> its values in recent runs of the class
 
@@ -117,16 +122,35 @@ def history_of(runs: list[Run]) -> History:
 
 
 def relative_range(values: list[float]) -> float | None:
+    """(max − min) / median: the spread of processes of the same code (re-runs, the error-rate processes)."""
     if len(values) < MIN_SPREAD_RUNS or not statistics.median(values):
         return None
     return (max(values) - min(values)) / abs(statistics.median(values))
 
 
+def history_spread(values: list[float]) -> float | None:
+    """The between-process spread of a history of different commits, on relative_range's scale: RANGE_PER_STEP ×
+    the median absolute difference of consecutive runs / the median. A real step in the history (an improvement
+    that landed, a regression reverted) moves one or two differences and not their median, where it would widen
+    the range to its own size and let the next regression of that size pass as noise."""
+    if len(values) < MIN_SPREAD_RUNS or not statistics.median(values):
+        return None
+    steps = [abs(after - before) for before, after in zip(values, values[1:])]
+    return RANGE_PER_STEP * statistics.median(steps) / abs(statistics.median(values))
+
+
+def recent_level(values: list[float]) -> float:
+    """The history's level at the base: the median of its last MIN_SPREAD_RUNS runs (the base's and the ones
+    before it), so one lucky base run does not decide, and a step earlier in the history does not either."""
+    return statistics.median(values[-MIN_SPREAD_RUNS:])
+
+
 def judge(old: Run, new: Run, history: History, rules: tuple[CompareRule, ...] = (),
           reruns: tuple[Run, ...] = ()) -> tuple[list[Finding], dict[tuple, float | None]]:
     """Every metric of every case in both runs. A regression is worse than the base run by its threshold and worse
-    than the median of `history` by SPREAD_MARGIN × its relative range. Where the spread is unknown and `reruns`
-    (the same code, fresh processes) have the case, they must all confirm it, beyond the range among themselves."""
+    than `history`'s recent level by SPREAD_MARGIN × its spread. Where the spread is unknown and `reruns` (the same
+    code, fresh processes) have the case, they must all confirm it, beyond the range among themselves. The second
+    value: the history's spread of every metric this run measured (None: unknown)."""
     findings, known = [], {}
     for record in new.records:
         before = old.find(record.case)
@@ -135,19 +159,19 @@ def judge(old: Run, new: Run, history: History, rules: tuple[CompareRule, ...] =
         confirmations = [again for run in reruns if (again := run.find(record.case)) is not None]
         for m in metrics_of(record.kind):
             values = history.get((record.case, m.name, m.scored_on(record)), [])
-            spread = relative_range(values)
+            spread = history_spread(values)
+            if observed(m, record) is not None:  # energy on a CPU, say, has no spread to know
+                known[(record.where(), m.name)] = spread
             confirm = spread is None and bool(confirmations)
             if confirm:
                 spread = relative_range([v for r in (record, *confirmations) if (v := observed(m, r)) is not None])
-            known[(record.where(), m.name)] = spread
             bound = spread * SPREAD_MARGIN if confirm and spread is not None else None
             finding = compare_metric(m, before, record, rules, spread=bound, in_process_p=False)
             if finding and finding.regression and confirm:
                 again = [compare_metric(m, before, r, rules, spread=bound, in_process_p=False) for r in confirmations]
                 finding.regression = all(f is not None and f.regression for f in again)
             elif finding and finding.regression and spread is not None:
-                typical = statistics.median(values)
-                finding.regression = m.worsening(typical, finding.new) > spread * SPREAD_MARGIN
+                finding.regression = m.worsening(recent_level(values), finding.new) > spread * SPREAD_MARGIN
             if finding:
                 findings.append(finding)
     return findings, known
@@ -269,7 +293,8 @@ def error_rates(runs: list[Run], planted: float = 0.15, metric: str = "latency",
     """Per timed case: A/A false alarms, the planted slowdown caught, and the minimum detectable slowdown, each
     pair (i → j) gated exactly as `history gate` would, with the spread of the other processes as its history."""
     pairs = [(i, j) for i in range(len(runs)) for j in range(len(runs)) if i != j]
-    histories = {(i, j): history_of([r for k, r in enumerate(runs) if k != j]) for i, j in pairs}  # base in
+    # the others in process order, the base last: as the gate reads its history (runs up to the base)
+    histories = {(i, j): history_of([r for k, r in enumerate(runs) if k not in (i, j)] + [runs[i]]) for i, j in pairs}
 
     def failed(i: int, j: int, new: Run, where: str, metric: str | None = None) -> bool:
         return any(f.regression and f.where == where and metric in (None, f.metric)

@@ -347,7 +347,7 @@ def journal(request) -> Journal | None:
         return None
     machine = config.hook.pytest_benchmark_generate_machine_info(config=config)
     config.hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine)
-    return Journal(path, machine)
+    return Journal(path, machine, session_facts(config))
 
 
 @pytest.fixture
@@ -441,9 +441,13 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output
 history gate's base is a run of the same tier where the merge base has one), and the command
     line (`history gate --reruns` re-runs suspects with it). Not in machine_info: pytest-benchmark compares that
     between saved runs, and these differ every run."""
-    output_json["gpt2compress"] = {"skipped": SKIPPED, "durations": DURATIONS, "shard": config.getoption("--shard"),
-                                   "tier": config.getoption("--tier"), "argv": list(config.invocation_params.args),
-                                   "cwd": str(config.invocation_params.dir)}
+    output_json["gpt2compress"] = {"skipped": SKIPPED, "durations": DURATIONS, **session_facts(config)}
+
+
+def session_facts(config: pytest.Config) -> dict[str, Any]:
+    """What is known of the session from its start: the JSON and the journal's first line both carry it."""
+    return {"shard": config.getoption("--shard"), "tier": config.getoption("--tier"),
+            "argv": list(config.invocation_params.args), "cwd": str(config.invocation_params.dir)}
 
 
 @pytest.fixture(scope="session", autouse=True)

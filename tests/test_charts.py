@@ -56,7 +56,8 @@ def train(variant: str, tokens_per_s: float) -> TrainRecord:
 def classify(variant: str, accuracy: float, size: int) -> ClassifyRecord:
     return ClassifyRecord(variant=variant, device="cpu", chain=[variant], precision="fp32", dataset="ag_news",
                           batch_size=4, accuracy=accuracy, f1_macro=accuracy, precision_macro=accuracy,
-                          recall_macro=accuracy, size_on_disk_bytes=size, latency_samples_ms=[4.0])
+                          recall_macro=accuracy, size_on_disk_bytes=size, latency_samples_ms=[4.0],
+                          classes=["World", "Sports"], confusion_matrix=[[9, 1], [1, 9]])
 
 
 @pytest.fixture
@@ -80,8 +81,9 @@ def cells(summary: str, start: str) -> list[str]:
 def test_summary_shows_each_records_own_ratios(run):
     summary = summary_markdown([run])
     assert "## Forward: run — cpu" in summary
-    assert cells(summary, "| int8 | int8_scratch |")[3:7] == ["11.00", "1.1", "4.00", "2"]  # ×latency: paired
-    assert cells(summary, "| int8 | int8_scratch |")[10] == "0.25"  # ×size
+    # median, the rounds' standard deviation (seeds 001/002), ×latency: paired
+    assert cells(summary, "| int8 | int8_scratch |")[3:8] == ["11.00", "1.1", "4.00", "3.61", "2"]
+    assert cells(summary, "| int8 | int8_scratch |")[11] == "0.25"  # ×size
     assert cells(summary, "| fp32 | (baseline) |")[4] == "–"  # no ratios kept: a dash, never a division here
     assert cells(summary, "| int8 | – | 2 |")[-1] == "4"  # reserved 2 MiB; ×energy efficiency: 8 mJ / 2 mJ
     assert cells(summary, "| int8 | 1 |")[2:4] == ["4.0", "2"] and cells(summary, "| int8 | 1 |")[-1] == "1.5"
@@ -94,6 +96,14 @@ def test_chart_axes_carry_the_catalog_labels(run, axes_scale, tmp_path):
     throughput_charts([run], tmp_path)
     assert axes_scale["ttft"] == METRICS["ttft"].label
     assert axes_scale["train_memory"] == METRICS["train_peak_memory"].label
+
+
+def test_seed_004s_performance_and_efficiency_are_charted_per_classifier(run, tmp_path):
+    from gpt2compress.report.task_pages import classify_charts
+
+    names = {path.name for path in classify_charts([run], tmp_path)}
+    assert {"classify-accuracy.png", "classify-f1.png", "classify-size.png", "classify-latency.png"} <= names
+    assert "confusion-cpu-cls-int8.png" in names
 
 
 PINNED = {"cpu": {"brand_raw": "Intel(R) Xeon(R) Platinum 8480+", "family": 6, "model": 143},
@@ -112,3 +122,17 @@ def test_the_summary_and_every_chart_name_the_machine_that_measured(run):
     fig, _ = charts.panels([pinned], "every chart's panels")  # the footer a PNG pasted into a PR keeps
     assert describe_machine(PINNED) in [text.get_text() for text in fig.texts]
     charts.plt.close(fig)
+
+
+def test_the_results_csv_has_a_row_per_record_with_values_and_ratios(run, tmp_path):
+    import csv
+
+    from gpt2compress.report.results_csv import write_results_csv
+
+    with write_results_csv([run], tmp_path).open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(run.records)
+    int8 = next(r for r in rows if r["kind"] == "forward" and r["variant"] == "int8")
+    assert int8["perplexity"] == "11" and int8["latency ×reference"] == "2" and int8["size ×reference"] == "0.25"
+    assert int8["accuracy"] == ""  # not a forward metric: empty, not zero
+    assert next(r for r in rows if r["variant"] == "cls-int8")["accuracy"] == "0.88"

@@ -202,6 +202,9 @@ def test_the_journal_holds_every_row_of_the_json(aa_runs):
     journal, final = load_run(aa_runs[0].with_suffix(".jsonl")), load_run(aa_runs[0])
     assert sorted(r.case for r in journal.records) == sorted(r.case for r in final.records)
     assert journal.machine["gpt2compress"]["versions"]["torch"]
+    # the session's own facts too, as the JSON's: a journal recorded after a crash keeps its shard and command line
+    for fact in ("shard", "tier", "argv", "cwd"):
+        assert journal.machine["gpt2compress"][fact] == final.machine["gpt2compress"][fact], fact
 
 
 def test_a_case_that_kills_its_process_costs_one_row(local_checkpoint, tmp_path):

@@ -16,12 +16,14 @@ from .records import Record
 
 
 class Journal:
-    def __init__(self, path: str | Path, machine_info: dict) -> None:
-        """Starts a new journal at `path` (a previous session's is replaced): its first line is the machine."""
+    def __init__(self, path: str | Path, machine_info: dict, session: dict | None = None) -> None:
+        """Starts a new journal at `path` (a previous session's is replaced): its first line is the machine and
+        `session`, what the JSON's "gpt2compress" section says of the session (its shard, tier, command line)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("")
-        self._write({"type": "session", "started": time.time(), "machine_info": machine_info})
+        self._write({"type": "session", "started": time.time(), "machine_info": machine_info,
+                     "gpt2compress": session or {}})
 
     def append(self, record: Record) -> None:
         self._write({"type": "record", "time": time.time(), "record": record.to_extra_info()})

@@ -135,13 +135,15 @@ class Timed:
     latency_p50_ms = _of_rounds(lambda rounds: percentile(rounds, 50))
     latency_p90_ms = _of_rounds(lambda rounds: percentile(rounds, 90))
     latency_p99_ms = _of_rounds(lambda rounds: percentile(rounds, 99))
+    latency_std_ms = _of_rounds(lambda rounds: statistics.stdev(rounds) if len(rounds) > 1 else None)  # seeds 001/002
 
 
 @dataclass
 class ForwardRecord(Footprint, Timed, Record):
     KIND: ClassVar[str] = FORWARD
     DERIVED: ClassVar[tuple[str, ...]] = ("median_ms", "latency_mean_ms", "latency_p50_ms", "latency_p90_ms",
-                                          "latency_p99_ms", "tokens_per_s", "size_mb", "peak_memory_mb")
+                                          "latency_p99_ms", "latency_std_ms", "tokens_per_s", "size_mb",
+                                          "peak_memory_mb")
 
     batch_shape: list[int] = field(default_factory=list)
     perplexity: float | None = None

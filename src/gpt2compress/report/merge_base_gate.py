@@ -4,9 +4,9 @@ The base is the run of `git merge-base HEAD REF` on the same runner class, or of
 (named in the output). A metric regresses only when it is worse than the base by its threshold (catalog /
 `[[compare]]`) and its noise floor, **and** outside the spread it has shown between processes: worse than the
 median of the last MIN_SPREAD_RUNS runs up to the base by more than SPREAD_MARGIN × the spread of the last
-SPREAD_RUNS recorded runs of the class on the base's branch (`history_spread`: the median step between consecutive
-runs, on the scale of their range, so a real step in the history is not taken for noise), timing as the paired
-ratio to fp32. Rounds inside one process do not see that spread, so
+SPREAD_RUNS recorded runs of the class on the base's branch (`history_spread`: their relative range, or the range
+their median consecutive step implies when that is smaller, so a real step in the history is not taken for
+noise), timing as the paired ratio to fp32. Rounds inside one process do not see that spread, so
 no in-process p-value is used. With fewer than MIN_SPREAD_RUNS such runs the spread is unknown: the gate then
 re-runs the suspects (cases with a regression past the threshold) in `reruns` fresh processes and a suspect regresses
 only if every process confirms it, by more than those processes differ among themselves.
@@ -39,9 +39,10 @@ from .runs import Run, load_run
 SPREAD_RUNS = 10
 MIN_SPREAD_RUNS = 3
 SPREAD_MARGIN = 1.5  # × the relative range, beyond the recent median: measured, bench/error-rates.sh, README
-# For n values of pure noise the range is about 3.1 σ (n = 10) and the median |difference| of consecutive values
-# about 0.95 σ (√2 · 0.674 σ): this keeps the history's spread on the range's scale, on which SPREAD_MARGIN was set.
-RANGE_PER_STEP = 3.2
+# The expected range of n normal values, in σ (Tippett's d2), for n = 2..SPREAD_RUNS; the median |difference| of
+# consecutive values is √2 · 0.674 σ = 0.954 σ. Their ratio puts a history's step-based spread on the range's scale.
+RANGE_IN_SIGMAS = {2: 1.128, 3: 1.693, 4: 2.059, 5: 2.326, 6: 2.534, 7: 2.704, 8: 2.847, 9: 2.970, 10: 3.078}
+MEDIAN_STEP_IN_SIGMAS = 0.954
 ANCESTORS = 200  # how far back to look for a recorded ancestor of the merge base
 History = dict[tuple, list[float]]  # (case, metric, what it was scored on) -> its values in recent runs of the class
 
@@ -129,14 +130,18 @@ def relative_range(values: list[float]) -> float | None:
 
 
 def history_spread(values: list[float]) -> float | None:
-    """The between-process spread of a history of different commits, on relative_range's scale: RANGE_PER_STEP ×
-    the median absolute difference of consecutive runs / the median. A real step in the history (an improvement
-    that landed, a regression reverted) moves one or two differences and not their median, where it would widen
-    the range to its own size and let the next regression of that size pass as noise."""
-    if len(values) < MIN_SPREAD_RUNS or not statistics.median(values):
+    """The between-process spread of a history of different commits: its relative range, or, when smaller, the
+    range that the median step between consecutive runs implies (RANGE_IN_SIGMAS / MEDIAN_STEP_IN_SIGMAS × that
+    step / the median). A real step in the history (an improvement that landed, a regression reverted) widens the
+    range to its own size, which would let the next change of that size pass as noise; it moves one or two of the
+    steps and not their median. (bench/error-rates.sh, README: no more false alarms, and a given-back
+    improvement caught.)"""
+    spread = relative_range(values)
+    if spread is None:
         return None
     steps = [abs(after - before) for before, after in zip(values, values[1:])]
-    return RANGE_PER_STEP * statistics.median(steps) / abs(statistics.median(values))
+    implied = RANGE_IN_SIGMAS[min(len(values), SPREAD_RUNS)] / MEDIAN_STEP_IN_SIGMAS * statistics.median(steps)
+    return min(spread, implied / abs(statistics.median(values)))
 
 
 def recent_level(values: list[float]) -> float:

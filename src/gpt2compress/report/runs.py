@@ -100,8 +100,8 @@ def _rows_from_journal(path: Path, lines: list[str]) -> tuple[dict, list[tuple[s
             entry = json.loads(line)
         except json.JSONDecodeError:  # a line cut short by a crash: everything before it stands
             continue
-        if entry.get("type") == "session":
-            machine = entry.get("machine_info", machine)
+        if entry.get("type") == "session":  # its shard, tier and command line too: the gate's re-runs need them
+            machine = _with_session(entry.get("machine_info", machine), entry)
         elif entry.get("type") == "record":
             rows.append((f"{path} line {n}", entry["record"]))
     return machine, rows

@@ -14,8 +14,9 @@ from ..catalog import FORWARD, METRICS
 from ..records import ForwardRecord, mib
 from .charts import fmt as _fmt, metric_bars, offsets, panels as _panels, save as _save
 from .gains_table import gains_section
+from .results_csv import write_results_csv
 from .runs import Run, measured_on
-from .task_pages import classify_section, confusion_charts, hellaswag_section
+from .task_pages import classify_charts, classify_section, hellaswag_section
 from .throughput_pages import fastest_lines, generate_section, throughput_charts, train_section
 
 BARS = {"perplexity": "perplexity", "peak_memory": "peak_memory", "size": "size", "energy": "energy_per_sample"}
@@ -108,7 +109,8 @@ def _forward_row(r: ForwardRecord) -> str:
     """Values from the record; every × is its ratio to the run's reference (`record.ratios`), never divided here."""
     ppl = _fmt(r.perplexity, ".2f") + ("" if r.perplexity_meaningful else " (random)")
     return _cells(r.variant, " → ".join(r.chain) or "(baseline)", r.precision, ppl, _fmt(r.ratios.get("perplexity")),
-                  _fmt(r.median_ms, ".2f"), _fmt(r.ratios.get("latency")), _fmt(r.latency_p99_ms, ".2f"),
+                  _fmt(r.median_ms, ".2f"), _fmt(r.latency_std_ms, ".2f"), _fmt(r.ratios.get("latency")),
+                  _fmt(r.latency_p99_ms, ".2f"),
                   _fmt(r.tokens_per_s, ",.0f"), _fmt(r.size_mb, ".2f"), _fmt(r.ratios.get("size")),
                   _fmt(r.peak_memory_mb, ".0f"), _fmt(r.parameters, ","), _heads(r.heads_per_layer))
 
@@ -118,9 +120,9 @@ def forward_section(runs: list[Run]) -> list[str]:
     for run in runs:
         for device, rows in run.by_device(FORWARD):
             lines += [f"## Forward: {run.label} — {device}", "",
-                      "| variant | chain | precision | perplexity | ×ppl | median ms | ×latency | p99 ms | tokens/s "
-                      "| size MiB | ×size | peak MiB | params | heads/layer |",
-                      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                      "| variant | chain | precision | perplexity | ×ppl | median ms | std ms | ×latency | p99 ms "
+                      "| tokens/s | size MiB | ×size | peak MiB | params | heads/layer |",
+                      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
             lines += [_forward_row(r) for r in rows]
             fastest = fastest_lines(rows, "latency")
             lines += ["", *fastest, ""] if fastest else [""]
@@ -157,7 +159,7 @@ def forward_charts(runs: list[Run], out: Path) -> list[Path]:
 # Seed 001's end-to-end gains table closes the summary; it alone also takes the `--gains` pair.
 SECTIONS: list[Callable[..., list[str]]] = [forward_section, generate_section, train_section, classify_section,
                                             hellaswag_section, gains_section]
-CHARTS: list[Callable[[list[Run], Path], list[Path]]] = [forward_charts, throughput_charts, confusion_charts]
+CHARTS: list[Callable[[list[Run], Path], list[Path]]] = [forward_charts, throughput_charts, classify_charts]
 
 
 def summary_markdown(runs: list[Run], gains: tuple[str, str] | None = None) -> str:
@@ -177,4 +179,4 @@ def plot(runs: list[Run], out: str | Path, gains: tuple[str, str] | None = None)
     paths = [path for charts in CHARTS for path in charts(runs, out)]
     summary = out / "summary.md"
     summary.write_text(summary_markdown(runs, gains))
-    return paths + [summary]
+    return paths + [summary, write_results_csv(runs, out)]

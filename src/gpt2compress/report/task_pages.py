@@ -1,13 +1,18 @@
-"""Task accuracy in summary.md and charts: seed 004's AG News table, its confusion matrices, HellaSwag per variant."""
+"""Task accuracy in summary.md and charts: seed 004's AG News table, its performance and efficiency bars and
+confusion matrices, HellaSwag per variant."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from ..catalog import CLASSIFY, FORWARD
-from .charts import fmt, machine_footer, save
+from ..catalog import CLASSIFY, FORWARD, METRICS
+from .charts import fmt, machine_footer, metric_bars, save
 from .runs import Run
+
+# seed 004's two comparisons: performance (accuracy, F1) and efficiency (size, time per batch); file stem: metric
+CLASSIFY_CHARTS = {"classify-accuracy": "accuracy", "classify-f1": "f1_macro", "classify-size": "size",
+                   "classify-latency": "latency"}
 
 
 def classify_section(runs: list[Run]) -> list[str]:
@@ -36,6 +41,14 @@ def classify_section(runs: list[Run]) -> list[str]:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
+
+
+def classify_charts(runs: list[Run], out: Path) -> list[Path]:
+    """A bar per classifier for each of seed 004's performance and efficiency metrics, then a confusion matrix
+    per classifier."""
+    bars = [metric_bars(runs, out, stem, CLASSIFY, METRICS[name], "per classifier (AG News)")
+            for stem, name in CLASSIFY_CHARTS.items()]
+    return [chart for chart in bars if chart] + confusion_charts(runs, out)
 
 
 def confusion_charts(runs: list[Run], out: Path) -> list[Path]:

@@ -130,15 +130,21 @@ def plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def compare(args: argparse.Namespace) -> int:
+def _compare_rules(budgets: str | None) -> tuple:
+    """The [[compare]] rules of a budgets file (its variant tables are the bench's to check: that imports torch)."""
     from .budgets import load_budgets
+
+    return load_budgets(budgets, variant_names=False).compare if budgets else ()
+
+
+def compare(args: argparse.Namespace) -> int:
     from .report.compare_gate import compare_runs, format_markdown, format_table, machine_differences
     from .report.runs import load_run
 
     base, new = load_run(args.base), load_run(args.new)
     for difference in machine_differences(base, new):
         print(f"warning: machines differ, compare with care: {difference}", file=sys.stderr)
-    rules = load_budgets(args.budgets, variant_names=False).compare if args.budgets else ()
+    rules = _compare_rules(args.budgets)
     findings = compare_runs(base, new, rules)
     print(format_markdown(findings) if args.markdown else format_table(findings))
     regressions = [f for f in findings if f.regression]
@@ -186,12 +192,11 @@ def history_gate(args: argparse.Namespace) -> int:
 
 
 def _gate_inputs(args: argparse.Namespace) -> tuple:
-    from .budgets import load_budgets
     from .report.history_store import from_environment, open_store, runner_class
     from .report.runs import load_run
 
     new = load_run(args.results)
-    rules = load_budgets(args.budgets, variant_names=False).compare if args.budgets else ()
+    rules = _compare_rules(args.budgets)
     return (open_store(args.history), new, args.runner_class or runner_class(new.machine), rules,
             from_environment(args.commit)["commit"])
 
@@ -224,7 +229,6 @@ def history_changes(args: argparse.Namespace) -> int:
 
 
 def history_error_rates(args: argparse.Namespace) -> int:
-    from .budgets import load_budgets
     from .report.merge_base_gate import error_rates, format_error_rates
     from .report.runs import describe_machine, load_run
 
@@ -232,7 +236,7 @@ def history_error_rates(args: argparse.Namespace) -> int:
     if len(runs) < 4:
         raise ValueError(f"error-rates needs at least 4 runs of identical code (each pair's spread comes from the "
                          f"others), got {len(runs)}: run bench/error-rates.sh")
-    rules = load_budgets(args.budgets, variant_names=False).compare if args.budgets else ()
+    rules = _compare_rules(args.budgets)
     where = f"{len(runs)} processes on {describe_machine(runs[0].machine)}"
     print(format_error_rates(error_rates(runs, args.planted, rules=rules), args.planted, where))
     return 0

@@ -41,3 +41,17 @@ def test_a_step_that_cannot_learn_is_reported():
 def test_too_little_data_names_the_options():
     with pytest.raises(ValueError, match="--train-tokens"):
         train_steps(random_gpt2(), windows(), TrainSetup(tokens_per_step=10**6, micro_batch=4), progress=False)
+
+
+def test_cpu_training_memory_is_the_models_not_the_sessions():
+    """The weights plus what training adds (gradients, AdamW's two moments, activations), however much this process
+    held before: 512 MiB here."""
+    from gpt2compress.metrics import tensor_bytes
+
+    session = torch.ones(512 * 2**20 // 4)
+    session.add_(1)
+    model = random_gpt2(n_layer=2, n_embd=256, n_head=4, vocab_size=4096, n_positions=64)
+    weights = tensor_bytes(model)
+    setup = TrainSetup(tokens_per_step=128, micro_batch=4, steps=2)
+    result = train_steps(model, random_windows(n=8, seq_len=32, vocab_size=4096, ragged=False), setup, progress=False)
+    assert 3 * weights <= result.peak_memory_bytes < weights * 4 + 256 * 2**20  # + grads + 2 moments, not + 512 MiB

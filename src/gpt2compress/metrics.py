@@ -189,6 +189,12 @@ class PeakMemory:
         return max(0, self.peak - self.baseline)
 
 
+def tensor_bytes(model: torch.nn.Module) -> int:
+    """The bytes of a model's parameters and buffers, as held in memory (a tied weight once)."""
+    tensors = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
 def resident_bytes() -> int:
     """This process's resident set size (RSS)."""
     return psutil.Process().memory_info().rss

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .data import Windows
-from .metrics import model_device, peak_memory, synchronizer
+from .metrics import model_device, peak_memory, release_memory, synchronizer, tensor_bytes
 from .progress import track
 from .stages.precision import DTYPES
 
@@ -86,6 +86,7 @@ def train_steps(model: torch.nn.Module, windows: Windows, setup: TrainSetup, pro
     result = TrainResult(tokens_per_step=tokens, accumulation=accumulation)
     model.set_attn_implementation(setup.attention)
     model.train()
+    release_memory()  # what earlier work freed is not this training's peak
     with peak_memory(device) as mem:
         for step in track(range(setup.warmup_steps + setup.steps), "train steps", bar=progress):
             sync()
@@ -103,5 +104,8 @@ def train_steps(model: torch.nn.Module, windows: Windows, setup: TrainSetup, pro
                 result.step_s.append(time.perf_counter() - start)
                 result.losses.append(total)
     model.eval()
-    result.peak_memory_bytes, result.peak_memory_reserved_bytes = mem.peak, mem.reserved
+    if device.type == "cuda":  # the allocator's peak: the weights and everything training added
+        result.peak_memory_bytes, result.peak_memory_reserved_bytes = mem.peak, mem.reserved
+    else:  # this process's RSS holds the whole session: the weights plus what training added to the RSS
+        result.peak_memory_bytes = tensor_bytes(model) + mem.increase
     return result

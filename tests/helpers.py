@@ -33,7 +33,8 @@ def random_windows(n=6, seq_len=16, vocab_size=97, seed=0, ragged=True) -> Windo
 
 def run_bench(checkpoint, out_json, *args, cache=None, suite="test_forward.py", env=None):
     """`pytest bench/<suite>` in a subprocess, as a user runs it (forward only unless `suite` says otherwise)."""
-    env = {**os.environ, "GPT2COMPRESS_DATA": "embedded", **(env or {})}
+    # no fresh-process memory probe (seconds per CPU case): these runs check other things; test_memory_probe checks it
+    env = {**os.environ, "GPT2COMPRESS_DATA": "embedded", "GPT2COMPRESS_MEMORY_PROBE": "0", **(env or {})}
     if cache:
         env["GPT2COMPRESS_CACHE"] = str(cache)
     return subprocess.run(

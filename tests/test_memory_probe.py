@@ -39,3 +39,12 @@ def test_a_probe_that_cannot_load_the_variant_says_which_and_why(big, tmp_path):
     with pytest.raises(MemoryProbeError, match="broken's memory failed") as failure:
         fresh_process_memory(built, {"input_ids": torch.zeros(1, 4, dtype=torch.long)}, warmup=1)
     assert "nothing-here" in str(failure.value)
+
+
+def test_without_the_probe_the_row_says_why_memory_is_missing(big, monkeypatch):
+    built, model, _ = big
+    monkeypatch.setenv("GPT2COMPRESS_MEMORY_PROBE", "0")
+    inputs = {"input_ids": torch.zeros(1, 8, dtype=torch.long)}
+    measured = forward_memory(built, inputs, forward_callable(model, inputs), "cpu", warmup=1)
+    assert measured == {"missing": {"peak_memory": "not measured: GPT2COMPRESS_MEMORY_PROBE=0 turns the "
+                                                   "fresh-process probe off"}}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from .catalog import reference_of
 from .fingerprint import project_commit
 from .engines import generation_engine, scoring_engine
 from .generation import cannot_generate, summarize, timed_generate
-from .memory_probe import fresh_process_memory
+from .memory_probe import PROBE_ENV, fresh_process_memory
 from .metrics import (Batch, Inputs, cuda_event_ms, forward_callable, latency_stats,
                       peak_memory, perplexity, release_memory, settle_threads, shape_of, size_on_disk, time_calls,
                       unsynchronized_timer)
@@ -178,6 +179,8 @@ def forward_memory(built: Built, inputs: Inputs, forward: Callable[[], Any], dev
     release_memory()  # what a build in this process freed is not this variant's peak
     if device != "cuda":
         time_calls(forward, rounds=0, warmup=warmup)
+        if os.environ.get(PROBE_ENV) == "0":
+            return {"missing": {"peak_memory": f"not measured: {PROBE_ENV}=0 turns the fresh-process probe off"}}
         return fresh_process_memory(built, inputs, warmup)
     with peak_memory(device) as mem:
         time_calls(forward, rounds=0, warmup=warmup)

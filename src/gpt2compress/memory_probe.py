@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 MARK = "gpt2compress-memory "
+# "0": skip the probe (a process start per CPU forward case; the unit tests' bench runs, which check other things)
+PROBE_ENV = "GPT2COMPRESS_MEMORY_PROBE"
 TIMEOUT_S = 900  # a 124M IR compiles in seconds; a probe that hangs fails its case, not the session
 
 

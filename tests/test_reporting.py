@@ -27,6 +27,9 @@ AA_TIMING_UNGATED = "version = 1\n" + "".join(f'[[compare]]\nmetric = "{m.name}"
                                               for m in METRICS.values() if m.timing)
 
 
+PROBED = {"GPT2COMPRESS_MEMORY_PROBE": "1"}  # these check every metric, CPU peak memory (a process per case) too
+
+
 @pytest.fixture(scope="module")
 def aa_runs(local_checkpoint, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("runs")
@@ -37,7 +40,7 @@ def aa_runs(local_checkpoint, tmp_path_factory):
     for name in ("a", "b"):
         out = tmp / f"{name}.json"
         run = run_bench(local_checkpoint, out, "--stages", STAGES, "--budgets", str(budgets), "--agnews", str(agnews),
-                        *SMALL, cache=tmp / "cache", suite="")
+                        *SMALL, cache=tmp / "cache", suite="", env=PROBED)
         assert run.returncode == 0, run.stdout[-3000:]
         paths.append(out)
     return paths
@@ -226,7 +229,7 @@ def test_a_case_that_kills_its_process_costs_one_row(local_checkpoint, tmp_path)
 
 def test_stages_naming_one_variant_still_report_its_ratios(local_checkpoint, tmp_path):
     out = tmp_path / "results.json"
-    run = run_bench(local_checkpoint, out, "--stages", "int8-scratch")
+    run = run_bench(local_checkpoint, out, "--stages", "int8-scratch", env=PROBED)
     assert run.returncode == 0, run.stdout[-3000:]
     records = load_run(out).records
     assert [r.variant for r in records] == ["int8-scratch"]

@@ -55,6 +55,12 @@ def _rate_floor(rate_field: str, ms_field: str | None, ms: float) -> Callable[[A
     return floor
 
 
+# A CPU peak is read from the RSS by a sampler (every 2 ms): a transient it catches in one process and misses in
+# another moves the peak by megabytes. Measured on Zen 4, tiny: int8-scratch's forward 28.5–34.6 MiB over four fresh
+# processes (fp32 32.1–32.7), a training peak 25.8 then 31.0 MiB in an A/A pair. Less than this is not a change.
+RSS_NOISE_MIB = 8.0
+
+
 def _meaningful(record: Any) -> str | None:
     return None if getattr(record, "perplexity_meaningful", True) else "random weights: perplexity is not gated"
 
@@ -115,8 +121,8 @@ METRICS: dict[str, Metric] = _metrics(
            budgets={"min_tokens_per_s_ratio": RATIO}),
     Metric("size", (FORWARD, CLASSIFY), "size_mb", "MiB", "lower", "size on disk, MiB", 0.01,
            budgets={"max_size_ratio": RATIO, "max_size_mb": VALUE}),
-    Metric("peak_memory", (FORWARD,), "peak_memory_mb", "MiB", "lower", "peak memory, MiB", 0.10, noise_floor=1.0,
-           budgets={"max_peak_memory_mb": VALUE}),
+    Metric("peak_memory", (FORWARD,), "peak_memory_mb", "MiB", "lower", "peak memory, MiB", 0.10,
+           noise_floor=RSS_NOISE_MIB, budgets={"max_peak_memory_mb": VALUE}),
     Metric("energy_per_sample", (FORWARD,), "energy_per_sample_mj", "mJ", "lower", "GPU energy per sample, mJ",
            0.10, budgets={"min_energy_efficiency": EFFICIENCY}),
     Metric("hellaswag_acc", (FORWARD,), "hellaswag_acc", "", "higher", "HellaSwag accuracy", 0.01,
@@ -133,7 +139,7 @@ METRICS: dict[str, Metric] = _metrics(
     Metric("train_tokens_per_s", (TRAIN,), "train_tokens_per_s", "tokens/s", "higher", "training tokens/s", 0.10,
            timing=True, budgets={"min_train_tokens_per_s_ratio": RATIO}),
     Metric("train_peak_memory", (TRAIN,), "peak_memory_train_mb", "MiB", "lower", "training peak memory, MiB", 0.10,
-           noise_floor=1.0, budgets={"max_train_memory_ratio": RATIO}),
+           noise_floor=RSS_NOISE_MIB, budgets={"max_train_memory_ratio": RATIO}),
     Metric("accuracy", (CLASSIFY,), "accuracy", "", "higher", "accuracy", 0.01,
            noise_floor=binomial_floor("accuracy", "eval_rows"), budgets={"max_accuracy_drop": DROP}),
     Metric("f1_macro", (CLASSIFY,), "f1_macro", "", "higher", "macro F1", 0.01,

@@ -50,5 +50,5 @@ if [ -n "${LLAMACPP_WHEELS:-}" ]; then
 else
   build install --force-reinstall
 fi
-python -m pip install --quiet -e ".[llamacpp]"   # its dependencies (the build above already satisfies the pin)
+python -m pip install --quiet -c constraints.txt -e ".[llamacpp]"   # its dependencies (the build above already satisfies the pin)
 python -c "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"

@@ -36,19 +36,19 @@ def test_the_schema_check_can_fail(tmp_path):
 def test_bench_jobs_gate_prs_record_main_and_keep_evidence(name, labels, device, extras):
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
     job = workflow["jobs"]["bench"]
-    assert job["runs-on"] == labels and job["env"]["EXTRAS"] == extras  # bitsandbytes on the T4
+    assert str(labels).replace("'", '"') in job["runs-on"] and job["env"]["EXTRAS"] == extras  # bnb on the T4
     script = "\n".join(step.get("run", "") for step in job["steps"])
     assert f"--model gpt2 --data wikitext2 --tier ${{{{ env.TIER }}}} --device {device}" in script
     assert "HF_HOME" in job["env"]
     assert job["env"]["TIER"] == ("${{ (github.event_name == 'schedule' || github.event_name == 'workflow_dispatch') "
                                   "&& 'nightly' || 'pr' }}")  # pushes record the tier PRs are gated against
     assert "bench/ci.sh ${{ github.event_name == 'pull_request' && 'pr' || 'main' }}" in script
-    assert "GPT2COMPRESS_HISTORY" in job["env"] and "fetch-depth" in str(job["steps"][0])
+    assert "GPT2COMPRESS_HISTORY" in job["env"] and "fetch-depth" in str(job["steps"][1])
     assert workflow["permissions"] == {"contents": "read"} and "schedule" in workflow[True]  # yaml reads `on` as True
     assert workflow["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
     assert workflow["concurrency"]["group"].endswith("${{ github.event_name == 'pull_request' && github.ref || "
                                                      "github.run_id }}")  # no push or nightly run is ever dropped
-    assert "head.repo.full_name == github.repository" in job["if"]  # fork PRs never touch the runner's history
+    assert "head.repo.full_name != github.repository" in job["runs-on"]  # fork PRs never touch the runner's history
     assert all("timeout-minutes" in step for step in job["steps"] if "run" in step)
     uploads = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
     assert uploads and uploads[0]["with"]["overwrite"] is True and uploads[0]["with"]["retention-days"]
@@ -86,3 +86,39 @@ def test_the_ci_script_gates_prs_records_main_and_reports():
     assert checked.returncode == 0, checked.stderr
     usage = subprocess.run(["bash", str(ROOT / "bench" / "ci.sh"), "nightly"], capture_output=True, text=True)
     assert usage.returncode == 2 and "mode must be pr or main" in usage.stderr
+
+
+def test_every_install_takes_the_lock_and_the_lock_keeps_pyprojects_pins():
+    """main's bench and a PR's measure the same stack only if every install reads constraints.txt; a pin in
+    pyproject.toml that the lock contradicts would make that install fail, or the lock stale."""
+    import re
+    import tomllib
+
+    installs = {path: [line for line in (ROOT / path).read_text().splitlines()
+                       if re.search(r"pip install [^#]*-e ", line)]
+                for path in ("README.md", ".ci/run", "bench/ci.sh", ".github/workflows/bench-cpu.yml",
+                             ".github/workflows/bench-t4.yml")}
+    assert all(installs.values()), installs
+    assert [line for lines in installs.values() for line in lines if "-c constraints.txt" not in line] == []
+    locked = dict(line.split("==", 1) for line in (ROOT / "constraints.txt").read_text().splitlines()
+                  if line and not line.startswith("#"))
+    locked = {name.lower().replace("_", "-"): version for name, version in locked.items()}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    pins = dict(re.match(r"([A-Za-z0-9_.-]+)(?:\[[^]]*\])?==([^;\s]+)", r).groups() for r in requirements if "==" in r)
+    contradicted = {name: (version, locked.get(name.lower())) for name, version in pins.items()
+                    if name.lower() in locked and locked[name.lower()] != version}
+    assert contradicted == {}, contradicted
+    assert {"torch", "openvino", "nncf", "transformers", "numpy"} <= set(locked)
+
+
+def test_a_fork_pr_fails_its_bench_check_saying_why_instead_of_a_green_skip():
+    fork = "github.event.pull_request.head.repo.full_name != github.repository"
+    for name in ("bench-cpu.yml", "bench-t4.yml"):
+        job = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())["jobs"]["bench"]
+        assert "if" not in job  # a job-level `if` makes the check "skipped", which satisfies a required check
+        assert fork in job["runs-on"] and "'ubuntu-latest'" in job["runs-on"]  # never the self-hosted runner
+        first = job["steps"][0]
+        assert fork in first["if"] and "exit 1" in first["run"] and "not benchmarked" in first["run"]
+        assert all(fork in step["if"] for step in job["steps"][1:] if "always()" in step.get("if", "")
+                   and "upload-artifact" in step.get("uses", ""))

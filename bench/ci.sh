@@ -4,7 +4,9 @@
 #   install (EXTRAS, default dev; NO_INSTALL=1: use the active environment) -> pytest bench/ (budgets gate each
 #   row; results.json + results.jsonl stay)
 #   -> pr: `history gate` against the merge base of BASE_REF (default origin/main); suspects whose spread the
-#      history cannot tell yet are re-run in RERUNS (default 2) fresh processes
+#      history cannot tell yet are re-run in RERUNS (default 2) fresh processes; SAME_JOB=N instead measures the
+#      merge base's code and the PR's as N pairs of alternating fresh processes for the timed cases the history's
+#      spread cannot judge, and their paired differences decide them
 #      main: `history record` (every push and nightly run that produced results), `history changes`, `history trend`
 #   -> charts/ + summary.md, and report.md: the page for the job summary and the sticky PR comment.
 #
@@ -19,7 +21,9 @@ summary=${GITHUB_STEP_SUMMARY:-/dev/null}
 status=0
 
 if [ -z "${NO_INSTALL:-}" ]; then
-  python3 -m venv .venv && . .venv/bin/activate && python -m pip install --quiet -e ".[${EXTRAS:-dev}]" || exit 1
+  # the lock (constraints.txt): main's run and a PR's measure the same stack; the gate refuses one that drifted
+  python3 -m venv .venv && . .venv/bin/activate &&
+    python -m pip install --quiet -c constraints.txt -e ".[${EXTRAS:-dev}]" || exit 1
 fi
 if [ -n "${PIN_CORES:-}" ] && [ -z "${PINNED_TO:-}" ]; then   # everything below (gate re-runs too) on N cores
   cpus=$(gpt2compress cores "$PIN_CORES") || exit 2
@@ -41,7 +45,7 @@ charts=()
 
 if [ "$mode" = pr ]; then
   gpt2compress history gate "$results" --base "${BASE_REF:-origin/main}" --budgets bench/budgets.toml \
-    --reruns "${RERUNS:-2}" --report report.md "${class[@]}" "${charts[@]}" || status=1
+    --reruns "${RERUNS:-2}" --same-job "${SAME_JOB:-0}" --report report.md "${class[@]}" "${charts[@]}" || status=1
 else
   gpt2compress history record "$results" "${class[@]}" || status=1
   parent=()   # the page against the parent commit's recorded run (or its nearest recorded ancestor)

@@ -347,7 +347,11 @@ def journal(request) -> Journal | None:
         return None
     machine = config.hook.pytest_benchmark_generate_machine_info(config=config)
     config.hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine)
-    return Journal(path, machine, session_facts(config))
+    JOURNALS[:] = [Journal(path, machine, {**session_facts(config), "cases": CASES})]
+    return JOURNALS[0]
+
+
+JOURNALS: list[Journal] = []  # the session's journal once opened: the outcome hooks append to it too
 
 
 @pytest.fixture
@@ -384,6 +388,10 @@ def reuse(benchmark) -> Callable[[Reference], Record]:
 
 SKIPPED: list[dict] = []  # every skipped bench case of this session, with its reason
 DURATIONS: dict[str, float] = {}  # test name -> seconds, setup (builds) + call + teardown: what --shard balances
+# test name -> {kind, device, variant[, batch_size], outcome[, reason]}: every selected case and what became of it
+# (`report.coverage` names a case the base measured and this run did not by it)
+CASES: dict[str, dict] = {}
+FINISHED: dict[str, int] = {}  # {"exitstatus": N} once the session ends
 
 
 def _name(nodeid: str) -> str:
@@ -394,13 +402,49 @@ def _ours(nodeid: str) -> bool:
     return "bench/" in nodeid.replace("\\", "/")
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The selection, after --stages, --tier, --shard, -k: each case starts as `selected` (a crash leaves it so)."""
+    for item in session.items:
+        params = getattr(item, "callspec", None) and item.callspec.params
+        if _ours(item.nodeid) and params and isinstance(params.get("case"), Case):
+            case = params["case"]
+            CASES[_name(item.nodeid)] = {"kind": case.kind, "device": params.get("device"), "variant": case.variant,
+                                         **({"batch_size": params["gen_batch_size"]} if "gen_batch_size" in params
+                                            else {}), "outcome": "selected"}
+
+
+def _outcome(report: pytest.TestReport) -> tuple[str, str] | None:
+    """(outcome, reason) this report settles for its test, None when it settles nothing (a passed setup)."""
+    text = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr or "")
+    if report.skipped:
+        return "skipped", text.removeprefix("Skipped: ")
+    if report.failed:
+        return ("failed" if report.when == "call" else "error"), (text.strip().splitlines() or [""])[-1][:300]
+    return ("passed", "") if report.when == "call" else None
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if not _ours(report.nodeid):
         return
-    DURATIONS[_name(report.nodeid)] = DURATIONS.get(_name(report.nodeid), 0.0) + report.duration
+    name = _name(report.nodeid)
+    DURATIONS[name] = DURATIONS.get(name, 0.0) + report.duration
+    settled = _outcome(report)
     if report.skipped:
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        SKIPPED.append({"test": _name(report.nodeid), "reason": reason.removeprefix("Skipped: ")})
+        SKIPPED.append({"test": name, "reason": settled[1]})
+    if settled and name in CASES and CASES[name]["outcome"] not in ("failed", "error"):
+        CASES[name].update(outcome=settled[0], **({"reason": settled[1]} if settled[1] else {}))
+        if JOURNALS:
+            JOURNALS[0].note({"type": "case", "test": name, **CASES[name]})
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
+    """The session's exit status, before pytest-benchmark writes the JSON (its own wrapper, inside this one): a
+    run whose pytest failed is recorded as failed and never becomes a gate's base."""
+    FINISHED["exitstatus"] = int(exitstatus)
+    if JOURNALS:
+        JOURNALS[0].note({"type": "finished", "exitstatus": int(exitstatus)})
+    yield
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -441,13 +485,18 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output
 history gate's base is a run of the same tier where the merge base has one), and the command
     line (`history gate --reruns` re-runs suspects with it). Not in machine_info: pytest-benchmark compares that
     between saved runs, and these differ every run."""
-    output_json["gpt2compress"] = {"skipped": SKIPPED, "durations": DURATIONS, **session_facts(config)}
+    output_json["gpt2compress"] = {"skipped": SKIPPED, "durations": DURATIONS, "cases": CASES, **FINISHED,
+                                   **session_facts(config)}
 
 
 def session_facts(config: pytest.Config) -> dict[str, Any]:
-    """What is known of the session from its start: the JSON and the journal's first line both carry it."""
+    """What is known of the session from its start: the JSON and the journal's first line both carry it (`pins`:
+    the lock file's digest, which tells the gate whether a changed library version is the PR's or drift)."""
+    from gpt2compress.report.drift import pins_digest
+
     return {"shard": config.getoption("--shard"), "tier": config.getoption("--tier"),
-            "argv": list(config.invocation_params.args), "cwd": str(config.invocation_params.dir)}
+            "argv": list(config.invocation_params.args), "cwd": str(config.invocation_params.dir),
+            "pins": pins_digest(config.rootpath)}
 
 
 @pytest.fixture(scope="session", autouse=True)

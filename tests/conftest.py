@@ -17,6 +17,8 @@ from helpers import random_gpt2, random_windows
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GPT2COMPRESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("GPT2COMPRESS_HISTORY", raising=False)  # a test names the history it reads
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # ... and never finds the user's default one
     yield
     release_all()  # each test's entries stop being "in use" by this process when it ends
 

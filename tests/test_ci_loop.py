@@ -91,6 +91,21 @@ def test_the_ci_loop_gates_accepts_and_keeps_every_run(loop):
     assert errors and all("forward/cpu/int8-scratch" in e for e in errors), out
     assert any("int8-scratch latency" in e for e in errors), out
 
+    # the same PR measured in the same job: the merge base's code and the PR's as alternating fresh processes (a
+    # worktree of main for the base), decided from their paired differences
+    code, out = ci("pr", SAME_JOB="2")
+    assert code == 1, out
+    assert "in 2 pair(s) of fresh processes, the merge base" in out, out
+    slowed = [line for line in out.splitlines() if line.startswith("forward/cpu/int8-scratch latency:")]
+    assert slowed and "over 2 pair(s)" in slowed[0] and "smallest detectable change" in slowed[0] \
+        and slowed[0].endswith("REGRESSION"), out
+    assert "not comparable" not in out and "VANISHED" not in out, out
+    git(repo, "checkout", "-q", "docs")  # ... and an A/A PR through the same path passes
+    code, out = ci("pr", SAME_JOB="2")
+    assert code == 0, out
+    assert any(line.startswith("forward/cpu/int8-scratch latency:") and not line.endswith("REGRESSION")
+               for line in out.splitlines()), out
+
     git(repo, "checkout", "-q", "main")  # merged on purpose: main records it, and it is accepted
     git(repo, "merge", "-q", "--ff-only", "slow")
     code, out = ci("main")

@@ -198,3 +198,137 @@ def test_one_slowdown_is_one_verdict_in_latency_and_in_tokens_per_s(tmp_path):
     slow = {f.metric: f for f in findings if f.where == "forward/cpu/int8-scratch"}
     assert slow["latency"].change == pytest.approx(slow["tokens_per_s"].change, rel=0.05)
     assert slow["latency"].regression == slow["tokens_per_s"].regression
+
+
+def session(out, drop=(), cases=None, exitstatus=0, versions=None, pins="p1", extra=()):
+    """V1 as this version's bench writes it: the session's cases with their outcomes, its exit status and pins;
+    `drop`: (kind, variant) whose rows the run lost; `extra`: (kind, variant, new name) rows copied under a new
+    name; `versions`: library versions to set in the machine info."""
+    data = json.loads(V1.read_text())
+    benches = [b for b in data["benchmarks"] if (b["extra_info"].get("kind", "forward"),
+                                                 b["extra_info"]["variant"]) not in drop]
+    for kind, variant, name in extra:
+        row = next(b for b in data["benchmarks"] if (b["extra_info"].get("kind", "forward"),
+                                                      b["extra_info"]["variant"]) == (kind, variant))
+        benches.append({**row, "extra_info": {**row["extra_info"], "variant": name}})
+    data["benchmarks"] = benches
+    listed = {f"test_{b['extra_info'].get('kind', 'forward')}[{b['extra_info']['variant']}-cpu]":
+              {"kind": b["extra_info"].get("kind", "forward"), "device": "cpu", "variant": b["extra_info"]["variant"],
+               "outcome": "passed"} for b in benches}
+    data["gpt2compress"] = {"cases": {**listed, **(cases or {})}, "pins": pins, "tier": None, "shard": None,
+                            "argv": ["bench/"], **({"exitstatus": exitstatus} if exitstatus is not None else {})}
+    data["machine_info"]["gpt2compress"]["versions"].update(versions or {})
+    out.write_text(json.dumps(data))
+    return out
+
+
+SKIPPED_INT8 = {"test_forward[int8-scratch-cpu]": {"kind": "forward", "device": "cpu", "variant": "int8-scratch",
+                                                    "outcome": "skipped", "reason": "stage 'int8_scratch' crashed"}}
+
+
+def test_a_case_the_base_measured_and_the_run_lost_fails_naming_it_and_why(repo, tmp_path, capsys):
+    """What a PR that makes a stage skip produces: the rows are gone, the gate says which and why, exit 1."""
+    location = str(tmp_path / "h.sqlite")
+    record_base(repo, location, session(tmp_path / "base.json"))
+    lost = session(tmp_path / "lost.json", drop=[("forward", "int8-scratch")], cases=SKIPPED_INT8)
+    code, out = gate(location, lost, capsys)
+    assert code == 1, out
+    assert "VANISHED forward/cpu/int8-scratch: skipped: stage 'int8_scratch' crashed" in out
+    assert "::error title=gpt2compress gate::forward/cpu/int8-scratch: skipped" in out
+    unselected = session(tmp_path / "unselected.json", drop=[("forward", "int8-scratch")])
+    code, out = gate(location, unselected, capsys)  # not even selected: the case matrix lost it
+    assert code == 1 and "VANISHED forward/cpu/int8-scratch: not selected by this run" in out
+    crashed = session(tmp_path / "crashed.json", drop=[("forward", "int8-scratch")], exitstatus=None, cases={
+        "test_forward[int8-scratch-cpu]": {**SKIPPED_INT8["test_forward[int8-scratch-cpu]"], "outcome": "selected"}})
+    code, out = gate(location, crashed, capsys)
+    assert code == 1 and "int8-scratch: selected, never finished" in out
+
+
+def test_a_new_case_is_listed_not_gated_and_a_narrower_selection_is_not_a_loss(repo, tmp_path, capsys):
+    location = str(tmp_path / "h.sqlite")
+    record_base(repo, location, session(tmp_path / "base.json"))
+    grown = session(tmp_path / "grown.json", extra=[("forward", "int8-scratch", "int8-new")])
+    code, out = gate(location, grown, capsys)
+    assert code == 0, out
+    assert "new, not gated: forward/cpu/int8-new" in out
+    narrow = json.loads(session(tmp_path / "n.json", drop=[("forward", "int8-scratch")]).read_text())
+    narrow["gpt2compress"]["argv"] = ["bench/", "--stages", "fp32"]  # the run chose fewer cases than the base did
+    (tmp_path / "narrow.json").write_text(json.dumps(narrow))
+    code, out = gate(location, tmp_path / "narrow.json", capsys)
+    assert code == 0, out
+    assert "outside this run's selection: forward/cpu/int8-scratch (this run: --stages fp32" in out
+
+
+def test_a_failed_main_run_is_never_the_base(repo, tmp_path, capsys):
+    """c1 passed, c2 (the merge base) failed its budgets: the gate steps over c2 to c1, naming both."""
+    location = str(tmp_path / "h.sqlite")
+    c1 = record_base(repo, location, session(tmp_path / "base.json"))
+    c2 = git(repo, "rev-parse", "main")
+    failing = session(tmp_path / "failing.json", exitstatus=1, cases={
+        "test_forward[int8-scratch-cpu]": {"kind": "forward", "device": "cpu", "variant": "int8-scratch",
+                                           "outcome": "failed", "reason": "over budget"}})
+    record_file(open_store(location), failing, "cpu-test", commit=c2, ref="refs/heads/main")
+    code, out = gate(location, session(tmp_path / "pr.json"), capsys)
+    assert code == 0, out
+    assert (f"base: run 1 of {c1[:12]} (1 commit(s) before the merge base {c2[:12]}); stepped over failed run 2 of "
+            f"{c2[:12]} (pytest exited 1: test_forward[int8-scratch-cpu])") in out
+    from gpt2compress.report.merge_base_gate import base_run
+
+    only_failed = str(tmp_path / "failed.sqlite")
+    record_file(open_store(only_failed), failing, "cpu-test", commit=c2, ref="refs/heads/main")
+    with pytest.raises(HistoryError, match="failed .*a failed run is never a base; make main's bench pass"):
+        base_run(open_store(only_failed), "cpu-test", "main")
+    from gpt2compress.report.runs import load_run
+
+    row = json.loads(V1.read_text())["benchmarks"][0]["extra_info"]
+    journal = tmp_path / "crash.jsonl"  # a journal without its `finished` line: the session never ended
+    journal.write_text("\n".join(json.dumps(line) for line in (
+        {"type": "session", "machine_info": {}, "gpt2compress": {"cases": {}}}, {"type": "record", "record": row},
+        {"type": "case", "test": "test_forward[fp32-cpu]", "kind": "forward", "outcome": "passed"})) + "\n")
+    assert load_run(journal).failure == "the session never finished (a crash or a cancelled job)"
+    with journal.open("a") as f:
+        f.write(json.dumps({"type": "finished", "exitstatus": 0}) + "\n")
+    assert load_run(journal).failure is None
+
+
+def test_a_library_that_drifted_under_unchanged_pins_is_refused_and_a_pinned_bump_is_compared(repo, tmp_path,
+                                                                                             capsys):
+    location = str(tmp_path / "h.sqlite")
+    record_base(repo, location, session(tmp_path / "base.json", versions={"openvino": "2026.3.0"}))
+    drifted = session(tmp_path / "drifted.json")  # openvino 2026.4.1, same pins
+    code, out = gate(location, drifted, capsys)
+    assert code == 1, out
+    assert "not comparable: openvino 2026.3.0 → 2026.4.1 with unchanged pins (constraints.txt)" in out
+    assert "record a new base on main" in out
+    bumped = session(tmp_path / "bumped.json", pins="p2")  # the PR changed the lock: the new version is its change
+    code, out = gate(location, bumped, capsys)
+    assert code == 0, out
+    assert "libraries (the run's pins differ from the base's: the PR's change): openvino 2026.3.0 → 2026.4.1" in out
+
+
+def test_a_retired_case_passes_with_its_reason_and_one_that_returns_fails_naming_the_fix(repo, tmp_path, capsys):
+    location = str(tmp_path / "h.sqlite")
+    record_base(repo, location, session(tmp_path / "base.json"))
+    head = git(repo, "rev-parse", "HEAD")
+    lost = session(tmp_path / "lost.json", drop=[("forward", "int8-scratch")], cases=SKIPPED_INT8)
+    assert main(["history", "accept", head[:12], "--retire", "forward/cpu/int8-scratch", "--reason",
+                 "int8-scratch superseded by inc-int8", "--history", location]) == 0
+    code, out = gate(location, lost, capsys)
+    assert code == 0, out
+    assert (f"retired forward/cpu/int8-scratch: retired at {head[:12]} (int8-scratch superseded by inc-int8)"
+            in out)
+    other = str(tmp_path / "other.sqlite")  # its base has no int8-scratch row: retired earlier, on main
+    record_base(repo, other, session(tmp_path / "b2.json", drop=[("forward", "int8-scratch")]))
+    main(["history", "accept", head, "--retire", "forward/cpu/int8-scratch", "--reason", "gone",
+          "--history", other])
+    capsys.readouterr()
+    code, out = gate(other, session(tmp_path / "back.json"), capsys)
+    assert code == 1, out
+    assert (f"RETURNED forward/cpu/int8-scratch: retired at {head[:12]} (gone) and measured again; to gate it, "
+            f"revoke that: gpt2compress history accept {head[:12]} --retire forward/cpu/int8-scratch --revoke") in out
+    assert main(["history", "accept", head[:12], "--retire", "forward/cpu/int8-scratch", "--revoke",
+                 "--history", other]) == 0
+    code, out = gate(other, session(tmp_path / "back.json"), capsys)
+    assert code == 0 and "new, not gated: forward/cpu/int8-scratch" in out
+    assert main(["history", "accept", "0" * 12, "--retire", "x", "--reason", "r", "--history", other]) == 2
+    assert "git knows no commit 000000000000 here" in capsys.readouterr().err

@@ -115,6 +115,16 @@ def test_an_accuracy_drop_inside_the_eval_sets_noise_is_not_a_regression(aa_runs
     assert main(["compare", str(aa_runs[0]), str(worse)]) == 0
 
 
+def flat_history(tmp_path, run) -> list[str]:
+    """`--history` holding `run` three times: its class's spread known, and zero."""
+    from gpt2compress.report.history_store import open_store, record_file
+
+    location = str(tmp_path / "flat.sqlite")
+    for _ in range(3):
+        record_file(open_store(location), run, commit="a" * 40, ref="refs/heads/main")
+    return ["--history", location]
+
+
 @pytest.mark.parametrize("kind,variant,change,metric", [
     ("forward", "pruned", {"latency_samples_ms": 3.0}, "latency"),
     ("generate", "int8-scratch", {"ttft_samples_ms": 1.3, "ttft_ms": 1.3}, "ttft"),
@@ -125,9 +135,21 @@ def test_an_accuracy_drop_inside_the_eval_sets_noise_is_not_a_regression(aa_runs
 ])
 def test_compare_fails_a_planted_regression_naming_kind_variant_and_metric(aa_classify, tmp_path, capsys, kind,
                                                                          variant, change, metric):
-    """Planted into a copy of run A, so the plant is the only difference; default thresholds."""
+    """Planted into a copy of run A, so the plant is the only difference; default thresholds. Timing moves between
+    processes: two files alone call its change unsure and pass; with the class's recorded runs (three copies of A,
+    so no spread) it fails."""
+    from gpt2compress.catalog import METRICS
+
     worse = plant(aa_classify, tmp_path / "worse.json", kind, variant, **change)
-    assert main(["compare", str(aa_classify), str(worse)]) == 1
+    history = []
+    if METRICS[metric].between_processes:
+        assert main(["compare", str(aa_classify), str(worse)]) == 0
+        out = capsys.readouterr().out
+        assert any(line.split()[:2] == [line.split()[0], metric] and line.split()[0].startswith(f"{kind}/cpu/{variant}")
+                   and line.endswith("unsure") for line in out.splitlines()), out
+        assert "their detectable change is unknown without a spread (pass --history" in out
+        history = flat_history(tmp_path, aa_classify)
+    assert main(["compare", str(aa_classify), str(worse), *history]) == 1
     regressions = flagged(capsys)
     assert [w for w, _ in regressions if not w.startswith(f"{kind}/cpu/{variant}")] == []
     assert any(w.startswith(f"{kind}/cpu/{variant}") and m == metric for w, m in regressions), regressions
@@ -187,7 +209,10 @@ def test_baseline_absolute_latency_is_gated_only_when_asked(aa_runs, tmp_path, c
     assert main(["compare", str(aa_runs[0]), str(slow)]) == 0  # drift-prone: not gated by default
     budgets = tmp_path / "b.toml"
     budgets.write_text('version = 1\n[[compare]]\nmatch = "cpu/fp32"\nmetric = "latency"\nthreshold = 0.25\n')
-    assert main(["compare", str(aa_runs[0]), str(slow), "--budgets", str(budgets)]) == 1
+    assert main(["compare", str(aa_runs[0]), str(slow), "--budgets", str(budgets)]) == 0  # unsure: no spread known
+    assert "fp32" in capsys.readouterr().out
+    assert main(["compare", str(aa_runs[0]), str(slow), "--budgets", str(budgets),
+                 *flat_history(tmp_path, aa_runs[0])]) == 1
 
 
 def test_rows_say_which_code_built_what_they_measured(aa_runs):

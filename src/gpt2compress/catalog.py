@@ -80,6 +80,13 @@ class Metric:
     budgets: dict[str, str] = field(default_factory=dict)  # budget key -> how it reads the metric (RATIO, ...)
     ungated: Callable[[Any], str | None] = lambda record: None  # why this record's value must not be gated
     same: tuple[str, ...] = ()  # record fields two values must share to be compared (the eval set they scored)
+    per_process: bool = False  # a peak RSS: it moves between processes of the same code, as timing does
+
+    @property
+    def between_processes(self) -> bool:
+        """Whether two processes of the same code measure it differently (timing, peak RSS): two runs alone cannot
+        judge a change in it; the spread of recorded runs can (`compare`, `history gate`)."""
+        return self.timing or self.per_process
 
     @property
     def direction(self) -> int:
@@ -122,7 +129,7 @@ METRICS: dict[str, Metric] = _metrics(
     Metric("size", (FORWARD, CLASSIFY), "size_mb", "MiB", "lower", "size on disk, MiB", 0.01,
            budgets={"max_size_ratio": RATIO, "max_size_mb": VALUE}),
     Metric("peak_memory", (FORWARD,), "peak_memory_mb", "MiB", "lower", "peak memory, MiB", 0.10,
-           noise_floor=RSS_NOISE_MIB, budgets={"max_peak_memory_mb": VALUE}),
+           noise_floor=RSS_NOISE_MIB, per_process=True, budgets={"max_peak_memory_mb": VALUE}),
     Metric("energy_per_sample", (FORWARD,), "energy_per_sample_mj", "mJ", "lower", "GPU energy per sample, mJ",
            0.10, budgets={"min_energy_efficiency": EFFICIENCY}),
     Metric("hellaswag_acc", (FORWARD,), "hellaswag_acc", "", "higher", "HellaSwag accuracy", 0.01,
@@ -139,7 +146,7 @@ METRICS: dict[str, Metric] = _metrics(
     Metric("train_tokens_per_s", (TRAIN,), "train_tokens_per_s", "tokens/s", "higher", "training tokens/s", 0.10,
            timing=True, budgets={"min_train_tokens_per_s_ratio": RATIO}),
     Metric("train_peak_memory", (TRAIN,), "peak_memory_train_mb", "MiB", "lower", "training peak memory, MiB", 0.10,
-           noise_floor=RSS_NOISE_MIB, budgets={"max_train_memory_ratio": RATIO}),
+           noise_floor=RSS_NOISE_MIB, per_process=True, budgets={"max_train_memory_ratio": RATIO}),
     Metric("accuracy", (CLASSIFY,), "accuracy", "", "higher", "accuracy", 0.01,
            noise_floor=binomial_floor("accuracy", "eval_rows"), budgets={"max_accuracy_drop": DROP}),
     Metric("f1_macro", (CLASSIFY,), "f1_macro", "", "higher", "macro F1", 0.01,

@@ -139,17 +139,49 @@ def _compare_rules(budgets: str | None) -> tuple:
 
 def compare(args: argparse.Namespace) -> int:
     from .report.compare_gate import compare_runs, format_markdown, format_table, machine_differences
+    from .report.coverage import coverage
     from .report.runs import load_run
 
     base, new = load_run(args.base), load_run(args.new)
     for difference in machine_differences(base, new):
         print(f"warning: machines differ, compare with care: {difference}", file=sys.stderr)
     rules = _compare_rules(args.budgets)
-    findings = compare_runs(base, new, rules)
+    bounds, where = _process_bounds(args, new)
+    findings = compare_runs(base, new, rules, bounds)
+    cases = coverage(base, new)
     print(format_markdown(findings) if args.markdown else format_table(findings))
-    regressions = [f for f in findings if f.regression]
-    print(f"\n{len(regressions)} regression(s) in {len(findings)} comparisons")
-    return 1 if regressions else 0
+    for line in cases.lines():
+        print(line)
+    regressions, unsure = [f for f in findings if f.regression], [f for f in findings if f.unsure]
+    print(f"\n{len(regressions)} regression(s) in {len(findings)} comparisons" + (
+        f"; {len(cases.failures)} case(s) the base measured are missing" if cases.failures else ""))
+    if unsure:
+        print(f"{len(unsure)} change(s) past their threshold in timing or peak memory, which move between processes "
+              f"of the same code: {where}")
+    return 1 if regressions or cases.failures else 0
+
+
+def _process_bounds(args: argparse.Namespace, new) -> tuple[dict, str]:
+    """Each between-process metric's bound from the runner class's recorded runs, and a line saying where it came
+    from, or why two files cannot judge those metrics (the change detectable there is unknown)."""
+    import os
+
+    from .report.history_store import HISTORY_ENV, default_location, open_store, runner_class
+    from .report.merge_base_gate import MIN_SPREAD_RUNS, SPREAD_MARGIN, history_spread, spreads
+
+    runner = args.runner_class or runner_class(new.machine)
+    location = args.history or default_location()
+    if not (args.history or os.environ.get(HISTORY_ENV) or Path(location).is_file()):
+        return {}, (f"unsure, not failed: their detectable change is unknown without a spread (pass --history with "
+                    f"≥ {MIN_SPREAD_RUNS} recorded runs of runner class {runner})")
+    store = open_store(location)
+    history = spreads(store, runner, None, max([r.id for r in store.runs(runner)], default=0))
+    bounds = {key: s * SPREAD_MARGIN for key, values in history.items() if (s := history_spread(values)) is not None}
+    if not bounds:
+        return {}, (f"unsure, not failed: the history holds fewer than {MIN_SPREAD_RUNS} passing runs of runner class "
+                    f"{runner} to tell their spread (record more, or name the class with --runner-class)")
+    return bounds, (f"judged against the spread of runner class {runner}'s recorded runs where they show one; these "
+                    f"they do not (fewer than {MIN_SPREAD_RUNS} runs measured them): unsure, not failed")
 
 
 def history_record(args: argparse.Namespace) -> int:
@@ -159,7 +191,8 @@ def history_record(args: argparse.Namespace) -> int:
     run_id = record_file(store, args.results, args.runner_class, commit=args.commit, ref=args.ref, pr=args.pr)
     stored = next(r for r in store.runs() if r.id == run_id)
     print(f"recorded run {run_id}: {stored.rows} rows, commit {stored.info.commit}, runner class "
-          f"{stored.info.runner_class}, in {store.location if not store.postgres else 'the PostgreSQL history'}")
+          f"{stored.info.runner_class}, in {store.location if not store.postgres else 'the PostgreSQL history'}"
+          + (f"; failed ({stored.failure}): kept for the trend, never a gate's base" if stored.failure else ""))
     return 0
 
 
@@ -177,15 +210,18 @@ def history_gate(args: argparse.Namespace) -> int:
     from .report.pr_comment import page
 
     store, new, runner, rules, commit = _gate_inputs(args)
-    result = gate(store, new, runner, args.base, rules, commit=commit, reruns=args.reruns)
+    result = gate(store, new, runner, args.base, rules, commit=commit, reruns=args.reruns, same_job=args.same_job)
     print(f"runner class {runner}; base: run {result.base.id} of {result.base_note}; {spread_note(result)}")
     for line in ([result.rerun_note] if result.rerun_note else []) + blind_spots(result):
+        print(line)
+    for line in result.coverage.lines() + result.drift.lines() + [p.line() for p in result.paired]:
         print(line)
     print(format_markdown(result.findings) if args.markdown else format_table(result.findings))
     for line in annotations(result):
         print(line)
     print(f"\n{len(result.regressions)} regression(s) in {len(result.findings)} comparisons"
-          + (f"; accepted for {commit[:12]}: {result.accepted}" if result.accepted else ""))
+          + (f"; accepted for {commit[:12]}: {result.accepted}" if result.accepted else "")
+          + (f"; {len(result.refusals)} refusal(s): {'; '.join(result.refusals)}" if result.refusals else ""))
     if args.report:
         Path(args.report).write_text(page(new, runner, result, args.charts))
     return 1 if result.failed else 0
@@ -252,13 +288,30 @@ def history_trend(args: argparse.Namespace) -> int:
 
 
 def history_accept(args: argparse.Namespace) -> int:
-    from .report.history_store import open_store
+    from .report.history_store import Retirement, open_store
 
     store = open_store(args.history)
     commit = _recorded_commit(store, args.commit)
-    runner = args.runner_class or _only_class(store, commit)
-    store.accept(commit, runner, args.reason)
-    print(f"accepted {commit[:12]} on {runner}: {args.reason}")
+    if args.revoke and not args.retire:
+        raise ValueError("--revoke takes back a retirement: name it with --retire CASE")
+    if args.reason is None and not args.revoke:
+        raise ValueError("accept needs --reason TEXT: why (kept in the history)")
+    if not args.retire:
+        runner = args.runner_class or _only_class(store, commit)
+        store.accept(commit, runner, args.reason)
+        print(f"accepted {commit[:12]} on {runner}: {args.reason}")
+        return 0
+    runner = args.runner_class or _only_class(store, commit, any_recorded=True)
+    commit = _full_sha(commit)  # a retirement applies to the commit's descendants: git must know it
+    for case in args.retire:
+        if args.revoke:
+            if not store.unretire(case, commit, runner):
+                raise ValueError(f"no retirement of {case} at {commit[:12]} on {runner} to revoke: check the "
+                                 "case and the SHA the retirement named")
+            print(f"revoked: {case} is gated again on {runner}")
+        else:
+            store.retire(Retirement(case, commit, runner, args.reason))
+            print(f"retired {case} at {commit[:12]} on {runner}: {args.reason}")
     return 0
 
 
@@ -271,8 +324,24 @@ def _recorded_commit(store, prefix: str) -> str:
     return found[0] if found else prefix
 
 
-def _only_class(store, commit: str) -> str:
+def _full_sha(commit: str) -> str:
+    import subprocess
+
+    found = subprocess.run(["git", "rev-parse", "--verify", "-q", f"{commit}^{{commit}}"], capture_output=True,
+                           text=True).stdout.strip()
+    if not found:
+        raise ValueError(f"git knows no commit {commit} here: retire at a commit of this repository (fetch it first)")
+    return found
+
+
+def _only_class(store, commit: str, any_recorded: bool = False) -> str:
+    """The runner class `commit` is recorded on; `any_recorded`: else the store's only class."""
     classes = sorted({r.info.runner_class for r in store.runs() if r.info.commit == commit})
+    if not classes and any_recorded:
+        classes = sorted({r.info.runner_class for r in store.runs()})
+        if len(classes) != 1:
+            raise ValueError(f"{commit[:12]} is not recorded and the history holds {len(classes)} runner classes: "
+                             "pass --runner-class")
     if not classes:
         raise ValueError(f"no run of commit {commit[:12]} is recorded: `gpt2compress history runs` lists the "
                          "recorded commits")
@@ -327,6 +396,10 @@ def _history_parser(commands: Any) -> None:
     gated.add_argument("--reruns", type=int, default=0, metavar="N",
                        help="re-run suspects in N fresh processes where the history is too short to know their "
                             "between-process spread (default 0: threshold and noise floor alone)")
+    gated.add_argument("--same-job", type=int, default=0, metavar="PAIRS",
+                       help="measure the merge base's code and this run's as PAIRS × (base, PR) alternating fresh "
+                            "processes, for the timed cases whose history spread hides a change of their threshold "
+                            "(or is unknown): their paired differences decide them (default 0: the history alone)")
     gated.add_argument("--report", default=None, metavar="FILE", help="also write the PR page (markdown) here")
     gated.add_argument("--charts", default=None, metavar="URL", help="link to the charts on the page")
     reported = command("report", "one markdown page: verdict, regressions, improvements, skipped, charts",
@@ -352,9 +425,14 @@ def _history_parser(commands: Any) -> None:
     trended.add_argument("--out", default="trend")
     trended.add_argument("--ref", default=None, help="only runs of this ref (e.g. refs/heads/main; default: all)")
     trended.add_argument("--last", type=int, default=250, help="runs per runner class to draw (default 250; 0: all)")
-    accepted = command("accept", "a deliberate regression becomes the baseline (its reason is kept)", history_accept)
+    accepted = command("accept", "a deliberate regression becomes the baseline (its reason is kept); --retire: a "
+                       "case stops being measured on purpose from this commit on", history_accept)
     accepted.add_argument("commit")
-    accepted.add_argument("--reason", required=True)
+    accepted.add_argument("--reason", default=None, help="why (kept in the history; needed except with --revoke)")
+    accepted.add_argument("--retire", action="append", default=[], metavar="CASE",
+                          help="a case (forward/cpu/ov-int8-static, generate/cpu/fp32-b1) whose absence from this "
+                               "commit on passes the gate; the commit need not be recorded (a PR's head will do)")
+    accepted.add_argument("--revoke", action="store_true", help="with --retire: take the retirement back")
 
 
 def cache_ls(args: argparse.Namespace) -> int:
@@ -453,6 +531,11 @@ def main(argv: list[str] | None = None) -> int:
     gate.add_argument("new")
     gate.add_argument("--budgets", default=None, help="budgets TOML whose [[compare]] entries override thresholds")
     gate.add_argument("--markdown", action="store_true", help="the table as GitHub-flavoured markdown (job summary)")
+    gate.add_argument("--history", default=None, metavar="PATH|URL",
+                      help="the recorded runs whose between-process spread judges timing and peak memory (default: "
+                           "$GPT2COMPRESS_HISTORY or ~/.cache/gpt2compress/history.sqlite when it exists; without "
+                           "one, such changes are reported unsure, not failed)")
+    gate.add_argument("--runner-class", default=None, help="the class whose spread applies (default: NEW's hardware)")
     gate.set_defaults(func=compare)
     _history_parser(commands)
     listing = commands.add_parser("variants", help="what --stages can name, and whether each runs here")

@@ -2,7 +2,8 @@
 
 pytest-benchmark writes its JSON once, at the end of the session; a crash (a native engine's segfault, an
 out-of-memory kill, a cancelled CI job) loses every row measured before it. The journal keeps them:
-`gpt2compress plot` and `compare` read `results.jsonl` as they read `results.json`.
+`gpt2compress plot` and `compare` read `results.jsonl` as they read `results.json`. Each case's outcome is noted
+as it settles and the exit status at the end, so a journal without that last line is a session that never finished.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ class Journal:
 
     def append(self, record: Record) -> None:
         self._write({"type": "record", "time": time.time(), "record": record.to_extra_info()})
+
+    def note(self, entry: dict) -> None:
+        """A fact of the session that is not a record: a case's outcome, the exit status at its end."""
+        self._write({**entry, "time": time.time()})
 
     def _write(self, entry: dict) -> None:
         with self.path.open("a") as f:

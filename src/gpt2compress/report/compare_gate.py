@@ -4,17 +4,18 @@ Each case in both runs (kind, device, variant, shape) is compared on every metri
 (`catalog.metrics_of`): forward latency, tokens/s, perplexity, size, memory, energy, HellaSwag;
 generate TTFT, decode tokens/s and its p99; training tokens/s and peak memory; classification
 accuracy and F1 (a value scored on another eval set than the base's is not compared: `Metric.same`).
-A metric regresses when it is worse by more than its threshold (the catalog's
-default, or a `[[compare]]` rule of the budgets file), by more than its noise floor in absolute
-terms (1 ms of latency; for accuracy two standard errors of the eval set, 2·sqrt(p(1−p)/n)),
-and — where both runs have at least MIN_SAMPLES rounds — significantly (one-sided Mann-Whitney
-U, p < ALPHA).
+A metric regresses when it is worse by more than its threshold (the catalog's default, or a `[[compare]]` rule of
+the budgets file) and by more than its noise floor in absolute terms (1 ms of latency; for accuracy two standard
+errors of the eval set, 2·sqrt(p(1−p)/n)).
 
-Timing is compared as each run's ratio to its own reference (paired rounds: fp32 ran just before
-each of the variant's), so a machine that is faster or slower as a whole cancels. The reference
-itself is compared in absolute time, shown but not gated unless a rule sets a threshold for it.
-Rounds inside one process do not see how another process differs, so the p-value is a floor on
-evidence, not proof; `history gate` (issue 14) measures the spread across processes.
+Timing and peak memory move between processes of the same code (`Metric.between_processes`) by more than rounds
+inside one process show: two files alone cannot tell a change in them from that spread. `compare` takes each
+metric's spread from the runner class's recorded runs (`--history`, or the default history when it holds them): a
+change must then also be beyond SPREAD_MARGIN × that spread, as in `history gate`. Without one, such a change past
+its threshold is "unsure", named with what would judge it, and fails nothing. Timing is compared as each run's
+ratio to its own reference (paired rounds: fp32 ran just before each of the variant's), so a machine that is faster
+or slower as a whole cancels; the reference itself is compared in absolute time, shown but not gated unless a rule
+sets a threshold for it.
 """
 
 from __future__ import annotations
@@ -22,13 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..budgets import CompareRule
-from ..catalog import Metric, metrics_of, pair_ratios, reference_of
+from ..catalog import Metric, metrics_of, reference_of
 from ..records import Record
 from .runs import SESSION_KEYS, Run
-
-ALPHA = 0.01
-MIN_SAMPLES = 5  # with fewer rounds a side, a one-sided Mann-Whitney test cannot reach p < ALPHA at all
-
 
 @dataclass
 class Finding:
@@ -38,21 +35,13 @@ class Finding:
     new: float
     change: float  # relative, signed so that > 0 is worse
     threshold: float | None  # None: shown, not gated
-    p_value: float | None
     regression: bool
     compared_as: str  # "ratio to the run's reference" or "value"
+    unsure: bool = False  # past its threshold, but inside what processes may differ by (the spread is unknown)
 
 
 def _is_reference(record: Record) -> bool:
     return record.variant == reference_of(record.kind)
-
-
-def _observed(m: Metric, record: Record) -> tuple[float | None, list[float]]:
-    """The value compared and its rounds: timing as the ratio to the run's reference (per-pair ratios as rounds)."""
-    if m.timing and not _is_reference(record):
-        rounds = pair_ratios(getattr(record, m.samples), record.reference_rounds.get(m.samples)) if m.samples else []
-        return record.ratios.get(m.name), rounds
-    return m.value(record), list(getattr(record, m.samples, None) or []) if m.samples else []
 
 
 def observed(m: Metric, record: Record) -> float | None:
@@ -60,7 +49,7 @@ def observed(m: Metric, record: Record) -> float | None:
     return record.ratios.get(m.name) if m.timing and not _is_reference(record) else m.value(record)
 
 
-def _threshold(m: Metric, record: Record, rules: tuple[CompareRule, ...]) -> float | None:
+def threshold_for(m: Metric, record: Record, rules: tuple[CompareRule, ...]) -> float | None:
     chosen = None if m.timing and _is_reference(record) else m.threshold
     for rule in rules:  # the last matching rule wins
         if rule.matches(record, m.name):
@@ -68,38 +57,36 @@ def _threshold(m: Metric, record: Record, rules: tuple[CompareRule, ...]) -> flo
     return chosen
 
 
-def _p_value(m: Metric, old: list[float], new: list[float]) -> float | None:
-    if len(old) < MIN_SAMPLES or len(new) < MIN_SAMPLES:
-        return None
-    from scipy.stats import mannwhitneyu
-
-    return float(mannwhitneyu(new, old, alternative="greater" if m.direction > 0 else "less").pvalue)
-
-
 def compare_metric(m: Metric, old: Record, new: Record, rules: tuple[CompareRule, ...] = (),
-                   spread: float | None = None, in_process_p: bool = True) -> Finding | None:
-    """`spread`: the relative change this metric has shown between processes with unchanged code (the history
-    gate's); a change inside it is not a regression. `in_process_p`: also require a significant Mann-Whitney
-    test on the rounds (compare does; the history gate, which knows the between-process spread, does not)."""
-    (a, old_rounds), (b, new_rounds) = _observed(m, old), _observed(m, new)
+                   spread: float | None = None) -> Finding | None:
+    """`spread`: how far this metric may move between processes of unchanged code (the history's, × its margin); a
+    change inside it is not a regression. None for a metric that moves between processes: the change is `unsure`."""
+    a, b = observed(m, old), observed(m, new)
     if a is None or b is None or a == 0 or m.ungated(new) or m.scored_on(old) != m.scored_on(new):
         return None
     change = m.worsening(a, b)
-    limit = _threshold(m, new, rules)
+    limit = threshold_for(m, new, rules)
     absolute = abs(change) * abs(m.value(old) or 0) if m.timing else abs(b - a)  # in the metric's unit
-    p = _p_value(m, old_rounds, new_rounds) if in_process_p else None
-    worse = (limit is not None and change > limit and absolute > m.floor(old) and (p is None or p < ALPHA)
-             and (spread is None or change > spread))
+    past = limit is not None and change > limit and absolute > m.floor(old)
+    unknown = spread is None and m.between_processes
     compared_as = "ratio to the run's reference" if m.timing and not _is_reference(new) else "value"
-    return Finding(new.where(), m.name, a, b, change, limit, p, worse, compared_as)
+    return Finding(new.where(), m.name, a, b, change, limit, past and not unknown and change > (spread or 0),
+                   compared_as, unsure=past and unknown)
 
 
-def compare_runs(base: Run, new: Run, rules: tuple[CompareRule, ...] = ()) -> list[Finding]:
+def compare_runs(base: Run, new: Run, rules: tuple[CompareRule, ...] = (),
+                 bounds: dict[tuple, float] | None = None) -> list[Finding]:
+    """`bounds`: (case, metric, what it was scored on) -> how far that metric may move between processes (from the
+    runner class's history); a between-process metric missing there is judged `unsure`."""
     findings = []
     for record in new.records:
         old = base.find(record.case)
-        if old is not None:
-            findings += [f for m in metrics_of(record.kind) if (f := compare_metric(m, old, record, rules))]
+        if old is None:
+            continue
+        for m in metrics_of(record.kind):
+            bound = (bounds or {}).get((record.case, m.name, m.scored_on(record)))
+            if (f := compare_metric(m, old, record, rules, bound if m.between_processes else 0.0)) is not None:
+                findings.append(f)
     return findings
 
 
@@ -114,17 +101,16 @@ def machine_differences(base: Run, new: Run) -> list[str]:
 
 
 def _cells(f: Finding) -> list[str]:
-    verdict = "REGRESSION" if f.regression else ("better" if f.change < 0 else "ok")
+    verdict = "REGRESSION" if f.regression else "unsure" if f.unsure else ("better" if f.change < 0 else "ok")
     return [f.where, f.metric, f"{f.base:.4g}", f"{f.new:.4g}", f"{f.change:+.1%}",
-            "info" if f.threshold is None else f"{f.threshold:.0%}", "" if f.p_value is None else f"{f.p_value:.1e}",
-            verdict]
+            "info" if f.threshold is None else f"{f.threshold:.0%}", verdict]
 
 
-HEADER = ["kind/device/variant", "metric", "base", "new", "change", "limit", "p", "verdict"]
+HEADER = ["kind/device/variant", "metric", "base", "new", "change", "limit", "verdict"]
 
 
 def format_table(findings: list[Finding]) -> str:
-    widths = (44, 20, 11, 11, 8, 7, 8, 0)
+    widths = (44, 20, 11, 11, 8, 7, 0)
     lines = [" ".join(f"{h:{w}}" for h, w in zip(HEADER, widths)).rstrip()]
     lines += [" ".join(f"{c:{w}}" for c, w in zip(_cells(f), widths)).rstrip() for f in findings]
     return "\n".join(lines)

@@ -24,9 +24,9 @@ from typing import Any, Iterator
 
 from ..hardware import isa_level
 from ..records import Record, from_extra_info
-from .runs import Run, load_run
+from .runs import Run, failure, load_run
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `retired` (cases a commit stopped measuring on purpose)
 HISTORY_ENV = "GPT2COMPRESS_HISTORY"
 
 
@@ -63,6 +63,24 @@ class StoredRun:
     info: RunInfo
     rows: int
 
+    @property
+    def failure(self) -> str | None:
+        """Why this run is never a base (its pytest failed, or it never finished); None: it passed."""
+        return failure(self.info.machine.get("gpt2compress", {}))
+
+
+@dataclass
+class Retirement:
+    """A case a commit stopped measuring on purpose: from that commit on, its absence passes the gate."""
+
+    case: str  # a case's `where()` (forward/cpu/ov-int8-static, generate/cpu/fp32-b1) or kind/device/variant
+    commit: str
+    runner_class: str
+    reason: str
+
+    def covers(self, record: Record) -> bool:
+        return self.case in (record.where(), f"{record.kind}/{record.device}/{record.variant}")
+
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -76,6 +94,11 @@ DDL = (
     "CREATE INDEX IF NOT EXISTS results_by_run ON results (run_id)",
     "CREATE INDEX IF NOT EXISTS runs_by_class ON runs (runner_class, commit_sha)",
 )
+# schema version -> what moves a store of the version before it there (also run on a new store, after DDL)
+MIGRATIONS = {
+    2: ("CREATE TABLE IF NOT EXISTS retired (case_name TEXT NOT NULL, commit_sha TEXT NOT NULL, "
+        "runner_class TEXT NOT NULL, reason TEXT NOT NULL, retired_at DOUBLE PRECISION NOT NULL)",),
+}
 
 
 class Store:
@@ -131,12 +154,19 @@ class Store:
                     cursor.execute(statement.format(serial=serial))
             cursor.execute(self._sql("SELECT value FROM meta WHERE key = ?"), ("schema_version",))
             found = cursor.fetchone()
+            version = 1 if found is None else int(found[0])
+            if version > SCHEMA_VERSION:
+                raise HistoryError(f"history store {redact(self.location)} has schema {found[0]}, newer than this "
+                                   f"gpt2compress reads ({SCHEMA_VERSION}): upgrade gpt2compress")
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[step]:
+                    cursor.execute(statement)
             if found is None:
                 cursor.execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?)"),
                                ("schema_version", str(SCHEMA_VERSION)))
-            elif int(found[0]) > SCHEMA_VERSION:
-                raise HistoryError(f"history store {redact(self.location)} has schema {found[0]}, newer than this "
-                                   f"gpt2compress reads ({SCHEMA_VERSION}): upgrade gpt2compress")
+            elif version < SCHEMA_VERSION:
+                cursor.execute(self._sql("UPDATE meta SET value = ? WHERE key = ?"),
+                               (str(SCHEMA_VERSION), "schema_version"))
 
     def record(self, info: RunInfo, records: list[Record]) -> int:
         if not records:
@@ -175,7 +205,10 @@ class Store:
             if ref == info.ref and same_split and shard not in shards:
                 theirs.update(shards=sorted([*shards, shard]),
                               skipped=theirs.get("skipped", []) + ours.get("skipped", []),
-                              durations={**theirs.get("durations", {}), **ours.get("durations", {})})
+                              durations={**theirs.get("durations", {}), **ours.get("durations", {})},
+                              cases={**theirs.get("cases", {}), **ours.get("cases", {})})
+                statuses = [facts.get("exitstatus") for facts in (theirs, ours)]  # a shard that failed fails both
+                theirs["exitstatus"] = None if None in statuses else max(statuses)
                 merged = {**json.loads(machine), "gpt2compress": theirs}
                 cursor.execute(self._sql("UPDATE runs SET machine = ? WHERE id = ?"), (json.dumps(merged), run_id))
                 return run_id
@@ -221,6 +254,29 @@ class Store:
         cursor.execute(self._sql("SELECT commit_sha, reason FROM accepted WHERE runner_class = ? ORDER BY accepted_at"),
                        (runner,))
         return dict(cursor.fetchall())
+
+    def retire(self, retirement: Retirement) -> None:
+        if not retirement.reason.strip():
+            raise HistoryError("--retire needs --reason TEXT: why this case is no longer measured (kept in the "
+                               "history)")
+        with self.transaction():
+            self.connection.cursor().execute(self._sql(
+                "INSERT INTO retired (case_name, commit_sha, runner_class, reason, retired_at) VALUES (?, ?, ?, ?, ?)"),
+                (retirement.case, retirement.commit, retirement.runner_class, retirement.reason, time.time()))
+
+    def unretire(self, case: str, commit: str, runner: str) -> int:
+        """Revoke a retirement; how many were removed."""
+        with self.transaction():
+            cursor = self.connection.cursor()
+            cursor.execute(self._sql("DELETE FROM retired WHERE case_name = ? AND commit_sha LIKE ? AND "
+                                     "runner_class = ?"), (case, f"{commit}%", runner))
+            return cursor.rowcount
+
+    def retirements(self, runner: str) -> list[Retirement]:
+        cursor = self.connection.cursor()
+        cursor.execute(self._sql("SELECT case_name, commit_sha, runner_class, reason FROM retired "
+                                 "WHERE runner_class = ? ORDER BY retired_at"), (runner,))
+        return [Retirement(*row) for row in cursor.fetchall()]
 
     def close(self) -> None:
         self.connection.close()

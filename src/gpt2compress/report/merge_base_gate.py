@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import shlex
+import os
 import statistics
 import subprocess
 import sys
@@ -32,9 +32,12 @@ from pathlib import Path
 from ..budgets import CompareRule
 from ..catalog import METRICS, metrics_of, reference_of
 from ..records import Record
-from .compare_gate import Finding, compare_metric, observed
-from .history_store import HistoryError, Store, StoredRun
+from .compare_gate import Finding, compare_metric, observed, threshold_for
+from .coverage import Coverage, coverage
+from .drift import Drift, drift
+from .history_store import HistoryError, Retirement, Store, StoredRun
 from .runs import Run, load_run
+from .same_job import Paired, alternate, apply, paired
 
 SPREAD_RUNS = 10
 MIN_SPREAD_RUNS = 3
@@ -55,14 +58,23 @@ class GateResult:
     spreads: dict[tuple, float | None]  # (where, metric) -> relative spread between processes (None: unknown)
     accepted: str | None = None  # why this commit's regressions were accepted (`history accept`)
     rerun_note: str = ""  # which suspects were re-run in fresh processes, how often, and why
+    coverage: Coverage = dataclasses.field(default_factory=Coverage)  # cases vanished, new, retired
+    drift: Drift = dataclasses.field(default_factory=Drift)  # machine and library differences from the base
+    paired: list[Paired] = dataclasses.field(default_factory=list)  # the same job's A B A B verdicts (--same-job)
 
     @property
     def regressions(self) -> list[Finding]:
         return [f for f in self.findings if f.regression]
 
     @property
+    def refusals(self) -> list[str]:
+        """What fails the gate besides regressions, and no `history accept` of regressions passes: a case the base
+        measured and this run lost, a retired case back, verdicts a drifted library makes not comparable."""
+        return self.coverage.failures + self.drift.failures
+
+    @property
     def failed(self) -> bool:
-        return bool(self.regressions) and self.accepted is None
+        return (bool(self.regressions) and self.accepted is None) or bool(self.refusals)
 
 
 def _git(*args: str) -> list[str]:
@@ -89,15 +101,27 @@ def base_run(store: Store, runner: str, base_ref: str, head: str = "HEAD",
         raise HistoryError(f"--base {base_ref}: git knows no such ref here (fetch it: git fetch origin {branch}; "
                            "a CI checkout needs fetch-depth: 0)")
     recorded: dict[str, StoredRun] = {}
+    failed: list[StoredRun] = []  # never a base: named where the gate steps over them
     for run in store.runs(runner):  # in id order
+        if run.failure:
+            failed.append(run)
+            continue
         kept = recorded.get(run.info.commit)
         if kept is None or tier_of(run.info.machine) == tier or tier_of(kept.info.machine) != tier:
             recorded[run.info.commit] = run
-    for distance, commit in enumerate(_git("rev-list", f"--max-count={ANCESTORS}", merge_base)):
+    ancestry = _git("rev-list", f"--max-count={ANCESTORS}", merge_base)
+    for distance, commit in enumerate(ancestry):
         if commit in recorded:
             note = ("the merge base" if distance == 0
                     else f"{distance} commit(s) before the merge base {merge_base[:12]}")
-            return recorded[commit], f"{commit[:12]} ({note})"
+            over = [r for r in failed if r.info.commit in ancestry[:distance + 1]]
+            stepped = "".join(f"; stepped over failed run {r.id} of {r.info.commit[:12]} ({r.failure})" for r in over)
+            return recorded[commit], f"{commit[:12]} ({note}){stepped}"
+    if any(r.info.commit in ancestry for r in failed):
+        raise HistoryError(f"every recorded run of runner class {runner!r} for the merge base {merge_base[:12]} of "
+                           f"{base_ref} and its ancestors failed (runs {', '.join(str(r.id) for r in failed)}: "
+                           f"{failed[-1].failure}): a failed run is never a base; make {base_ref}'s bench pass and "
+                           "record it (bench/ci.sh main)")
     raise HistoryError(f"no run of runner class {runner!r} is recorded for the merge base {merge_base[:12]} of "
                        f"{base_ref} or its {ANCESTORS} ancestors: record one on {base_ref} first "
                        f"(gpt2compress history record results.json)")
@@ -107,7 +131,7 @@ def spreads(store: Store, runner: str, ref: str | None, upto: int) -> History:
     """(case, metric) -> the values of the last SPREAD_RUNS runs of this class on `ref`, up to run `upto`, from the
     latest accepted regression on (the runs before it measured other code)."""
     accepted = store.accepted(runner)
-    runs = [r for r in store.runs(runner) if r.id <= upto and (ref is None or r.info.ref == ref)]
+    runs = [r for r in store.runs(runner) if r.id <= upto and (ref is None or r.info.ref == ref) and not r.failure]
     starts = [i for i, r in enumerate(runs) if r.info.commit in accepted]
     return history_of([store.load(r.id) for r in runs[starts[-1] if starts else 0:][-SPREAD_RUNS:]])
 
@@ -171,9 +195,10 @@ def judge(old: Run, new: Run, history: History, rules: tuple[CompareRule, ...] =
             if confirm:
                 spread = relative_range([v for r in (record, *confirmations) if (v := observed(m, r)) is not None])
             bound = spread * SPREAD_MARGIN if confirm and spread is not None else None
-            finding = compare_metric(m, before, record, rules, spread=bound, in_process_p=False)
+            # an unknown spread: the threshold and noise floor decide here (and the re-runs, where there are some)
+            finding = compare_metric(m, before, record, rules, spread=bound or 0.0)
             if finding and finding.regression and confirm:
-                again = [compare_metric(m, before, r, rules, spread=bound, in_process_p=False) for r in confirmations]
+                again = [compare_metric(m, before, r, rules, spread=bound or 0.0) for r in confirmations]
                 finding.regression = all(f is not None and f.regression for f in again)
             elif finding and finding.regression and spread is not None:
                 finding.regression = m.worsening(recent_level(values), finding.new) > spread * SPREAD_MARGIN
@@ -192,58 +217,106 @@ def suspects(old: Run, new: Run, history: History, rules: tuple[CompareRule, ...
 def rerun(new: Run, records: list[Record], times: int) -> list[Run]:
     """The suspects' variants again, `times` fresh pytest processes with the run's own options (its machine
     info keeps the command line), in the directory it ran in."""
-    info = new.machine.get("gpt2compress", {})
-    argv, workdir = info.get("argv"), info.get("cwd")
-    if not argv or not records:
+    if not new.session.get("argv") or not records:
         return []
+    variants = sorted({r.variant for r in records})
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="gpt2compress-rerun-") as tmp:
+        for i in range(times):
+            print(f"re-running {','.join(variants)} ({i + 1}/{times})", flush=True)
+            if (again := fresh_process(new, variants, Path(tmp) / f"rerun-{i}.json")) is not None:
+                runs.append(again)
+    return runs
+
+
+def fresh_process(new: Run, variants: list[str], out: Path, checkout: Path | None = None) -> Run | None:
+    """`variants` measured by a fresh pytest process with the run's own options (its session facts keep the command
+    line), in the directory it ran in, or with `checkout`'s code and bench (another commit's worktree: relative
+    paths the command names that only the run's directory has are made absolute). None: it wrote no results."""
+    workdir = Path(new.session.get("cwd") or ".")
     keep, skip = [], False
-    # The selection and outputs are this rerun's own; a shard of the suspects alone could hold none of them.
+    # The selection and outputs are this process's own; a shard of the suspects alone could hold none of them.
     own = ("--stages", "--benchmark-json", "--journal", "--shard")
-    for arg in argv:
+    for arg in new.session.get("argv") or []:
         if skip:
             skip = False
             continue
         if arg in own:
             skip = True
         elif not arg.startswith((*(f"{o}=" for o in own), "--benchmark-autosave")):
-            keep.append(arg)
-    variants = ",".join(sorted({r.variant for r in records}))
-    runs = []
-    with tempfile.TemporaryDirectory(prefix="gpt2compress-rerun-") as tmp:
-        for i in range(times):
-            out = Path(tmp) / f"rerun-{i}.json"
-            command = [sys.executable, "-m", "pytest", *keep, "--stages", variants, f"--benchmark-json={out}",
-                       "-p", "no:cacheprovider", "-q"]
-            print(f"re-running {variants} ({i + 1}/{times}): {shlex.join(command)}", flush=True)
-            subprocess.run(command, cwd=workdir, stdout=subprocess.DEVNULL, check=False)
-            if out.exists():
-                runs.append(load_run(out))
-    return runs
+            moved = checkout is not None and not arg.startswith("-") and not (checkout / arg).exists()
+            keep.append(str(workdir / arg) if moved and (workdir / arg).exists() else arg)
+    command = [sys.executable, "-m", "pytest", *keep, "--stages", ",".join(variants), f"--benchmark-json={out}",
+               "-p", "no:cacheprovider", "-q"]
+    env = None
+    if checkout is not None:  # its own package ahead of the run's editable install
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout / "src"),
+                                                                         os.environ.get("PYTHONPATH")]))}
+    subprocess.run(command, cwd=checkout or workdir, env=env, stdout=subprocess.DEVNULL, check=False)
+    return load_run(out) if out.exists() else None
 
 
 def gate(store: Store, new: Run, runner: str, base_ref: str, rules: tuple[CompareRule, ...] = (),
-         head: str = "HEAD", commit: str | None = None, reruns: int = 0) -> GateResult:
+         head: str = "HEAD", commit: str | None = None, reruns: int = 0, same_job: int = 0) -> GateResult:
     """`commit`: the gated run's commit (accepted regressions of it pass). `reruns`: fresh processes for the
-    suspects whose spread the history cannot tell (0: the threshold and noise floor alone decide them)."""
+    suspects whose spread the history cannot tell (0: the threshold and noise floor alone decide them).
+    `same_job`: pairs of fresh processes, the merge base's code then this run's, for every timed case whose
+    history spread hides a change of its threshold (or is unknown); their paired differences decide those."""
     base, note = base_run(store, runner, base_ref, head, tier_of(new.machine))
     old = store.load(base.id)
     history = spreads(store, runner, base.info.ref, base.id)
     again, rerun_note = [], ""
-    if reruns and (suspect := suspects(old, new, history, rules)):
+    if reruns and not same_job and (suspect := suspects(old, new, history, rules)):
         names = sorted({r.where() for r in suspect})
         again = rerun(new, suspect, reruns)
         rerun_note = (f"re-ran {', '.join(names)} in {len(again)} fresh process(es): the history holds fewer than "
                       f"{MIN_SPREAD_RUNS} runs of {runner} to tell their between-process spread")
     findings, known = judge(old, new, history, rules, tuple(again))
+    pairs: list[Paired] = []
+    if same_job and (variants := blind_variants(new, known, rules)):
+        merge_base = (_git("merge-base", head, base_ref) or [base.info.commit])[0]
+        pairs = paired(*alternate(new, variants, merge_base, same_job), rules)
+        findings = apply(findings, pairs)
+        rerun_note = (f"measured {', '.join(variants)} in {same_job} pair(s) of fresh processes, the merge base "
+                      f"{merge_base[:12]}'s code then this run's: their paired differences decide those cases' timing")
     return GateResult(base, note, findings, known, store.accepted(runner).get(commit) if commit else None,
-                      rerun_note)
+                      rerun_note, coverage(old, new, retirements_for(store, runner, commit or head)), drift(old, new),
+                      pairs)
+
+
+def blind_variants(new: Run, known: dict[tuple, float | None], rules: tuple[CompareRule, ...]) -> list[str]:
+    """The variants with a timed case whose history spread (× margin) exceeds its threshold, or is unknown."""
+    out = set()
+    for record in new.records:
+        if record.variant == reference_of(record.kind):
+            continue
+        for m in metrics_of(record.kind):
+            spread, limit = known.get((record.where(), m.name)), threshold_for(m, record, rules)
+            if m.timing and limit is not None and observed(m, record) is not None and (
+                    spread is None or spread * SPREAD_MARGIN > limit):
+                out.add(record.variant)
+    return sorted(out)
+
+
+def retirements_for(store: Store, runner: str, commit: str) -> tuple[Retirement, ...]:
+    """The retirements that apply to `commit`: those made at it or at one of its ancestors."""
+    return tuple(r for r in store.retirements(runner) if _is_ancestor(r.commit, commit))
+
+
+def _is_ancestor(ancestor: str, commit: str) -> bool:
+    try:
+        return subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, commit], capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 def annotations(result: GateResult) -> list[str]:
-    """GitHub Actions `::error` lines, one per regression (`::warning` once accepted)."""
+    """GitHub Actions `::error` lines, one per regression (`::warning` once accepted) and one per refusal."""
     level = "warning" if result.accepted else "error"
-    return [f"::{level} title=gpt2compress regression::{f.where} {f.metric}: {f.base:.4g} → {f.new:.4g} "
-            f"({f.change:+.1%}, limit {f.threshold:.0%}) against {result.base_note}" for f in result.regressions]
+    return ([f"::{level} title=gpt2compress regression::{f.where} {f.metric}: {f.base:.4g} → {f.new:.4g} "
+             f"({f.change:+.1%}, limit {f.threshold:.0%}) against {result.base_note}" for f in result.regressions]
+            + [f"::error title=gpt2compress gate::{line}" for line in result.refusals])
 
 
 def blind_spots(result: GateResult) -> list[str]:

@@ -31,10 +31,18 @@ def page(run: Run, runner: str, result: GateResult | None = None, charts: str | 
         lines += [f"## gpt2compress on {runner}: {len(run.records)} rows recorded", "",
                   measured, "No base run to compare with (`history gate --base REF` needs a recorded merge base)."]
     else:
-        verdict = ("accepted regression" if result.failed is False and result.regressions else
-                   "regression" if result.failed else "no regression")
+        verdict = ("refused" if result.refusals else "accepted regression" if result.failed is False and
+                   result.regressions else "regression" if result.failed else "no regression")
         lines += [f"## gpt2compress on {runner}: {verdict}", "",
                   measured, f"Base: run {result.base.id} of {result.base_note}. {spread_note(result)}."]
+        if result.refusals:
+            lines += ["", f"### Refused ({len(result.refusals)})", "", *(f"- {line}" for line in result.refusals)]
+        if result.paired:
+            lines += ["", "### Measured in this job: the merge base's code and this PR's, alternating", "",
+                      *(f"- {p.line()}" for p in result.paired)]
+        if shown := result.coverage.lines()[len(result.coverage.failures):] + result.drift.lines():
+            lines += ["", "<details><summary>Cases and stack against the base</summary>", "",
+                      *(f"- {line}" for line in shown), "", "</details>"]
         if result.rerun_note:
             lines.append(f"{result.rerun_note}.")
         if result.accepted:

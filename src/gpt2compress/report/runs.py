@@ -40,6 +40,15 @@ class Run:
         return [(d, rows) for d in self.devices if (rows := self.of(kind, d))]
 
     @property
+    def session(self) -> dict:
+        """What bench/conftest.py says of the session: skips, cases and outcomes, exit status, tier, command line."""
+        return self.machine.get("gpt2compress", {})
+
+    @property
+    def failure(self) -> str | None:
+        return failure(self.session)
+
+    @property
     def devices(self) -> list[str]:
         return sorted({r.device for r in self.records})
 
@@ -50,6 +59,19 @@ class Run:
             base = self.reference_for(r)
             if not r.ratios and base is not None:
                 r.against(base, paired=False)
+
+
+def failure(facts: dict) -> str | None:
+    """Why this run must never be a gate's base: its pytest failed, or its session never finished (a journal
+    without its last line). None: it passed, or it predates the record of outcomes (nothing says otherwise)."""
+    status = facts.get("exitstatus")
+    if status is None:
+        return "the session never finished (a crash or a cancelled job)" if facts.get("cases") else None
+    if status == 0:
+        return None
+    failed = sorted(t for t, c in facts.get("cases", {}).items() if c.get("outcome") in ("failed", "error"))
+    named = f": {', '.join(failed[:3])}{' …' if len(failed) > 3 else ''}" if failed else ""
+    return f"pytest exited {status}{named}"
 
 
 def describe_machine(machine: dict) -> str:
@@ -76,7 +98,7 @@ def measured_on(runs: list[Run]) -> list[str]:
     return lines[:1] if len(set(lines)) == 1 else [f"{run.label}: {line}" for run, line in zip(runs, lines)]
 
 
-SESSION_KEYS = ("skipped", "durations", "shard", "tier", "argv", "cwd")  # bench/conftest.py's, differing every run
+SESSION_KEYS = ("skipped", "durations", "cases", "exitstatus", "shard", "tier", "argv", "cwd", "pins")  # differ by run
 
 
 def _with_session(machine: dict, data: dict) -> dict:
@@ -104,6 +126,11 @@ def _rows_from_journal(path: Path, lines: list[str]) -> tuple[dict, list[tuple[s
             machine = _with_session(entry.get("machine_info", machine), entry)
         elif entry.get("type") == "record":
             rows.append((f"{path} line {n}", entry["record"]))
+        elif entry.get("type") == "case" and entry.get("test"):  # an outcome, noted as it settled
+            case = {k: v for k, v in entry.items() if k not in ("type", "test", "time")}
+            machine.setdefault("gpt2compress", {}).setdefault("cases", {})[entry["test"]] = case
+        elif entry.get("type") == "finished":
+            machine.setdefault("gpt2compress", {})["exitstatus"] = entry.get("exitstatus")
     return machine, rows
 
 

@@ -491,12 +491,12 @@ history gate's base is a run of the same tier where the merge base has one), and
 
 def session_facts(config: pytest.Config) -> dict[str, Any]:
     """What is known of the session from its start: the JSON and the journal's first line both carry it (`pins`:
-    the lock file's digest, which tells the gate whether a changed library version is the PR's or drift)."""
-    from gpt2compress.report.drift import pins_digest
+    the lock's versions, which tell the gate whether a changed library version is the PR's or drift)."""
+    from gpt2compress.report.drift import pinned
 
     return {"shard": config.getoption("--shard"), "tier": config.getoption("--tier"),
             "argv": list(config.invocation_params.args), "cwd": str(config.invocation_params.dir),
-            "pins": pins_digest(config.rootpath)}
+            "pins": pinned(config.rootpath)}
 
 
 @pytest.fixture(scope="session", autouse=True)

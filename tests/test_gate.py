@@ -200,7 +200,10 @@ def test_one_slowdown_is_one_verdict_in_latency_and_in_tokens_per_s(tmp_path):
     assert slow["latency"].regression == slow["tokens_per_s"].regression
 
 
-def session(out, drop=(), cases=None, exitstatus=0, versions=None, pins="p1", extra=()):
+LOCK = {"torch": "2.14.1", "openvino": "2026.4.1"}
+
+
+def session(out, drop=(), cases=None, exitstatus=0, versions=None, pins=LOCK, extra=()):
     """V1 as this version's bench writes it: the session's cases with their outcomes, its exit status and pins;
     `drop`: (kind, variant) whose rows the run lost; `extra`: (kind, variant, new name) rows copied under a new
     name; `versions`: library versions to set in the machine info."""
@@ -244,19 +247,28 @@ def test_a_case_the_base_measured_and_the_run_lost_fails_naming_it_and_why(repo,
     assert code == 1 and "int8-scratch: selected, never finished" in out
 
 
-def test_a_new_case_is_listed_not_gated_and_a_narrower_selection_is_not_a_loss(repo, tmp_path, capsys):
+def test_a_new_case_is_listed_and_a_narrower_selection_excuses_nothing_but_another_tier_does(repo, tmp_path,
+                                                                                              capsys):
     location = str(tmp_path / "h.sqlite")
     record_base(repo, location, session(tmp_path / "base.json"))
     grown = session(tmp_path / "grown.json", extra=[("forward", "int8-scratch", "int8-new")])
     code, out = gate(location, grown, capsys)
     assert code == 0, out
     assert "new, not gated: forward/cpu/int8-new" in out
-    narrow = json.loads(session(tmp_path / "n.json", drop=[("forward", "int8-scratch")]).read_text())
-    narrow["gpt2compress"]["argv"] = ["bench/", "--stages", "fp32"]  # the run chose fewer cases than the base did
-    (tmp_path / "narrow.json").write_text(json.dumps(narrow))
-    code, out = gate(location, tmp_path / "narrow.json", capsys)
+
+    def narrowed(name, **facts):
+        data = json.loads(session(tmp_path / "n.json", drop=[("forward", "int8-scratch")]).read_text())
+        data["gpt2compress"].update(facts)
+        (tmp_path / name).write_text(json.dumps(data))
+        return tmp_path / name
+
+    # a PR can narrow its own workflow's selection: that loses the case like any other way
+    code, out = gate(location, narrowed("stages.json", argv=["bench/", "--stages", "fp32"]), capsys)
+    assert code == 1 and "VANISHED forward/cpu/int8-scratch: not selected by this run" in out, out
+    assert "--retire CASE --reason" in out  # what to do when it is meant
+    code, out = gate(location, narrowed("tier.json", tier="pr"), capsys)  # another kind of run than the base
     assert code == 0, out
-    assert "outside this run's selection: forward/cpu/int8-scratch (this run: --stages fp32" in out
+    assert "outside this run's selection: forward/cpu/int8-scratch (this run: --tier pr; the base: no" in out
 
 
 def test_a_failed_main_run_is_never_the_base(repo, tmp_path, capsys):
@@ -291,19 +303,32 @@ def test_a_failed_main_run_is_never_the_base(repo, tmp_path, capsys):
     assert load_run(journal).failure is None
 
 
-def test_a_library_that_drifted_under_unchanged_pins_is_refused_and_a_pinned_bump_is_compared(repo, tmp_path,
-                                                                                             capsys):
+def test_a_library_that_drifted_under_its_unchanged_pin_is_refused_and_a_bumped_pin_is_compared(repo, tmp_path,
+                                                                                                capsys):
     location = str(tmp_path / "h.sqlite")
     record_base(repo, location, session(tmp_path / "base.json", versions={"openvino": "2026.3.0"}))
-    drifted = session(tmp_path / "drifted.json")  # openvino 2026.4.1, same pins
+    drifted = session(tmp_path / "drifted.json")  # openvino 2026.4.1 under the same lock: the runner drifted
     code, out = gate(location, drifted, capsys)
     assert code == 1, out
-    assert "not comparable: openvino 2026.3.0 → 2026.4.1 with unchanged pins (constraints.txt)" in out
+    assert ("not comparable: openvino 2026.3.0 → 2026.4.1 in 6 case(s) (forward/cpu/fp32, forward/cpu/int8-scratch, "
+            "generate/cpu/fp32-b1, generate/cpu/int8-scratch-b1 …); under an unchanged pin (constraints.txt)") in out
     assert "record a new base on main" in out
-    bumped = session(tmp_path / "bumped.json", pins="p2")  # the PR changed the lock: the new version is its change
-    code, out = gate(location, bumped, capsys)
+
+    bumped_base = str(tmp_path / "bumped.sqlite")  # the lock said 2026.3.0 at the base; the PR's lock moves it
+    record_base(repo, bumped_base, session(tmp_path / "b.json", versions={"openvino": "2026.3.0"},
+                                           pins={**LOCK, "openvino": "2026.3.0"}))
+    code, out = gate(bumped_base, session(tmp_path / "bumped.json"), capsys)
     assert code == 0, out
-    assert "libraries (the run's pins differ from the base's: the PR's change): openvino 2026.3.0 → 2026.4.1" in out
+    assert "libraries the run's lock changed (the PR's change): openvino 2026.3.0 → 2026.4.1" in out
+    both = session(tmp_path / "both.json", versions={"torch": "2.14.2"})  # ... but torch moved under its own pin
+    code, out = gate(bumped_base, both, capsys)
+    assert code == 1 and "not comparable: torch 2.14.1 → 2.14.2 in 6 case(s)" in out and "openvino" not in \
+        out.split("not comparable")[1].split("\n")[0], out
+
+    unlocked = str(tmp_path / "unlocked.sqlite")  # a base recorded before runs kept their lock
+    record_base(repo, unlocked, session(tmp_path / "old.json", versions={"openvino": "2026.3.0"}, pins=None))
+    code, out = gate(unlocked, session(tmp_path / "new.json"), capsys)
+    assert code == 1 and "the base predates the lock (constraints.txt), so this cannot be told from drift" in out
 
 
 def test_a_retired_case_passes_with_its_reason_and_one_that_returns_fails_naming_the_fix(repo, tmp_path, capsys):
@@ -317,8 +342,10 @@ def test_a_retired_case_passes_with_its_reason_and_one_that_returns_fails_naming
     assert code == 0, out
     assert (f"retired forward/cpu/int8-scratch: retired at {head[:12]} (int8-scratch superseded by inc-int8)"
             in out)
-    other = str(tmp_path / "other.sqlite")  # its base has no int8-scratch row: retired earlier, on main
-    record_base(repo, other, session(tmp_path / "b2.json", drop=[("forward", "int8-scratch")]))
+    other = str(tmp_path / "other.sqlite")  # c1 measured int8-scratch; c2, the base, no longer: retired on main
+    record_base(repo, other, session(tmp_path / "b1.json"))
+    record_file(open_store(other), session(tmp_path / "b2.json", drop=[("forward", "int8-scratch")]), "cpu-test",
+                commit=git(repo, "rev-parse", "main"), ref="refs/heads/main")
     main(["history", "accept", head, "--retire", "forward/cpu/int8-scratch", "--reason", "gone",
           "--history", other])
     capsys.readouterr()
@@ -332,3 +359,6 @@ def test_a_retired_case_passes_with_its_reason_and_one_that_returns_fails_naming
     assert code == 0 and "new, not gated: forward/cpu/int8-scratch" in out
     assert main(["history", "accept", "0" * 12, "--retire", "x", "--reason", "r", "--history", other]) == 2
     assert "git knows no commit 000000000000 here" in capsys.readouterr().err
+    assert main(["history", "accept", head, "--retire", "forward/cpu/int8", "--reason", "r", "--history", other]) == 2
+    assert ("--retire forward/cpu/int8: no recorded run of cpu-test measured that case; name it as the gate prints "
+            "it (e.g. forward/cpu/fp32)") in capsys.readouterr().err

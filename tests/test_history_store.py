@@ -145,3 +145,30 @@ def test_cli_lists_runs(tmp_path, capsys):
 
 def test_run_info_defaults_to_now():
     assert RunInfo("x").recorded_at > 1.7e9
+
+
+def test_a_store_written_before_retirements_gains_their_table_and_stays_readable_by_it(location):
+    """A store made by the release before (its DDL, no `retired`, no `migrations`): opening it adds the table
+    without moving schema_version, so a PR branched before this change still reads main's store."""
+    from gpt2compress.report.history_store import DDL, Retirement, Store
+
+    class Before(Store):  # the previous release's store: its tables, nothing else
+        def _migrate(self) -> None:
+            serial = "BIGSERIAL" if self.postgres else "INTEGER"
+            with self.transaction():
+                cursor = self.connection.cursor()
+                for statement in DDL:
+                    cursor.execute(statement.format(serial=serial))
+                cursor.execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?)"), ("schema_version", "1"))
+
+    old = Before(location)
+    record_file(old, V1, commit="d" * 40)
+    old.close()
+    store = open_store(location)
+    store.retire(Retirement("forward/cpu/int8-scratch", "d" * 40, "cpu-x", "gone"))
+    assert [r.case for r in store.retirements("cpu-x")] == ["forward/cpu/int8-scratch"] and len(store.runs()) == 1
+    cursor = store.connection.cursor()
+    cursor.execute("SELECT key, value FROM meta ORDER BY key")
+    assert dict(cursor.fetchall()) == {"migrations": '["retired"]', "schema_version": "1"}
+    store.close()
+    open_store(location).close()  # and again: nothing to do

@@ -145,8 +145,9 @@ def test_compare_fails_a_planted_regression_naming_kind_variant_and_metric(aa_cl
     if METRICS[metric].between_processes:
         assert main(["compare", str(aa_classify), str(worse)]) == 0
         out = capsys.readouterr().out
-        assert any(line.split()[:2] == [line.split()[0], metric] and line.split()[0].startswith(f"{kind}/cpu/{variant}")
-                   and line.endswith("unsure") for line in out.splitlines()), out
+        unsure = [line.split()[:2] for line in out.splitlines() if line.endswith("unsure")]
+        assert unsure and all(w.startswith(f"{kind}/cpu/{variant}") for w, _ in unsure), out
+        assert any(m == metric for _, m in unsure), out
         assert "their detectable change is unknown without a spread (pass --history" in out
         history = flat_history(tmp_path, aa_classify)
     assert main(["compare", str(aa_classify), str(worse), *history]) == 1
@@ -210,7 +211,9 @@ def test_baseline_absolute_latency_is_gated_only_when_asked(aa_runs, tmp_path, c
     budgets = tmp_path / "b.toml"
     budgets.write_text('version = 1\n[[compare]]\nmatch = "cpu/fp32"\nmetric = "latency"\nthreshold = 0.25\n')
     assert main(["compare", str(aa_runs[0]), str(slow), "--budgets", str(budgets)]) == 0  # unsure: no spread known
-    assert "fp32" in capsys.readouterr().out
+    verdicts = {tuple(line.split()[:2]): line.split()[-1] for line in capsys.readouterr().out.splitlines()
+                if line.startswith("forward/cpu/fp32 ")}
+    assert verdicts[("forward/cpu/fp32", "latency")] == "unsure"
     assert main(["compare", str(aa_runs[0]), str(slow), "--budgets", str(budgets),
                  *flat_history(tmp_path, aa_runs[0])]) == 1
 
@@ -368,3 +371,24 @@ def test_a_results_file_that_is_not_a_benchmark_json_names_the_fix(tmp_path, tex
     path.write_text(text)
     with pytest.raises(ValueError, match=r"cannot read benchmark results .*--benchmark-json=results.json"):
         load_run(path)
+
+
+def test_compare_judges_timing_by_the_classs_recorded_spread_as_the_gate_does(aa_runs, tmp_path, capsys):
+    """int8-scratch twice as slow: inside a class whose recorded runs of it spread from 0.5× to 1.5×, `ok`; against
+    a history where it never moved, a regression."""
+    from gpt2compress.report.history_store import open_store, record_file
+
+    slow = plant(aa_runs[0], tmp_path / "slow.json", "forward", "int8-scratch", latency_samples_ms=2.0)
+    location = str(tmp_path / "spread.sqlite")
+    for name, factor in (("lo", 0.5), ("mid", 1.0), ("hi", 1.5)):
+        noisy = plant(aa_runs[0], tmp_path / f"{name}.json", "forward", "int8-scratch", latency_samples_ms=factor)
+        record_file(open_store(location), noisy, commit="a" * 40, ref="refs/heads/main")
+
+    def verdict(out):
+        return next(line.split()[-1] for line in out.splitlines() if line.startswith("forward/cpu/int8-scratch ")
+                    and line.split()[1] == "latency")
+
+    assert main(["compare", str(aa_runs[0]), str(slow), "--history", location]) == 0
+    assert verdict(capsys.readouterr().out) == "ok"
+    assert main(["compare", str(aa_runs[0]), str(slow), *flat_history(tmp_path, aa_runs[0])]) == 1
+    assert verdict(capsys.readouterr().out) == "REGRESSION"

@@ -68,10 +68,11 @@ def test_two_shards_of_a_tier_select_exactly_its_cases_none_twice(monkeypatch, t
         assert all("-1-" in line for line in cases if "test_generate" in line)
 
 
-def shard_run(store, shard: str, variants: list[str], commit: str = "a" * 40) -> int:
+def shard_run(store, shard: str, variants: list[str], commit: str = "a" * 40, session: dict | None = None) -> int:
     records = [ForwardRecord(variant=v, device="cpu", batch_shape=[1, 128], perplexity=30.0,
                              latency_samples_ms=[10.0] * 5) for v in variants]
-    machine = {"gpt2compress": {"shard": shard, "durations": {f"test_forward[{v}-cpu]": 3.0 for v in variants}}}
+    machine = {"gpt2compress": {"shard": shard, "durations": {f"test_forward[{v}-cpu]": 3.0 for v in variants},
+                                **(session or {})}}
     return store.record(RunInfo("cpu-test", commit, ref="refs/heads/main", machine=machine), records)
 
 
@@ -86,6 +87,18 @@ def test_the_history_merges_the_shards_of_a_commit_into_one_run(tmp_path):
     assert shard_run(store, "1/2", ["fp32"], commit="b" * 40) != one  # another commit: a run of its own
     assert shard_run(store, "1/2", ["fp32"]) != one  # shard 1 again (a re-run): not merged twice
     json.dumps(run.machine)
+
+
+def test_merged_shards_keep_every_outcome_and_one_failed_shard_fails_the_run(tmp_path):
+    store = open_store(str(tmp_path / "h.sqlite"))
+    one = shard_run(store, "1/2", ["fp32"], session={"exitstatus": 0, "cases": {"a": {"outcome": "passed"}}})
+    shard_run(store, "2/2", ["bf16"], session={"exitstatus": 1, "cases": {"b": {"outcome": "failed"}}})
+    [run] = [r for r in store.runs() if r.id == one]
+    assert set(run.info.machine["gpt2compress"]["cases"]) == {"a", "b"}
+    assert run.failure == "pytest exited 1: b"
+    older = shard_run(store, "1/2", ["fp32"], commit="e" * 40)  # a shard from a bench that kept no outcomes
+    shard_run(store, "2/2", ["bf16"], commit="e" * 40, session={"exitstatus": 0, "cases": {"b": {}}})
+    assert next(r for r in store.runs() if r.id == older).failure is None
 
 
 def test_the_pr_tier_is_forward_and_b1_generate_of_the_shipped_variants():

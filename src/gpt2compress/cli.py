@@ -175,7 +175,12 @@ def _process_bounds(args: argparse.Namespace, new) -> tuple[dict, str]:
         return {}, (f"unsure, not failed: their detectable change is unknown without a spread (pass --history with "
                     f"≥ {MIN_SPREAD_RUNS} recorded runs of runner class {runner})")
     store = open_store(location)
-    history = spreads(store, runner, None, max([r.id for r in store.runs(runner)], default=0))
+    try:  # main's runs, as the gate reads them, where the class has any; else every ref's
+        runs = store.runs(runner)
+        ref = args.ref if any(r.info.ref == args.ref for r in runs) else None
+        history = spreads(store, runner, ref, max([r.id for r in runs], default=0))
+    finally:
+        store.close()
     bounds = {key: s * SPREAD_MARGIN for key, values in history.items() if (s := history_spread(values)) is not None}
     if not bounds:
         return {}, (f"unsure, not failed: the history holds fewer than {MIN_SPREAD_RUNS} passing runs of runner class "
@@ -269,6 +274,16 @@ def history_error_rates(args: argparse.Namespace) -> int:
     from .report.runs import describe_machine, load_run
 
     runs = [load_run(path) for path in args.results]
+    if args.same_job:
+        from .report.same_job import format_same_job_rates, same_job_rates
+
+        if len(runs) % 2 or len(runs) // 2 < args.same_job:
+            raise ValueError(f"--same-job {args.same_job}: pass the processes as base, PR, base, PR, … in the order "
+                             f"they ran, at least {args.same_job} pair(s); got {len(runs)} file(s)")
+        where = f"{len(runs) // 2} pairs of processes on {describe_machine(runs[0].machine)}"
+        print(format_same_job_rates(same_job_rates(runs[0::2], runs[1::2], args.same_job,
+                                                   _compare_rules(args.budgets)), args.same_job, where))
+        return 0
     if len(runs) < 4:
         raise ValueError(f"error-rates needs at least 4 runs of identical code (each pair's spread comes from the "
                          f"others), got {len(runs)}: run bench/error-rates.sh")
@@ -304,6 +319,9 @@ def history_accept(args: argparse.Namespace) -> int:
     runner = args.runner_class or _only_class(store, commit, any_recorded=True)
     commit = _full_sha(commit)  # a retirement applies to the commit's descendants: git must know it
     for case in args.retire:
+        if not args.revoke and _recorded_case(store, runner, case) is False:
+            raise ValueError(f"--retire {case}: no recorded run of {runner} measured that case; name it as the gate "
+                             f"prints it (e.g. {sorted(store.case_names(runner))[0]})")
         if args.revoke:
             if not store.unretire(case, commit, runner):
                 raise ValueError(f"no retirement of {case} at {commit[:12]} on {runner} to revoke: check the "
@@ -322,6 +340,15 @@ def _recorded_commit(store, prefix: str) -> str:
         raise ValueError(f"{prefix} names {len(found)} recorded commits ({', '.join(c[:12] for c in found)}): "
                          "give more of the SHA")
     return found[0] if found else prefix
+
+
+def _recorded_case(store, runner: str, case: str) -> bool | None:
+    """Whether a recorded run of the class measured `case` (as the gate prints it, or kind/device/variant);
+    None: the class has no run to tell."""
+    known = store.case_names(runner)
+    if not known:
+        return None
+    return any(case == name or case.startswith(f"{name}-b") for name in known)
 
 
 def _full_sha(commit: str) -> str:
@@ -420,6 +447,9 @@ def _history_parser(commands: Any) -> None:
     rates.add_argument("results", nargs="+", help="results JSON of N processes of identical code")
     rates.add_argument("--planted", type=float, default=0.15, help="planted slowdown (default 0.15: +15 %%)")
     rates.add_argument("--budgets", default=None)
+    rates.add_argument("--same-job", type=int, default=0, metavar="PAIRS",
+                       help="the files alternate base, PR, base, PR (in the order they ran): every choice of PAIRS "
+                            "pairs gated as `history gate --same-job PAIRS` decides (bench/same-job-rates.sh)")
     trended = command("trend", "every metric over the recorded runs: PNGs per runner class + index.html",
                       history_trend)
     trended.add_argument("--out", default="trend")
@@ -536,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
                            "$GPT2COMPRESS_HISTORY or ~/.cache/gpt2compress/history.sqlite when it exists; without "
                            "one, such changes are reported unsure, not failed)")
     gate.add_argument("--runner-class", default=None, help="the class whose spread applies (default: NEW's hardware)")
+    gate.add_argument("--ref", default="refs/heads/main",
+                      help="the branch whose recorded runs give the spread (default refs/heads/main; every ref's "
+                           "when it has none)")
     gate.set_defaults(func=compare)
     _history_parser(commands)
     listing = commands.add_parser("variants", help="what --stages can name, and whether each runs here")

@@ -57,6 +57,13 @@ def threshold_for(m: Metric, record: Record, rules: tuple[CompareRule, ...]) -> 
     return chosen
 
 
+def past_threshold(m: Metric, old: Record, change: float, limit: float | None, difference: float) -> bool:
+    """Worse than the threshold and than the noise floor, in the metric's unit (a timing ratio's `difference` is
+    read as the change of the base's own time; `difference` is |new − old| of what was compared)."""
+    absolute = abs(change) * abs(m.value(old) or 0) if m.timing else difference
+    return limit is not None and change > limit and absolute > m.floor(old)
+
+
 def compare_metric(m: Metric, old: Record, new: Record, rules: tuple[CompareRule, ...] = (),
                    spread: float | None = None) -> Finding | None:
     """`spread`: how far this metric may move between processes of unchanged code (the history's, × its margin); a
@@ -66,8 +73,7 @@ def compare_metric(m: Metric, old: Record, new: Record, rules: tuple[CompareRule
         return None
     change = m.worsening(a, b)
     limit = threshold_for(m, new, rules)
-    absolute = abs(change) * abs(m.value(old) or 0) if m.timing else abs(b - a)  # in the metric's unit
-    past = limit is not None and change > limit and absolute > m.floor(old)
+    past = past_threshold(m, old, change, limit, abs(b - a))
     unknown = spread is None and m.between_processes
     compared_as = "ratio to the run's reference" if m.timing and not _is_reference(new) else "value"
     return Finding(new.where(), m.name, a, b, change, limit, past and not unknown and change > (spread or 0),

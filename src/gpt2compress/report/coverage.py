@@ -3,8 +3,10 @@
 A case the base measured and the run did not is a failure that names it and what the run says of it (skipped, with
 its reason; failed or errored; selected but never finished; not selected), unless a recorded retirement covers it
 (`history accept SHA --retire CASE --reason …`). A case the run measured and the base did not is new: listed, not
-gated. A retired case measured again fails, naming the fix. Cases the run left out because its selection differs from
-the base's (another `--tier`, `--shard`, `--stages` or `-k`) are listed apart: the run never meant to measure them.
+gated. A retired case measured again fails, naming the fix. Cases the run left out because it is another kind of run
+than the base (another `--tier`, `--shard`, `--smoke` or `--device`: a PR tier gated against a nightly base, one
+shard of several) are listed apart. A narrower `--stages` or `-k` excuses nothing: a PR could narrow its own
+workflow's selection and pass.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass, field
 from ..records import Record
 from .runs import Run
 
-SELECTION_FLAGS = ("--stages", "-k")  # command-line flags that choose cases (beside the tier and shard facts)
+KIND_OF_RUN = ("--smoke", "--device")  # flags that make it another kind of run (beside the tier and shard facts)
+RETIRE = "to stop measuring it on purpose: gpt2compress history accept SHA --retire CASE --reason TEXT"
 
 
 @dataclass
@@ -27,7 +30,7 @@ class Coverage:
 
     @property
     def failures(self) -> list[str]:
-        return [f"{line} — the base measured it; this run did not" for line in self.vanished] + self.returned
+        return [f"{line} — the base measured it; this run did not ({RETIRE})" for line in self.vanished] + self.returned
 
     def lines(self) -> list[str]:
         """What the page and the console say, failures first."""
@@ -38,20 +41,23 @@ class Coverage:
 
 
 def _flag(argv: list[str], name: str) -> str | None:
+    """The value of `name` on a command line (`--smoke` takes none: "on"); None when absent."""
     for i, arg in enumerate(argv):
-        if arg == name and i + 1 < len(argv):
-            return argv[i + 1]
+        if arg == name:
+            return "on" if name == "--smoke" else (argv[i + 1] if i + 1 < len(argv) else None)
         if arg.startswith(f"{name}="):
             return arg.split("=", 1)[1]
     return None
 
 
 def selection(run: Run) -> dict[str, str | None]:
-    """What chose the run's cases: its tier, shard, and the selecting flags of its command line."""
+    """What kind of run chose its cases: its tier, its shard(s) (a base merged from shards has them all), smoke,
+    device."""
     facts = run.session
     argv = facts.get("argv") or []
-    return {"--tier": facts.get("tier"), "--shard": facts.get("shard"),
-            **{flag: _flag(argv, flag) for flag in SELECTION_FLAGS}}
+    shards = facts.get("shards") or ([facts["shard"]] if facts.get("shard") else None)
+    return {"--tier": facts.get("tier"), "--shard": ",".join(shards) if shards else None,
+            **{flag: _flag(argv, flag) for flag in KIND_OF_RUN}}
 
 
 def _described(selection_: dict[str, str | None]) -> str:

@@ -1,15 +1,16 @@
 """What differs between a base run and the run gated against it, besides the code: the machine and the stack.
 
-Every difference is shown. A library whose version changed while the pins did not (the same `constraints.txt`, by
-its digest in the session facts) means the runner's environment drifted under the gate: the verdicts of the cases
-that library runs are "not comparable", and the gate fails naming the fix. A run whose pins changed (the PR bumps a
-library) is compared as usual: the new version is the PR's change. Pins unknown on either side (a run recorded before
-they were kept) count as unchanged: nothing says the PR moved them.
+Every difference is shown. Each run records the lock it installed from (`constraints.txt`: every package's pinned
+version, in the session facts). A library whose version changed while its pin did not (or that no lock pins, as
+Python itself) means the runner's environment drifted under the gate: the verdicts of the cases that library runs
+are "not comparable", and the gate fails naming the fix. A library whose pin the run changed (the PR bumps it) is
+compared as usual: the new version is the PR's change. A base recorded before runs kept their lock cannot tell the
+two apart: its changed libraries are refused, naming a new base as the fix.
 """
 
 from __future__ import annotations
 
-import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,10 +22,17 @@ OWN = ("gpt2compress",)  # this project's own version moves with the code, which
 MACHINE_KEYS = ("cpu_isa", "torch_cpu_capability", "threads", "python")  # gpt2compress machine facts shown
 
 
-def pins_digest(root: Path) -> str | None:
-    """The lock file's digest: two runs with the same one installed the same versions (None: no lock file)."""
+def _name(package: str) -> str:
+    return re.sub(r"[-_.]+", "-", package).lower()
+
+
+def pinned(root: Path) -> dict[str, str] | None:
+    """Package -> the version the lock pins (None: no lock file)."""
     path = Path(root) / PINS_FILE
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else None
+    if not path.is_file():
+        return None
+    pairs = (line.split("#", 1)[0].strip().split("==", 1) for line in path.read_text().splitlines())
+    return {_name(pair[0]): pair[1].strip() for pair in pairs if len(pair) == 2}
 
 
 def versions(run: Run, record: Record | None = None) -> dict[str, str]:
@@ -36,27 +44,27 @@ def versions(run: Run, record: Record | None = None) -> dict[str, str]:
 @dataclass
 class Drift:
     machine: list[str] = field(default_factory=list)  # hardware and platform differences: shown, not refused
-    libraries: dict[str, tuple[str, str]] = field(default_factory=dict)  # library -> (base, run), every change
-    pins_changed: bool = False  # the run installed from other pins than the base: its versions are its change
-    refused: dict[str, list[str]] = field(default_factory=dict)  # case -> the drifted libraries it runs
+    bumped: dict[str, tuple[str, str]] = field(default_factory=dict)  # library -> (base, run): the run's pin moved
+    refused: dict[str, list[str]] = field(default_factory=dict)  # case -> "lib a → b" that drifted under it
+    no_lock: bool = False  # the base (or the run) kept no lock: a changed library cannot be told from drift
 
     def lines(self) -> list[str]:
-        libraries = [f"{name} {a} → {b}" for name, (a, b) in sorted(self.libraries.items())]
-        why = "the run's pins differ from the base's: the PR's change" if self.pins_changed else "pins unchanged"
+        bumped = [f"{name} {a} → {b}" for name, (a, b) in sorted(self.bumped.items())]
         return ([f"machine: {line}" for line in self.machine]
-                + ([f"libraries ({why}): {', '.join(libraries)}"] if libraries else []))
+                + ([f"libraries the run's lock changed (the PR's change): {', '.join(bumped)}"] if bumped else []))
 
     @property
     def failures(self) -> list[str]:
         """One line per set of drifted libraries, naming the cases it makes not comparable and the fix."""
         groups: dict[tuple[str, ...], list[str]] = {}
-        for where, names in self.refused.items():
-            groups.setdefault(tuple(names), []).append(where)
-        return [f"not comparable: {', '.join(f'{n} {self.libraries[n][0]} → {self.libraries[n][1]}' for n in names)}"
-                f" with unchanged pins ({PINS_FILE}) in {len(cases)} case(s) ({', '.join(sorted(cases)[:4])}"
-                f"{' …' if len(cases) > 4 else ''}): the runner's environment drifted; install from {PINS_FILE} "
-                "(bench/ci.sh does) and record a new base on main (re-run its bench)"
-                for names, cases in sorted(groups.items())]
+        for where, changes in self.refused.items():
+            groups.setdefault(tuple(changes), []).append(where)
+        why = (f"the base predates the lock ({PINS_FILE}), so this cannot be told from drift:" if self.no_lock else
+               f"under an unchanged pin ({PINS_FILE}), the runner's environment drifted: install from the lock "
+               "(bench/ci.sh does), then")
+        return [f"not comparable: {', '.join(changes)} in {len(cases)} case(s) ({', '.join(sorted(cases)[:4])}"
+                f"{' …' if len(cases) > 4 else ''}); {why} record a new base on main (re-run its bench)"
+                for changes, cases in sorted(groups.items())]
 
 
 def _machine(base: Run, run: Run) -> list[str]:
@@ -79,16 +87,23 @@ def _machine(base: Run, run: Run) -> list[str]:
 
 
 def drift(base: Run, run: Run) -> Drift:
-    pins = base.session.get("pins"), run.session.get("pins")
-    out = Drift(_machine(base, run), pins_changed=None not in pins and pins[0] != pins[1])
+    locks = base.session.get("pins"), run.session.get("pins")
+    lock_a, lock_b = (lock if isinstance(lock, dict) else None for lock in locks)  # (an early run kept a digest)
+    out = Drift(_machine(base, run), no_lock=lock_a is None or lock_b is None)
     for record in run.records:
         before = base.find(record.case)
         if before is None:
             continue
         a, b = versions(base, before), versions(run, record)
-        changed = sorted(name for name in set(a) & set(b) if a[name] != b[name])
-        for name in changed:
-            out.libraries[name] = (a[name], b[name])
-        if changed and not out.pins_changed:
-            out.refused[record.where()] = changed
+        drifted = []
+        for name in sorted(set(a) & set(b)):
+            if a[name] == b[name]:
+                continue
+            pin_a, pin_b = ((lock or {}).get(_name(name)) for lock in (lock_a, lock_b))
+            if not out.no_lock and pin_a != pin_b:
+                out.bumped[name] = (a[name], b[name])
+            else:
+                drifted.append(f"{name} {a[name]} → {b[name]}")
+        if drifted:
+            out.refused[record.where()] = drifted
     return out

@@ -26,7 +26,7 @@ from ..hardware import isa_level
 from ..records import Record, from_extra_info
 from .runs import Run, failure, load_run
 
-SCHEMA_VERSION = 2  # 2: `retired` (cases a commit stopped measuring on purpose)
+SCHEMA_VERSION = 1  # what a reader must understand; additions a v1 reader can ignore are MIGRATIONS, not versions
 HISTORY_ENV = "GPT2COMPRESS_HISTORY"
 
 
@@ -94,10 +94,11 @@ DDL = (
     "CREATE INDEX IF NOT EXISTS results_by_run ON results (run_id)",
     "CREATE INDEX IF NOT EXISTS runs_by_class ON runs (runner_class, commit_sha)",
 )
-# schema version -> what moves a store of the version before it there (also run on a new store, after DDL)
+# Additions an older reader can ignore, by name, in order; `meta.migrations` lists those a store has had. (A
+# schema_version bump would make every PR branched before it refuse main's store.)
 MIGRATIONS = {
-    2: ("CREATE TABLE IF NOT EXISTS retired (case_name TEXT NOT NULL, commit_sha TEXT NOT NULL, "
-        "runner_class TEXT NOT NULL, reason TEXT NOT NULL, retired_at DOUBLE PRECISION NOT NULL)",),
+    "retired": ("CREATE TABLE IF NOT EXISTS retired (case_name TEXT NOT NULL, commit_sha TEXT NOT NULL, "
+                "runner_class TEXT NOT NULL, reason TEXT NOT NULL, retired_at DOUBLE PRECISION NOT NULL)",),
 }
 
 
@@ -152,21 +153,24 @@ class Store:
             if not cursor.fetchone()[0]:  # DDL only on a new store: on a live one it would lock what writers use
                 for statement in DDL:
                     cursor.execute(statement.format(serial=serial))
-            cursor.execute(self._sql("SELECT value FROM meta WHERE key = ?"), ("schema_version",))
-            found = cursor.fetchone()
-            version = 1 if found is None else int(found[0])
-            if version > SCHEMA_VERSION:
-                raise HistoryError(f"history store {redact(self.location)} has schema {found[0]}, newer than this "
-                                   f"gpt2compress reads ({SCHEMA_VERSION}): upgrade gpt2compress")
-            for step in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[step]:
-                    cursor.execute(statement)
-            if found is None:
-                cursor.execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?)"),
-                               ("schema_version", str(SCHEMA_VERSION)))
-            elif version < SCHEMA_VERSION:
-                cursor.execute(self._sql("UPDATE meta SET value = ? WHERE key = ?"),
-                               (str(SCHEMA_VERSION), "schema_version"))
+            cursor.execute(self._sql("SELECT key, value FROM meta WHERE key IN (?, ?)"),
+                           ("schema_version", "migrations"))
+            found = dict(cursor.fetchall())
+            if int(found.get("schema_version", SCHEMA_VERSION)) > SCHEMA_VERSION:
+                raise HistoryError(f"history store {redact(self.location)} has schema {found['schema_version']}, "
+                                   f"newer than this gpt2compress reads ({SCHEMA_VERSION}): upgrade gpt2compress "
+                                   "(a PR branch: rebase it onto main)")
+            done = json.loads(found.get("migrations", "[]"))
+            for name, statements in MIGRATIONS.items():
+                if name not in done:
+                    for statement in statements:
+                        cursor.execute(statement)
+            applied = json.dumps(list(dict.fromkeys([*done, *MIGRATIONS])))  # a newer release's stay listed
+            for key, value in (("schema_version", str(SCHEMA_VERSION)), ("migrations", applied)):
+                if key not in found:
+                    cursor.execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?)"), (key, value))
+                elif found[key] != value and key == "migrations":
+                    cursor.execute(self._sql("UPDATE meta SET value = ? WHERE key = ?"), (value, key))
 
     def record(self, info: RunInfo, records: list[Record]) -> int:
         if not records:
@@ -203,12 +207,13 @@ class Store:
             shards = theirs.get("shards") or [theirs.get("shard")]
             same_split = all(s and s.split("/")[1] == shard.split("/")[1] for s in shards)
             if ref == info.ref and same_split and shard not in shards:
+                # a shard that failed fails both; one from a bench before outcomes were kept says nothing
+                statuses = [facts.get("exitstatus", None if "cases" in facts else 0) for facts in (theirs, ours)]
                 theirs.update(shards=sorted([*shards, shard]),
                               skipped=theirs.get("skipped", []) + ours.get("skipped", []),
                               durations={**theirs.get("durations", {}), **ours.get("durations", {})},
-                              cases={**theirs.get("cases", {}), **ours.get("cases", {})})
-                statuses = [facts.get("exitstatus") for facts in (theirs, ours)]  # a shard that failed fails both
-                theirs["exitstatus"] = None if None in statuses else max(statuses)
+                              cases={**theirs.get("cases", {}), **ours.get("cases", {})},
+                              exitstatus=None if None in statuses else max(statuses))
                 merged = {**json.loads(machine), "gpt2compress": theirs}
                 cursor.execute(self._sql("UPDATE runs SET machine = ? WHERE id = ?"), (json.dumps(merged), run_id))
                 return run_id
@@ -254,6 +259,13 @@ class Store:
         cursor.execute(self._sql("SELECT commit_sha, reason FROM accepted WHERE runner_class = ? ORDER BY accepted_at"),
                        (runner,))
         return dict(cursor.fetchall())
+
+    def case_names(self, runner: str) -> set[str]:
+        """kind/device/variant of every case a run of the class recorded."""
+        cursor = self.connection.cursor()
+        cursor.execute(self._sql("SELECT DISTINCT s.kind, s.device, s.variant FROM results s JOIN runs r ON "
+                                 "r.id = s.run_id WHERE r.runner_class = ?"), (runner,))
+        return {"/".join(row) for row in cursor.fetchall()}
 
     def retire(self, retirement: Retirement) -> None:
         if not retirement.reason.strip():

@@ -61,6 +61,7 @@ class GateResult:
     coverage: Coverage = dataclasses.field(default_factory=Coverage)  # cases vanished, new, retired
     drift: Drift = dataclasses.field(default_factory=Drift)  # machine and library differences from the base
     paired: list[Paired] = dataclasses.field(default_factory=list)  # the same job's A B A B verdicts (--same-job)
+    undecided: list[str] = dataclasses.field(default_factory=list)  # what --same-job was to decide and could not
 
     @property
     def regressions(self) -> list[Finding]:
@@ -70,7 +71,7 @@ class GateResult:
     def refusals(self) -> list[str]:
         """What fails the gate besides regressions, and no `history accept` of regressions passes: a case the base
         measured and this run lost, a retired case back, verdicts a drifted library makes not comparable."""
-        return self.coverage.failures + self.drift.failures
+        return self.coverage.failures + self.drift.failures + self.undecided
 
     @property
     def failed(self) -> bool:
@@ -131,9 +132,10 @@ def spreads(store: Store, runner: str, ref: str | None, upto: int) -> History:
     """(case, metric) -> the values of the last SPREAD_RUNS runs of this class on `ref`, up to run `upto`, from the
     latest accepted regression on (the runs before it measured other code)."""
     accepted = store.accepted(runner)
-    runs = [r for r in store.runs(runner) if r.id <= upto and (ref is None or r.info.ref == ref) and not r.failure]
-    starts = [i for i, r in enumerate(runs) if r.info.commit in accepted]
-    return history_of([store.load(r.id) for r in runs[starts[-1] if starts else 0:][-SPREAD_RUNS:]])
+    runs = [r for r in store.runs(runner) if r.id <= upto and (ref is None or r.info.ref == ref)]
+    starts = [i for i, r in enumerate(runs) if r.info.commit in accepted]  # an accepted run may have failed budgets
+    passed = [r for r in runs[starts[-1] if starts else 0:] if not r.failure]
+    return history_of([store.load(r.id) for r in passed[-SPREAD_RUNS:]])
 
 
 def history_of(runs: list[Run]) -> History:
@@ -231,29 +233,54 @@ def rerun(new: Run, records: list[Record], times: int) -> list[Run]:
 
 def fresh_process(new: Run, variants: list[str], out: Path, checkout: Path | None = None) -> Run | None:
     """`variants` measured by a fresh pytest process with the run's own options (its session facts keep the command
-    line), in the directory it ran in, or with `checkout`'s code and bench (another commit's worktree: relative
-    paths the command names that only the run's directory has are made absolute). None: it wrote no results."""
-    workdir = Path(new.session.get("cwd") or ".")
+    line), in the directory it ran in, or with `checkout`'s code and bench (another commit's worktree).
+    None: it wrote no results."""
+    command, cwd = process_command(new, variants, out, checkout)
+    env = None
+    if checkout is not None:  # its own package ahead of the run's editable install
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout / "src"),
+                                                                         os.environ.get("PYTHONPATH")]))}
+    subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, check=False)
+    return load_run(out) if out.exists() else None
+
+
+def process_command(new: Run, variants: list[str], out: Path, checkout: Path | None = None) -> tuple[list[str], Path]:
+    """The command and directory of `fresh_process`. With `checkout`, every path the command names inside the run's
+    repository is moved to the same place in `checkout` (its bench and conftest, not the run's), except a file only
+    the run's tree has (an untracked budgets file), which stays where it is."""
+    workdir = Path(new.session.get("cwd") or ".").resolve()
+    top = toplevel(workdir) if checkout else None
     keep, skip = [], False
     # The selection and outputs are this process's own; a shard of the suspects alone could hold none of them.
     own = ("--stages", "--benchmark-json", "--journal", "--shard")
     for arg in new.session.get("argv") or []:
         if skip:
             skip = False
-            continue
-        if arg in own:
+        elif arg in own:
             skip = True
         elif not arg.startswith((*(f"{o}=" for o in own), "--benchmark-autosave")):
-            moved = checkout is not None and not arg.startswith("-") and not (checkout / arg).exists()
-            keep.append(str(workdir / arg) if moved and (workdir / arg).exists() else arg)
+            keep.append(_moved(arg, workdir, top, checkout) if checkout and top else arg)
     command = [sys.executable, "-m", "pytest", *keep, "--stages", ",".join(variants), f"--benchmark-json={out}",
                "-p", "no:cacheprovider", "-q"]
-    env = None
-    if checkout is not None:  # its own package ahead of the run's editable install
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout / "src"),
-                                                                         os.environ.get("PYTHONPATH")]))}
-    subprocess.run(command, cwd=checkout or workdir, env=env, stdout=subprocess.DEVNULL, check=False)
-    return load_run(out) if out.exists() else None
+    return command, (workdir if checkout is None or top is None else checkout / workdir.relative_to(top))
+
+
+def toplevel(path: Path | str) -> Path | None:
+    """The root of the git checkout holding `path` (None: not in one)."""
+    try:
+        done = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True,
+                              text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(done.stdout.strip()) if done.returncode == 0 else None
+
+
+def _moved(arg: str, workdir: Path, top: Path, checkout: Path) -> str:
+    path = (workdir / arg.split("::")[0]).resolve()  # a node id's file part, or a plain path
+    if arg.startswith("-") or not path.exists() or not path.is_relative_to(top):
+        return arg
+    there = checkout / path.relative_to(top)
+    return str(there) + arg[len(arg.split("::")[0]):] if there.exists() else str(path)
 
 
 def gate(store: Store, new: Run, runner: str, base_ref: str, rules: tuple[CompareRule, ...] = (),
@@ -273,25 +300,35 @@ def gate(store: Store, new: Run, runner: str, base_ref: str, rules: tuple[Compar
                       f"{MIN_SPREAD_RUNS} runs of {runner} to tell their between-process spread")
     findings, known = judge(old, new, history, rules, tuple(again))
     pairs: list[Paired] = []
+    short = ""
     if same_job and (variants := blind_variants(new, known, rules)):
         merge_base = (_git("merge-base", head, base_ref) or [base.info.commit])[0]
-        pairs = paired(*alternate(new, variants, merge_base, same_job), rules)
+        base_runs, pr_runs = alternate(new, variants, merge_base, same_job)
+        pairs = paired(base_runs, pr_runs, rules)
         findings = apply(findings, pairs)
-        rerun_note = (f"measured {', '.join(variants)} in {same_job} pair(s) of fresh processes, the merge base "
-                      f"{merge_base[:12]}'s code then this run's: their paired differences decide those cases' timing")
+        rerun_note = (f"measured {', '.join(variants)} in {len(pr_runs)} of {same_job} pair(s) of fresh processes, "
+                      f"the merge base {merge_base[:12]}'s code then this run's: their paired differences decide "
+                      "those cases' timing")
+        if len(pr_runs) < same_job:
+            short = (f"--same-job {same_job}: only {len(pr_runs)} pair(s) of processes wrote results (run one by "
+                     f"hand: pytest bench/ --stages {','.join(variants)}, in a worktree of {merge_base[:12]} and here, "
+                     "and read its error)")
     return GateResult(base, note, findings, known, store.accepted(runner).get(commit) if commit else None,
                       rerun_note, coverage(old, new, retirements_for(store, runner, commit or head)), drift(old, new),
-                      pairs)
+                      pairs, [short] if short else [])
 
 
 def blind_variants(new: Run, known: dict[tuple, float | None], rules: tuple[CompareRule, ...]) -> list[str]:
-    """The variants with a timed case whose history spread (× margin) exceeds its threshold, or is unknown."""
+    """The variants with a timed case the base measured too (`known`: a new variant is not the base's to run) whose
+    history spread (× margin) exceeds its threshold, or is unknown."""
     out = set()
     for record in new.records:
         if record.variant == reference_of(record.kind):
             continue
         for m in metrics_of(record.kind):
-            spread, limit = known.get((record.where(), m.name)), threshold_for(m, record, rules)
+            if (record.where(), m.name) not in known:
+                continue
+            spread, limit = known[(record.where(), m.name)], threshold_for(m, record, rules)
             if m.timing and limit is not None and observed(m, record) is not None and (
                     spread is None or spread * SPREAD_MARGIN > limit):
                 out.add(record.variant)

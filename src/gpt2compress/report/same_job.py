@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..budgets import CompareRule
 from ..catalog import metrics_of, reference_of
-from .compare_gate import Finding, observed, threshold_for
+from .compare_gate import Finding, observed, past_threshold, threshold_for
 from .history_store import HistoryError
 from .runs import Run
 
@@ -81,9 +81,8 @@ def paired(base_runs: list[Run], pr_runs: list[Run], rules: tuple[CompareRule, .
             limit = threshold_for(m, record, rules)
             width = half_width(differences)
             median = statistics.median(differences)
-            absolute = abs(median) * abs(m.value(record) or 0)
-            regression = (limit is not None and median > limit and absolute > m.floor(record)
-                          and (width is None or statistics.fmean(differences) - width > 0))
+            regression = past_threshold(m, record, median, limit, 0.0) and (
+                width is None or statistics.fmean(differences) - width > 0)
             detectable = None if limit is None else max(limit, width or 0.0)
             out.append(Paired(record.where(), m.name, differences, limit, regression, detectable))
     return out
@@ -104,14 +103,14 @@ def base_worktree(commit: str, root: Path, into: Path) -> Path:
         remove_worktree(root, path)
         raise HistoryError(f"--same-job: the base {commit[:12]} pins other versions ({PINS_FILE} differs), which this "
                            "environment cannot run side by side: gate this PR against the history alone (leave "
-                           "--same-job out); its drift is shown there")
+                           "--same-job out: SAME_JOB=0 for bench/ci.sh); its drift is shown there")
     probe = subprocess.run([sys.executable, "-c", "import gpt2compress.variants"], cwd=path, capture_output=True,
                            text=True, env={**os.environ, "PYTHONPATH": str(path / "src")})
     if probe.returncode != 0:
         remove_worktree(root, path)
         last = (probe.stderr.strip().splitlines() or ["?"])[-1]
         raise HistoryError(f"--same-job: the base {commit[:12]}'s code does not import here ({last}): gate this PR "
-                           "against the history alone (leave --same-job out)")
+                           "against the history alone (leave --same-job out: SAME_JOB=0 for bench/ci.sh)")
     return path
 
 
@@ -121,9 +120,10 @@ def remove_worktree(root: Path, path: Path) -> None:
 
 def alternate(new: Run, variants: list[str], commit: str, pairs: int) -> tuple[list[Run], list[Run]]:
     """`pairs` × (the base's process, then the PR's), fresh each, the same variants and options."""
-    from .merge_base_gate import fresh_process
+    from .merge_base_gate import fresh_process, toplevel
 
-    root = Path(new.session.get("cwd") or ".")
+    cwd = Path(new.session.get("cwd") or ".")
+    root = toplevel(cwd) or cwd
     base_runs, pr_runs = [], []
     with tempfile.TemporaryDirectory(prefix="gpt2compress-same-job-") as tmp:
         worktree = base_worktree(commit, root, Path(tmp))
@@ -148,3 +148,43 @@ def apply(findings: list[Finding], results: list[Paired]) -> list[Finding]:
         if (p := decided.get((f.where, f.metric))) is not None:
             f.regression = p.regression
     return findings
+
+
+@dataclass
+class SameJobRates:
+    """One case's metric over every same-job gate drawn from a series of aligned (base, PR) process pairs."""
+
+    where: str
+    metric: str
+    gates: int
+    flagged: int  # gates whose paired verdict was a regression
+    median_change: float  # over all pairs
+    detectable: float | None  # the median over the gates of each one's smallest detectable change
+
+
+def same_job_rates(base_runs: list[Run], pr_runs: list[Run], pairs: int,
+                   rules: tuple[CompareRule, ...] = ()) -> list[SameJobRates]:
+    """Every choice of `pairs` of the aligned pairs is one gate as `history gate --same-job` decides it (gates
+    overlap: C(n, pairs) of them from n pairs, as `error_rates` uses every ordered pair of its processes)."""
+    from itertools import combinations
+
+    found: dict[tuple[str, str], list[Paired]] = {}
+    for chosen in combinations(range(min(len(base_runs), len(pr_runs))), pairs):
+        for p in paired([base_runs[i] for i in chosen], [pr_runs[i] for i in chosen], rules):
+            found.setdefault((p.where, p.metric), []).append(p)
+    everything = paired(base_runs, pr_runs, rules)
+    out = []
+    for p in everything:
+        gates = found.get((p.where, p.metric), [])
+        seen = [g.detectable for g in gates if g.detectable is not None]
+        out.append(SameJobRates(p.where, p.metric, len(gates), sum(g.regression for g in gates),
+                                statistics.median(p.differences), statistics.median(seen) if seen else None))
+    return out
+
+
+def format_same_job_rates(rates: list[SameJobRates], pairs: int, machine: str) -> str:
+    lines = [f"| case | metric | median paired change | gates of {pairs} pair(s) flagged | median smallest detectable "
+             "change |", "|---|---|---|---|---|"]
+    lines += [f"| {r.where} | {r.metric} | {r.median_change:+.1%} | {r.flagged}/{r.gates} | "
+              f"{'-' if r.detectable is None else format(r.detectable, '+.1%')} |" for r in rates]
+    return f"{machine}\n\n" + "\n".join(lines)

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The same-job gate's error rates, measured as CI runs it (issue 39): ROUNDS rounds of fresh processes, each round
+# this checkout's code (A) before each of: itself again (A/A), and worktrees of it whose OpenVINO forward call
+# spends +5 / +10 / +15 % more than its infer takes (a real code change in the runtime the OV variants run on: a
+# spin after the infer, in ov_scorer.py). Then every choice of PAIRS pairs of each series is gated as
+# `history gate --same-job PAIRS` decides: the A/A series' false alarms and each slowdown's catches, per case.
+#
+#   bench/same-job-rates.sh OUT_DIR ROUNDS PAIRS [pytest args...]
+#   e.g. bench/same-job-rates.sh /tmp/sj 5 3 --model gpt2-random --tokenizer "$PWD/../shared/data/gpt2-tokenizer" \
+#          --data "$PWD/../shared/data/wikitext-2"      (absolute paths: the slower code runs in its worktree)
+#
+# The default selection is the PR tier's forward and b1 decode cases of the variants the issue names; pass --stages
+# to change it. Resumable: a process whose JSON exists is not run again. Run it on a warm cache (a first process
+# builds what it lacks) and with nothing else on the machine.
+set -euo pipefail
+out=${1:?usage: bench/same-job-rates.sh OUT_DIR ROUNDS PAIRS [pytest args...]}
+rounds=${2:?ROUNDS}; pairs=${3:?PAIRS}; shift 3
+[[ $rounds =~ ^[0-9]+$ && $pairs =~ ^[0-9]+$ && $pairs -le $rounds ]] || {
+  echo "bench/same-job-rates.sh: ROUNDS and PAIRS are counts, PAIRS <= ROUNDS; got '$rounds' '$pairs'" >&2; exit 2; }
+root=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+stages=(--stages fp32,ov-int8-static,ov-int8-weights,ov-int8-sym-weights-f32act,inc-int8)
+[[ " $* " == *" --stages"* ]] && stages=()
+levels=(5 10 15)
+
+for level in "${levels[@]}"; do   # the slower code: a worktree of HEAD with the spin planted
+  tree="$out/slower-$level"
+  [ -d "$tree" ] || git -C "$root" worktree add -q --detach "$tree" HEAD
+  python3 - "$tree/src/gpt2compress/ov_scorer.py" "$level" <<'EOF'
+import sys
+from pathlib import Path
+path, level = Path(sys.argv[1]), int(sys.argv[2])
+call = '        logits = self.request.infer(ir_inputs(self.names, ids, mask), share_outputs=True)["logits"]\n'
+text = path.read_text()
+if "spent *" not in text:
+    assert call in text, "ov_scorer.py changed: update the planted slowdown"
+    path.write_text(text.replace(call, (
+        "        import time\n        started = time.perf_counter()\n" + call +
+        "        spent = time.perf_counter() - started\n"
+        f"        while time.perf_counter() - started < spent * {1 + level / 100}:\n            pass\n")))
+EOF
+done
+
+process() {   # NAME DIR [pytest args]: one fresh pytest process of DIR's code
+  local name=$1 dir=$2
+  shift 2
+  [ -f "$out/$name.json" ] && return 0
+  (cd "$dir" && PYTHONPATH="$dir/src" pytest bench/test_forward.py bench/test_generate.py --device cpu --tier pr \
+     -q -p no:cacheprovider "${stages[@]}" "$@" --benchmark-json="$out/$name.json" > "$out/$name.log" 2>&1) || true
+}
+for r in $(seq -w 1 "$rounds"); do
+  start=$(date +%s)
+  process "r$r-aa-base" "$root" "$@"; process "r$r-aa-pr" "$root" "$@"
+  for level in "${levels[@]}"; do
+    process "r$r-s$level-base" "$root" "$@"; process "r$r-s$level-pr" "$out/slower-$level" "$@"
+  done
+  echo "same-job-rates: round $r/$rounds took $(( $(date +%s) - start )) s"
+done
+for series in aa "${levels[@]/#/s}"; do
+  files=()
+  for r in $(seq -w 1 "$rounds"); do files+=("$out/r$r-$series-base.json" "$out/r$r-$series-pr.json"); done
+  echo "## $series"
+  gpt2compress history error-rates --same-job "$pairs" "${files[@]}"
+  echo
+done | tee "$out/same-job-rates.md"

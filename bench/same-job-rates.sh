@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The same-job gate's error rates, measured as CI runs it (issue 39): ROUNDS rounds of fresh processes, each round
 # this checkout's code (A) before each of: itself again (A/A), and worktrees of it whose OpenVINO forward call
-# spends +5 / +10 / +15 % more than its infer takes (a real code change in the runtime the OV variants run on: a
+# spends +10 / +5 / +15 % (LEVELS) more than its infer takes (a real code change in the runtime the OV variants run on: a
 # spin after the infer, in ov_scorer.py). Then every choice of PAIRS pairs of each series is gated as
 # `history gate --same-job PAIRS` decides: the A/A series' false alarms and each slowdown's catches, per case.
 #
@@ -9,8 +9,8 @@
 #   e.g. bench/same-job-rates.sh /tmp/sj 5 3 --model gpt2-random --tokenizer "$PWD/../shared/data/gpt2-tokenizer" \
 #          --data "$PWD/../shared/data/wikitext-2"      (absolute paths: the slower code runs in its worktree)
 #
-# The default selection is the PR tier's forward and b1 decode cases of the variants the issue names; pass --stages
-# to change it. Resumable: a process whose JSON exists is not run again. Run it on a warm cache (a first process
+# The default selection is the PR tier's forward and b1 decode cases of three OpenVINO INT8 variants (the planted
+# slowdown is in their runtime); pass --stages to change it, `-k test_forward` for forward alone. Resumable: a process whose JSON exists is not run again. Run it on a warm cache (a first process
 # builds what it lacks) and with nothing else on the machine.
 set -euo pipefail
 out=${1:?usage: bench/same-job-rates.sh OUT_DIR ROUNDS PAIRS [pytest args...]}
@@ -20,9 +20,9 @@ rounds=${2:?ROUNDS}; pairs=${3:?PAIRS}; shift 3
 root=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-stages=(--stages fp32,ov-int8-static,ov-int8-weights,ov-int8-sym-weights-f32act,inc-int8)
+stages=(--stages fp32,ov-int8-static,ov-int8-weights,ov-int8-sym-weights-f32act)
 [[ " $* " == *" --stages"* ]] && stages=()
-levels=(5 10 15)
+levels=(${LEVELS:-10 5 15})   # the planted slowdowns, in %, in the order each round runs them
 
 for level in "${levels[@]}"; do   # the slower code: a worktree of HEAD with the spin planted
   tree="$out/slower-$level"
@@ -46,21 +46,30 @@ process() {   # NAME DIR [pytest args]: one fresh pytest process of DIR's code
   local name=$1 dir=$2
   shift 2
   [ -f "$out/$name.json" ] && return 0
-  (cd "$dir" && PYTHONPATH="$dir/src" pytest bench/test_forward.py bench/test_generate.py --device cpu --tier pr \
+  # timing is what is gated here: no fresh-process memory probe per case (GPT2COMPRESS_MEMORY_PROBE=0)
+  (cd "$dir" && PYTHONPATH="$dir/src" GPT2COMPRESS_MEMORY_PROBE=0 pytest bench/test_forward.py bench/test_generate.py --device cpu --tier pr \
      -q -p no:cacheprovider "${stages[@]}" "$@" --benchmark-json="$out/$name.json" > "$out/$name.log" 2>&1) || true
 }
+# A round: a, aa (both this checkout: the A/A pair), then each slower code after a process of this checkout (the aa
+# process serves the first level; the ones after get one of their own): a, aa, s10, b5, s5, b15, s15.
+base_of() { local r=$1 i=$2; [ "$i" -eq 0 ] && echo "r$r-aa" || echo "r$r-b${levels[$i]}"; }
 for r in $(seq -w 1 "$rounds"); do
   start=$(date +%s)
-  process "r$r-aa-base" "$root" "$@"; process "r$r-aa-pr" "$root" "$@"
-  for level in "${levels[@]}"; do
-    process "r$r-s$level-base" "$root" "$@"; process "r$r-s$level-pr" "$out/slower-$level" "$@"
+  process "r$r-a" "$root" "$@"; process "r$r-aa" "$root" "$@"
+  for i in "${!levels[@]}"; do
+    [ "$i" -gt 0 ] && process "$(base_of "$r" "$i")" "$root" "$@"
+    process "r$r-s${levels[$i]}" "$out/slower-${levels[$i]}" "$@"
   done
   echo "same-job-rates: round $r/$rounds took $(( $(date +%s) - start )) s"
 done
-for series in aa "${levels[@]/#/s}"; do
+{
   files=()
-  for r in $(seq -w 1 "$rounds"); do files+=("$out/r$r-$series-base.json" "$out/r$r-$series-pr.json"); done
-  echo "## $series"
-  gpt2compress history error-rates --same-job "$pairs" "${files[@]}"
-  echo
-done | tee "$out/same-job-rates.md"
+  for r in $(seq -w 1 "$rounds"); do files+=("$out/r$r-a.json" "$out/r$r-aa.json"); done
+  echo "## A/A"; gpt2compress history error-rates --same-job "$pairs" "${files[@]}"; echo
+  for i in "${!levels[@]}"; do
+    files=()
+    for r in $(seq -w 1 "$rounds"); do files+=("$out/$(base_of "$r" "$i").json" "$out/r$r-s${levels[$i]}.json"); done
+    echo "## +${levels[$i]} % in the OpenVINO forward call"
+    gpt2compress history error-rates --same-job "$pairs" "${files[@]}"; echo
+  done
+} | tee "$out/same-job-rates.md"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The same-job gate's error rates, measured as CI runs it (issue 39): ROUNDS rounds of fresh processes, each round
-# this checkout's code (A) before each of: itself again (A/A), and worktrees of it whose OpenVINO forward call
-# spends +10 / +5 / +15 % (LEVELS) more than its infer takes (a real code change in the runtime the OV variants run on: a
-# spin after the infer, in ov_scorer.py). Then every choice of PAIRS pairs of each series is gated as
-# `history gate --same-job PAIRS` decides: the A/A series' false alarms and each slowdown's catches, per case.
+# this checkout's code (A) before each of: itself again (A/A), and worktrees of it whose OpenVINO forward call takes
+# +10 / +5 / +15 % (LEVELS) longer (a real code change in the runtime the OV variants run on: a spin at the end of
+# ov_scorer.py's call until the call has taken that much more than its work did). Then every choice of PAIRS pairs of
+# each series is gated as `history gate --same-job PAIRS` decides: the A/A series' false alarms and each slowdown's catches, per case.
 #
 #   bench/same-job-rates.sh OUT_DIR ROUNDS PAIRS [pytest args...]
 #   e.g. bench/same-job-rates.sh /tmp/sj 5 3 --model gpt2-random --tokenizer "$PWD/../shared/data/gpt2-tokenizer" \
@@ -31,14 +31,16 @@ for level in "${levels[@]}"; do   # the slower code: a worktree of HEAD with the
 import sys
 from pathlib import Path
 path, level = Path(sys.argv[1]), int(sys.argv[2])
-call = '        logits = self.request.infer(ir_inputs(self.names, ids, mask), share_outputs=True)["logits"]\n'
+first = "        ids = input_ids.cpu().numpy()\n"
+last = "        return CausalLMOutput(logits=torch.from_numpy(logits.copy()))\n"
 text = path.read_text()
-if "spent *" not in text:
-    assert call in text, "ov_scorer.py changed: update the planted slowdown"
-    path.write_text(text.replace(call, (
-        "        import time\n        started = time.perf_counter()\n" + call +
-        "        spent = time.perf_counter() - started\n"
-        f"        while time.perf_counter() - started < spent * {1 + level / 100}:\n            pass\n")))
+if "spent *" not in text:  # the whole call, as the bench times it, takes (1 + level %) x as long
+    assert first in text and last in text, "ov_scorer.py changed: update the planted slowdown"
+    path.write_text(text.replace(first, "        import time\n        started = time.perf_counter()\n" + first).replace(
+        last, "        out = CausalLMOutput(logits=torch.from_numpy(logits.copy()))\n"
+              "        spent = time.perf_counter() - started\n"
+              f"        while time.perf_counter() - started < spent * {1 + level / 100}:\n            pass\n"
+              "        return out\n"))
 EOF
 done
 

@@ -4,7 +4,6 @@ it (tests/test_ci_loop.py walks the real thing: worktree, processes and all)."""
 
 import json
 
-import pytest
 
 from gpt2compress.cli import main
 from gpt2compress.report.runs import load_run

@@ -43,6 +43,8 @@ def test_bench_jobs_gate_prs_record_main_and_keep_evidence(name, labels, device,
     assert job["env"]["TIER"] == ("${{ (github.event_name == 'schedule' || github.event_name == 'workflow_dispatch') "
                                   "&& 'nightly' || 'pr' }}")  # pushes record the tier PRs are gated against
     assert "bench/ci.sh ${{ github.event_name == 'pull_request' && 'pr' || 'main' }}" in script
+    bench = next(step for step in job["steps"] if "bench/ci.sh" in step.get("run", ""))
+    assert bench["env"]["SAME_JOB"] == 3  # PRs: base and PR measured side by side where the history is blind
     assert "GPT2COMPRESS_HISTORY" in job["env"] and "fetch-depth" in str(job["steps"][1])
     assert workflow["permissions"] == {"contents": "read"} and "schedule" in workflow[True]  # yaml reads `on` as True
     assert workflow["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"

@@ -95,7 +95,7 @@ def test_the_ci_loop_gates_accepts_and_keeps_every_run(loop):
     # worktree of main for the base), decided from their paired differences
     code, out = ci("pr", SAME_JOB="2")
     assert code == 1, out
-    assert "in 2 pair(s) of fresh processes, the merge base" in out, out
+    assert "in 2 of 2 pair(s) of fresh processes, the merge base" in out, out
     slowed = [line for line in out.splitlines() if line.startswith("forward/cpu/int8-scratch latency:")]
     assert slowed and "over 2 pair(s)" in slowed[0] and "catch in 9 of 10 gates" in slowed[0] \
         and slowed[0].endswith("REGRESSION"), out

@@ -3,6 +3,7 @@ rates over processes of identical code (`history error-rates`), and the PR page 
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -146,7 +147,7 @@ def test_suspects_rerun_with_the_runs_own_options_and_only_their_variants(tmp_pa
         "bench/", "--model", "tiny", "--stages", "fp32,bf16", "--benchmark-json=old.json", "-k", "forward",
         "--shard", "2/3", "--shard=2/3"]}
     assert merge_base_gate.rerun(run, [run.records[1]], 2) == []  # (nothing written by the fake pytest)
-    assert len(commands) == 2 and all(kw["cwd"] == str(tmp_path) for _, kw in commands)
+    assert len(commands) == 2 and all(Path(kw["cwd"]) == tmp_path.resolve() for _, kw in commands)
     command = commands[0][0]
     assert command[command.index("--stages") + 1] == "int8-scratch" and "fp32,bf16" not in command
     assert not any(arg.startswith("--shard") or arg == "2/3" for arg in command)  # the suspects' shard is all of them

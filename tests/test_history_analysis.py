@@ -138,10 +138,10 @@ def test_with_no_known_spread_every_fresh_process_must_confirm_a_suspect():
 
 
 def test_suspects_rerun_with_the_runs_own_options_and_only_their_variants(tmp_path, monkeypatch):
-    from gpt2compress.report import merge_base_gate
+    from gpt2compress.report import merge_base_gate, processes
 
     commands = []
-    monkeypatch.setattr(merge_base_gate.subprocess, "run", lambda command, **kw: commands.append((command, kw)))
+    monkeypatch.setattr(processes.subprocess, "run", lambda command, **kw: commands.append((command, kw)))
     run = process(random.Random(6))
     run.machine["gpt2compress"] = {"cwd": str(tmp_path), "argv": [
         "bench/", "--model", "tiny", "--stages", "fp32,bf16", "--benchmark-json=old.json", "-k", "forward",

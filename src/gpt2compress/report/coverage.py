@@ -73,8 +73,8 @@ def _outcome(record: Record, run: Run) -> dict | None:
     return None
 
 
-def what_became_of(record: Record, run: Run) -> str | None:
-    """Why the run has no row for the base's `record`; None when it was outside a selection that differs."""
+def what_became_of(record: Record, run: Run) -> str:
+    """Why the run has no row for the base's `record`, in the run's own words where it kept them."""
     if "cases" not in run.session:
         return "not in this run (its results carry no outcomes: measure it with this version of the bench)"
     case = _outcome(record, run)

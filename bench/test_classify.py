@@ -6,7 +6,7 @@ variants; budgets gate its accuracy drop against that fp32 classifier, measured 
 
 from __future__ import annotations
 
-from gpt2compress.catalog import CLASSIFY
+from gpt2compress.core.metrics import CLASSIFY
 
 KIND = CLASSIFY
 

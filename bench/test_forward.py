@@ -3,12 +3,12 @@ with fp32's (timed by pytest-benchmark), gated by budgets."""
 
 from __future__ import annotations
 
-from gpt2compress.catalog import FORWARD
+from gpt2compress.core.metrics import FORWARD
 
 KIND = FORWARD
 
 
 def test_forward(case, device, ctx, forward_ref, measure, gate, hellaswag, pytestconfig):
     opt = pytestconfig.getoption
-    gate(measure(ctx, forward_ref, hellaswag=hellaswag, profile=opt("--profile"), rounds=opt("--rounds"),
+    gate(measure(ctx, forward_ref, hellaswag=hellaswag, profile=opt("--traces"), rounds=opt("--rounds"),
                  warmup=opt("--warmup")))

@@ -7,7 +7,7 @@ the same rounds (`generation.py`). A variant without a KV-cache `generate` is sk
 
 from __future__ import annotations
 
-from gpt2compress.catalog import GENERATE
+from gpt2compress.core.metrics import GENERATE
 
 KIND = GENERATE
 

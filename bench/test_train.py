@@ -3,7 +3,7 @@ proof that the measured steps learn (the loss falls), since a benchmark of a bro
 
 from __future__ import annotations
 
-from gpt2compress.catalog import TRAIN
+from gpt2compress.core.metrics import TRAIN
 
 KIND = TRAIN
 

@@ -1,7 +1,7 @@
 """What an isolated case's child does for progress (run by test_progress.py through `run_isolated`): it says
 step lines while it works and records a build and a measure, as a llama.cpp conversion in a child does."""
 
-from gpt2compress import progress
+from gpt2compress.core import progress
 
 
 def convert(steps: int) -> str:

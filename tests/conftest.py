@@ -1,17 +1,35 @@
 """Unit-test fixtures: small random GPT-2s built in milliseconds; no hub, no shared data needed."""
 
+import os
 from pathlib import Path
 
 import pytest
 
-from gpt2compress.cache import release_all
-from gpt2compress.data import load_corpus
-from gpt2compress.io import save_model
-from gpt2compress.sources import Source
-from gpt2compress.tokenizer import train_bpe
-from gpt2compress.variants import Context, Settings
+from gpt2compress.core.cache import release_all
+from gpt2compress.build.data import load_corpus
+from gpt2compress.runtimes.pytorch import save_model
+from gpt2compress.build.sources import Source
+from gpt2compress.build.tokenizer import train_bpe
+from gpt2compress.core.variants import Context, Settings
 
 from helpers import random_gpt2, random_windows
+
+ALONE = "runs alone (it times real code; a neighbour on the cores moves its verdict): pytest tests -m alone"
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+
+
+def pytest_collection_modifyitems(config, items):
+    """An `alone` test under xdist is skipped naming the command that runs it (README's test command does)."""
+    if XDIST_WORKER:
+        for item in items:
+            if item.get_closest_marker("alone"):
+                item.add_marker(pytest.mark.skip(reason=ALONE))
+
+
+# Under `pytest tests -n 2` this process is an xdist worker; a bench run a test starts in a child process is not one
+# (pytest-benchmark turns itself off where it sees these), so the children do not inherit them.
+for _name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpt2compress.registry import CPU, CUDA, register_runtime, register_stage
-from gpt2compress.variants import VARIANTS
+from gpt2compress.core.registry import CPU, CUDA, register_runtime, register_stage
+from gpt2compress.core.variants import VARIANTS
 
 
 class Crashing:

@@ -4,7 +4,7 @@ first call; every later process is the real one. Spawned children import it by n
 import os
 from pathlib import Path
 
-from gpt2compress.genai_worker import serve
+from gpt2compress.runtimes.openvino.genai_worker import serve
 
 INFER_FAULT = ("Exception from src/inference/src/cpp/infer_request.cpp:224:\n"
                "Exception from src/plugins/intel_cpu/src/node.cpp:794:\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from gpt2compress.data import Windows
+from gpt2compress.build.data import Windows
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,14 +8,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from gpt2compress.budgets import Budget, load_budgets
+from gpt2compress.core.budgets import Budget, load_budgets
 from gpt2compress.cli import main
-from gpt2compress.classify import (CLASSIFY_BASELINE, CLASSIFY_VARIANTS, classification_metrics, classifier_source,
-                                   classify_context, evaluate, load_ag_news)
-from gpt2compress.data import DataSourceError
-from gpt2compress.records import ClassifyRecord
-from gpt2compress.stages.int8_scratch import Int8Linear
-from gpt2compress.variants import build
+from gpt2compress.measure.classify import (CLASSIFY_BASELINE, CLASSIFY_VARIANTS, classification_metrics,
+                                               classifier_source, classify_context, evaluate, load_ag_news)
+from gpt2compress.build.data import DataSourceError
+from gpt2compress.core.records import ClassifyRecord
+from gpt2compress.build.stages.int8_scratch import Int8Linear
+from gpt2compress.core.variants import build
 
 from helpers import ROOT, run_bench
 

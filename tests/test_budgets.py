@@ -3,11 +3,11 @@ import re
 
 import pytest
 
-from gpt2compress.budgets import Budget, BudgetFileError, load_budgets
-from gpt2compress.hardware import CPU_CLASSES, cpu_classes
-from gpt2compress.metrics import perplexity
-from gpt2compress.records import ClassifyRecord, ForwardRecord, GenerateRecord
-from gpt2compress.stages.int8_scratch import Int8Linear, quantize_int8_scratch
+from gpt2compress.core.budgets import Budget, BudgetFileError, load_budgets
+from gpt2compress.build.hardware import CPU_CLASSES, cpu_classes
+from gpt2compress.measure.perplexity import perplexity
+from gpt2compress.core.records import ClassifyRecord, ForwardRecord, GenerateRecord
+from gpt2compress.build.stages.int8_scratch import Int8Linear, quantize_int8_scratch
 
 from helpers import ROOT, random_gpt2, random_windows, run_bench
 
@@ -193,7 +193,7 @@ def test_the_compare_rules_load_without_importing_the_stages():
     import subprocess
     import sys
 
-    code = ("import sys; from gpt2compress.budgets import load_budgets; "
+    code = ("import sys; from gpt2compress.core.budgets import load_budgets; "
             f"rules = load_budgets({str(SHIPPED)!r}, variant_names=False).compare; "
             "print(len(rules), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from gpt2compress import cache
-from gpt2compress.cache import cached_dir, entries, parse_size, prune
+from gpt2compress.core import cache
+from gpt2compress.core.cache import cached_dir, entries, parse_size, prune
 from gpt2compress.cli import main
 
 BUILD_SLOWLY = """
 import os, sys, time
 from pathlib import Path
-from gpt2compress.cache import cached_dir
+from gpt2compress.core.cache import cached_dir
 
 def build(out):
     with open(sys.argv[1], "a") as log:
@@ -108,7 +108,7 @@ def test_using_an_entry_makes_it_recent(three_entries):
 
 HOLD = """
 import sys, time
-from gpt2compress.cache import cached_dir
+from gpt2compress.core.cache import cached_dir
 cached_dir("demo", sys.argv[1], lambda out: None)
 print("holding", flush=True)
 time.sleep(60)
@@ -188,7 +188,7 @@ def test_a_failed_build_leaves_nothing_and_a_partial_dir_is_pruned(tmp_path):
 
 
 def test_entries_record_what_built_them(ctx):
-    from gpt2compress.variants import build
+    from gpt2compress.core.variants import build
 
     built = build("int8-scratch", ctx)
     listed = {e.path.name: e for e in entries() if e.kind == "variants"}

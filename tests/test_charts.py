@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import pytest
 
 from gpt2compress.report import charts
-from gpt2compress.catalog import METRICS
+from gpt2compress.core.metrics import METRICS
 from gpt2compress.report.stage_charts import summary_markdown
-from gpt2compress.records import ClassifyRecord, ForwardRecord, GenerateRecord, TrainRecord
-from gpt2compress.report.runs import Run, describe_machine, measured_on
+from gpt2compress.core.records import ClassifyRecord, ForwardRecord, GenerateRecord, TrainRecord
+from gpt2compress.history.runs import Run, describe_machine, measured_on
 from gpt2compress.report.throughput_pages import throughput_charts
 
 # Paired rounds whose per-pair ratios have median 2 while their medians' ratio is 4 / 3: a table showing "1.33"

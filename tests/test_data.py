@@ -1,14 +1,8 @@
 import pytest
 
-from gpt2compress.data import (
-    DataSourceError,
-    calibration_windows,
-    eval_windows,
-    load_corpus,
-    paragraphs,
-    train_windows,
-)
-from gpt2compress.tokenizer import train_bpe
+from gpt2compress.build.data import (DataSourceError, calibration_windows, eval_windows, load_corpus, paragraphs,
+                                         train_windows)
+from gpt2compress.build.tokenizer import train_bpe
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ import time
 import pytest
 import torch
 
-from gpt2compress.engines import generation_engine
-from gpt2compress.genai import GenAIGenerator
-from gpt2compress.generation import cannot_generate, timed_generate
-from gpt2compress.isolation import Crashed
-from gpt2compress.variants import build
+from gpt2compress.core.registry import generation_engine
+from gpt2compress.runtimes.openvino.genai import GenAIGenerator
+from gpt2compress.measure.generation import cannot_generate, timed_generate
+from gpt2compress.measure.isolation import Crashed
+from gpt2compress.core.variants import build
 
 
 @pytest.fixture
@@ -76,17 +76,15 @@ def test_a_process_that_keeps_dying_or_hangs_is_an_error_that_says_so(ov_fp32):
         Impatient(ov_fp32.path, {})
 
 
-def test_torch_variants_generate_themselves_and_openvino_through_genai_unless_opted_out(ctx, ov_fp32, monkeypatch):
-    monkeypatch.delenv("GPT2COMPRESS_GENAI", raising=False)
+def test_torch_variants_generate_themselves_and_openvino_through_genai_unless_opted_out(ctx, ov_fp32):
     fp32 = build("fp32", ctx)
     assert generation_engine(fp32) is fp32.model and isinstance(generation_engine(ov_fp32), GenAIGenerator)
-    monkeypatch.setenv("GPT2COMPRESS_GENAI", "0")
-    assert generation_engine(ov_fp32) is ov_fp32.model
+    assert generation_engine(ov_fp32, loop="optimum") is ov_fp32.model  # --ov-generate optimum
 
 
 def test_the_stateless_ir_scores_as_the_stateful_one(ctx, ov_fp32):
-    from gpt2compress.engines import scoring_engine
-    from gpt2compress.ov_scorer import StatelessScorer
+    from gpt2compress.core.registry import scoring_engine
+    from gpt2compress.runtimes.openvino.scorer import StatelessScorer
 
     scorer = scoring_engine(ov_fp32)
     assert isinstance(scorer, StatelessScorer)
@@ -128,7 +126,7 @@ def test_a_call_that_kills_every_process_is_a_clear_error(ov_fp32):
 
 
 def test_the_timed_shape_runs_on_a_static_compile_and_other_shapes_on_a_dynamic_one(ov_fp32):
-    from gpt2compress.engines import scoring_engine
+    from gpt2compress.core.registry import scoring_engine
 
     scorer = scoring_engine(ov_fp32, [{"input_ids": torch.zeros(1, 16, dtype=torch.long)}])
     static = scorer.request

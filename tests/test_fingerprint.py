@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt2compress import fingerprint
-from gpt2compress.io import save_model
-from gpt2compress.sources import load_source
-from gpt2compress.variants import VARIANTS, plan
+from gpt2compress.core import fingerprint
+from gpt2compress.core.registry import STAGES
+from gpt2compress.runtimes.pytorch import save_model
+from gpt2compress.build.sources import load_source
+from gpt2compress.core.variants import VARIANTS, plan
 
 from helpers import ROOT, random_gpt2
 
-PACKAGE = Path(fingerprint.__file__).resolve().parent
+PACKAGE = Path(fingerprint.__file__).resolve().parents[1]
 
 
 def keys(ctx) -> dict[str, list[str]]:
@@ -62,13 +63,13 @@ WITH_DATA = TRAINERS | {"prune", "openvino", "ov_int8_weights", "ov_int8_static"
 
 
 @pytest.mark.parametrize("module,old,new,hit,source_hit", [
-    ("stages/int8_scratch.py", "clamp_min(1e-12) / 127", "clamp_min(1e-12) / 127 * 40", {"int8_scratch"}, False),
-    ("stages/pruning.py", "torch.argsort(score)", "torch.argsort(-score)", {"prune"}, False),
-    ("stages/openvino.py", "smooth_quant_alpha: float = 0.5", "smooth_quant_alpha: float = 0.6",
+    ("build/stages/int8_scratch.py", "clamp_min(1e-12) / 127", "clamp_min(1e-12) / 127 * 40", {"int8_scratch"}, False),
+    ("build/stages/pruning.py", "torch.argsort(score)", "torch.argsort(-score)", {"prune"}, False),
+    ("build/stages/openvino.py", "smooth_quant_alpha: float = 0.5", "smooth_quant_alpha: float = 0.6",
      {"openvino", "ov_int8_weights", "ov_int8_static"}, False),
-    ("stages/finetune.py", '"cosine"', '"linear"', TRAINERS, False),  # a helper module of four stages
-    ("data.py", "yield {", "yield {**{},", WITH_DATA, False),  # a helper of every stage that reads data
-    ("io.py", "model.eval()", "model.train().eval()", set(), True),  # the torch runtime: every saved model
+    ("build/stages/finetune.py", '"cosine"', '"linear"', TRAINERS, False),  # a helper module of four stages
+    ("build/data.py", "yield {", "yield {**{},", WITH_DATA, False),  # a helper of every stage that reads data
+    ("runtimes/pytorch.py", "model.eval()", "model.train().eval()", set(), True),  # every saved model
 ])
 def test_editing_build_code_rekeys_what_runs_it_and_nothing_else(ctx, code_copy, module, old, new, hit, source_hit):
     before = keys(ctx)
@@ -76,9 +77,12 @@ def test_editing_build_code_rekeys_what_runs_it_and_nothing_else(ctx, code_copy,
     assert rekeyed(before, keys(ctx)) == expected(hit, source_hit)
 
 
-@pytest.mark.parametrize("module", [*(f"report/{p.name}" for p in sorted((PACKAGE / "report").glob("*.py"))),
-                                    "budgets.py", "cli.py", "measure.py", "profiling.py", "registry.py", "variants.py",
-                                    "engines.py", "ov_scorer.py", "genai.py"])  # how a build is run, not what it is
+NOT_BUILD_PACKAGES = ("core", "measure", "history", "report", "cli")
+
+
+@pytest.mark.parametrize("module", [*(str(p.relative_to(PACKAGE)) for name in NOT_BUILD_PACKAGES
+                                      for p in sorted((PACKAGE / name).glob("*.py"))),
+                                    "runtimes/openvino/scorer.py", "runtimes/openvino/genai.py"])  # how it is run
 def test_editing_reporting_or_orchestration_code_rekeys_nothing(ctx, code_copy, module):
     before = keys(ctx)
     (code_copy / module).write_text((code_copy / module).read_text() + "\nCHANGED = True\n")
@@ -87,16 +91,27 @@ def test_editing_reporting_or_orchestration_code_rekeys_nothing(ctx, code_copy, 
 
 def test_docstrings_and_comments_rekey_nothing(ctx, code_copy):
     before = keys(ctx)
-    edit(code_copy / "stages/int8_scratch.py", '"""From-scratch INT8', '"""# reworded\nFrom-scratch INT8')
-    edit(code_copy / "stages/int8_scratch.py", "return q, scale", "return q, scale  # a new comment")
+    edit(code_copy / "build/stages/int8_scratch.py", '"""From-scratch INT8', '"""# reworded\nFrom-scratch INT8')
+    edit(code_copy / "build/stages/int8_scratch.py", "return q, scale", "return q, scale  # a new comment")
     assert keys(ctx) == before
 
 
+def test_moving_a_module_moves_no_key(ctx, code_copy):
+    """Where a module lives is not code: renaming the peer engines' helper (and its importers' import lines) keeps
+    every key, while an edit of its code still re-keys the stages that run it."""
+    before = keys(ctx)
+    (code_copy / "runtimes/peers.py").rename(code_copy / "runtimes/peer_helpers.py")
+    for importer in ("ct2.py", "ort.py", "llamacpp.py"):
+        edit(code_copy / "build/stages" / importer, "runtimes.peers import", "runtimes.peer_helpers import")
+    assert keys(ctx) == before
+    edit(code_copy / "runtimes/peer_helpers.py", "def not_installed", "X = 1\n\n\ndef not_installed")
+    peers = {s.name for s in STAGES.values() if s.module.rpartition(".")[2] in ("ct2", "ort", "llamacpp")}
+    assert rekeyed(before, keys(ctx)) == expected(peers)
+
+
 def test_bench_code_is_never_read():
-    modules = fingerprint.build_modules(tuple(f"gpt2compress.{p.stem}" for p in PACKAGE.glob("*.py")), PACKAGE)
-    assert all(m.startswith("gpt2compress.") for m in modules)
-    reports = {"gpt2compress.report.runs", "gpt2compress.report.stage_charts", "gpt2compress.report.compare_gate"}
-    built = fingerprint.build_modules(("gpt2compress.stages.openvino", "gpt2compress.sources"), PACKAGE)
+    reports = {"gpt2compress.history.runs", "gpt2compress.report.stage_charts", "gpt2compress.history.compare"}
+    built = fingerprint.build_modules(("gpt2compress.build.stages.openvino", "gpt2compress.build.sources"), PACKAGE)
     assert not reports & set(built)
 
 
@@ -135,7 +150,7 @@ def _fake_hub_snapshot(cache: Path, repo: str, commit: str, model) -> None:
 
 def test_a_hub_model_is_keyed_by_its_resolved_commit(tmp_path, local_checkpoint):
     """Offline, from a hub cache laid out as the hub leaves it: refs/main names the commit in use."""
-    from gpt2compress.tokenizer import load_tokenizer
+    from gpt2compress.build.tokenizer import load_tokenizer
 
     hub, model = tmp_path / "hub", random_gpt2()
     for commit in ("a" * 40, "b" * 40):  # the same weights under two commits: a re-upload is still a new revision
@@ -145,7 +160,7 @@ def test_a_hub_model_is_keyed_by_its_resolved_commit(tmp_path, local_checkpoint)
 
     def key_at(commit: str) -> str:
         (hub / "models--org--tiny-gpt2" / "refs" / "main").write_text(commit)
-        done = subprocess.run([sys.executable, "-c", "from gpt2compress.sources import load_source; "
+        done = subprocess.run([sys.executable, "-c", "from gpt2compress.build.sources import load_source; "
                                "print(load_source('org/tiny-gpt2').key)"], capture_output=True, text=True, env=env)
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout.split()[-1]
@@ -172,12 +187,12 @@ EXPERIMENT = """
 import json, sys
 sys.path.insert(0, {tests!r})
 import gpt2compress
-from gpt2compress.cache import entries
-from gpt2compress.data import load_corpus
-from gpt2compress.metrics import perplexity
-from gpt2compress.sources import Source
-from gpt2compress.tokenizer import train_bpe
-from gpt2compress.variants import Context, Settings, build
+from gpt2compress.core.cache import entries
+from gpt2compress.build.data import load_corpus
+from gpt2compress.measure.perplexity import perplexity
+from gpt2compress.build.sources import Source
+from gpt2compress.build.tokenizer import train_bpe
+from gpt2compress.core.variants import Context, Settings, build
 from helpers import random_gpt2
 from pathlib import Path
 
@@ -196,7 +211,7 @@ print(json.dumps({{"package": gpt2compress.__file__, "perplexity": ppl, "built":
 def test_an_edited_stage_is_rebuilt_from_a_warm_cache(tmp_path, code_copy):
     """The issue's experiment, in two processes sharing one cache: the unchanged code warms it, then a copy
     of the code whose INT8 scales are 40x too large runs against it."""
-    edit(code_copy / "stages/int8_scratch.py", "clamp_min(1e-12) / 127", "clamp_min(1e-12) / 127 * 40")
+    edit(code_copy / "build/stages/int8_scratch.py", "clamp_min(1e-12) / 127", "clamp_min(1e-12) / 127 * 40")
     script = EXPERIMENT.format(tests=str(ROOT / "tests"), tok=str(tmp_path / "tok"))
     env = {**os.environ, "GPT2COMPRESS_CACHE": str(tmp_path / "cache")}
 

@@ -6,7 +6,7 @@ import pytest
 
 from gpt2compress.cli import main
 from gpt2compress.report.gains_table import gains_rows, gains_section
-from gpt2compress.report.runs import load_run
+from gpt2compress.history.runs import load_run
 
 STACK = "distilled-lora-pruned-int8"
 MIB = 2**20

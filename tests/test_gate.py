@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from gpt2compress.cli import main
-from gpt2compress.report.history_store import HistoryError, open_store, record_file
+from gpt2compress.history.store import HistoryError, open_store, record_file
 
 from helpers import ROOT
 
@@ -116,9 +116,9 @@ def test_the_base_is_the_merge_bases_run_of_the_same_tier_and_other_eval_sets_ar
     assert "run 1 of" in out, out
     code, out = gate(location, tiered(tmp_path / "worse.json", "pr", 512, perplexity=1.03), capsys)
     assert code == 1 and "perplexity" in out  # +3 % against the push's run, not -2 % against the nightly's
-    from gpt2compress.catalog import METRICS
-    from gpt2compress.records import ForwardRecord
-    from gpt2compress.report.compare_gate import compare_metric
+    from gpt2compress.core.metrics import METRICS
+    from gpt2compress.core.records import ForwardRecord
+    from gpt2compress.history.compare import compare_metric
 
     def scored(windows, ppl):
         return ForwardRecord(variant="int8-scratch", eval_windows=windows, eval_tokens=windows * 128, perplexity=ppl)
@@ -128,7 +128,7 @@ def test_the_base_is_the_merge_bases_run_of_the_same_tier_and_other_eval_sets_ar
 
 
 def test_no_recorded_ancestor_is_a_clear_error(repo, tmp_path):
-    from gpt2compress.report.merge_base_gate import base_run
+    from gpt2compress.history.gate import base_run
 
     with pytest.raises(HistoryError, match="no run of runner class 'cpu-test' is recorded for the merge base"):
         base_run(open_store(str(tmp_path / "empty.sqlite")), "cpu-test", "main")
@@ -139,7 +139,7 @@ def test_no_recorded_ancestor_is_a_clear_error(repo, tmp_path):
 
 
 def test_a_gate_outside_a_git_checkout_says_so(tmp_path, monkeypatch):
-    from gpt2compress.report.merge_base_gate import base_run
+    from gpt2compress.history.gate import base_run
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
@@ -173,7 +173,7 @@ def test_trend_writes_a_chart_per_class_and_metric_and_an_index(repo, tmp_path):
     assert latency.stat().st_size > 10_000 and (out / "cpu-test--train--train_tokens_per_s.png").exists()
     index = (out / "index.html").read_text()
     assert '<img src="cpu-test--forward--latency.png"' in index and "3 runs, 1 runner class(es)" in index
-    from gpt2compress.report.trend_charts import series
+    from gpt2compress.history.trend_charts import series
 
     lines, _ = series(open_store(location))
     points = lines[("cpu-test", "forward", "latency")]["cpu/int8-scratch"]
@@ -187,9 +187,9 @@ def test_trend_writes_a_chart_per_class_and_metric_and_an_index(repo, tmp_path):
 
 
 def test_one_slowdown_is_one_verdict_in_latency_and_in_tokens_per_s(tmp_path):
-    from gpt2compress.catalog import METRICS
-    from gpt2compress.report.compare_gate import compare_runs
-    from gpt2compress.report.runs import load_run
+    from gpt2compress.core.metrics import METRICS
+    from gpt2compress.history.compare import compare_runs
+    from gpt2compress.history.runs import load_run
 
     assert METRICS["tokens_per_s"].worsening(100.0, 62.5) == pytest.approx(0.6)  # as latency 1.0 -> 1.6
     assert METRICS["latency"].worsening(1.0, 1.6) == pytest.approx(0.6)
@@ -284,13 +284,13 @@ def test_a_failed_main_run_is_never_the_base(repo, tmp_path, capsys):
     assert code == 0, out
     assert (f"base: run 1 of {c1[:12]} (1 commit(s) before the merge base {c2[:12]}); stepped over failed run 2 of "
             f"{c2[:12]} (pytest exited 1: test_forward[int8-scratch-cpu])") in out
-    from gpt2compress.report.merge_base_gate import base_run
+    from gpt2compress.history.gate import base_run
 
     only_failed = str(tmp_path / "failed.sqlite")
     record_file(open_store(only_failed), failing, "cpu-test", commit=c2, ref="refs/heads/main")
     with pytest.raises(HistoryError, match="failed .*a failed run is never a base; make main's bench pass"):
         base_run(open_store(only_failed), "cpu-test", "main")
-    from gpt2compress.report.runs import load_run
+    from gpt2compress.history.runs import load_run
 
     row = json.loads(V1.read_text())["benchmarks"][0]["extra_info"]
     journal = tmp_path / "crash.jsonl"  # a journal without its `finished` line: the session never ended

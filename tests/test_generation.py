@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from gpt2compress.generation import (GenerationTiming, TokenTimestamps, cannot_generate, prompt_batch, summarize,
-                                     timed_generate)
+from gpt2compress.measure.generation import (GenerationTiming, TokenTimestamps, cannot_generate, prompt_batch,
+                                                 summarize, timed_generate)
 
 
 def test_stamps_one_token_at_a_time_without_changing_the_output(model):

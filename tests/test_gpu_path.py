@@ -8,16 +8,16 @@ import time
 import pytest
 import torch
 
-from gpt2compress import metrics
-from gpt2compress.budgets import Budget
-from gpt2compress.records import ForwardRecord
-from gpt2compress.energy import PowerSampler, energy_per_sample, gpu_power_source
-from gpt2compress.io import load_model, save_model
+from gpt2compress.measure import timing as metrics
+from gpt2compress.core.budgets import Budget
+from gpt2compress.core.records import ForwardRecord
+from gpt2compress.measure.energy import PowerSampler, energy_per_sample, gpu_power_source
+from gpt2compress.runtimes.pytorch import load_model, save_model
 from gpt2compress.report.stage_charts import plot
-from gpt2compress.report.runs import load_run
-from gpt2compress.stages import StageNotApplicable, check_chain
-from gpt2compress.stages.attention import AttentionConfig, flash_attention_2, set_attention
-from gpt2compress.stages.precision import PrecisionConfig, mixed_precision
+from gpt2compress.history.runs import load_run
+from gpt2compress.build.stages import StageNotApplicable, check_chain
+from gpt2compress.build.stages.attention import AttentionConfig, flash_attention_2, set_attention
+from gpt2compress.build.stages.precision import PrecisionConfig, mixed_precision
 
 from helpers import random_gpt2
 
@@ -157,7 +157,7 @@ bnb = pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None,
 @bnb
 @pytest.mark.parametrize("mode, layer", [("int8", "Linear8bitLt"), ("nf4", "Linear4bit")])
 def test_bitsandbytes_quantizes_saves_and_reloads(mode, layer, tmp_path):
-    from gpt2compress.stages.bnb import BnbConfig, load_bnb, quantize_bnb
+    from gpt2compress.build.stages.bnb import BnbConfig, load_bnb, quantize_bnb
 
     model = random_gpt2(n_embd=64, n_head=4)
     ids = torch.randint(0, 97, (1, 12))
@@ -172,15 +172,15 @@ def test_bitsandbytes_quantizes_saves_and_reloads(mode, layer, tmp_path):
 
 @bnb
 def test_bitsandbytes_refuses_a_pruned_model(model):
-    from gpt2compress.stages.bnb import BnbConfig, quantize_bnb
-    from gpt2compress.stages.pruning import prune_heads
+    from gpt2compress.build.stages.bnb import BnbConfig, quantize_bnb
+    from gpt2compress.build.stages.pruning import prune_heads
 
     with pytest.raises(StageNotApplicable, match="pruned_heads"):
         quantize_bnb(prune_heads(model, {0: [1]}), BnbConfig("nf4", device="cpu"))
 
 
 def test_nf4_config_is_double_quantized_with_fp16_compute():
-    from gpt2compress.stages.bnb import BnbConfig, quantization_config
+    from gpt2compress.build.stages.bnb import BnbConfig, quantization_config
 
     config = quantization_config(BnbConfig("nf4"))
     assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4" and config.bnb_4bit_use_double_quant

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from gpt2compress.hardware import cpu_list, cpus_allowed, distinct_cores
+from gpt2compress.build.hardware import cpu_list, cpus_allowed, distinct_cores
 from helpers import ROOT
 
 
@@ -37,24 +37,25 @@ def test_a_run_pinned_by_taskset_records_its_cpus_and_threads():
                           check=True).stdout.strip() == cpu
     refused = subprocess.run([*pinned, "-m", "gpt2compress.cli", "cores", "2"], capture_output=True, text=True)
     assert refused.returncode == 2 and "ask for at most 1" in refused.stderr
-    # what pytest-benchmark's JSON will say of the machine (the root conftest's hook), from inside the pinned process
-    hook = ("import json, conftest; m = {}; conftest.pytest_benchmark_update_machine_info(None, m); "
+    # what pytest-benchmark's JSON will say of the machine (the plugin's hook), from inside the pinned process
+    hook = ("import json; from gpt2compress.suite import plugin; m = {}; "
+            "plugin.pytest_benchmark_update_machine_info(None, m); "
             "print(json.dumps(m['gpt2compress']))")
     info = json.loads(subprocess.run([*pinned, "-c", hook], cwd=ROOT, capture_output=True, text=True, check=True,
-                                     env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout.splitlines()[-1])
+                                     env=os.environ).stdout.splitlines()[-1])
     assert info["cpus_allowed"] == [int(cpu)] and info["threads"] == 1  # torch's pool followed the affinity
     assert info["cpus_online"] == os.cpu_count()
 
 
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is not installed")
 def test_the_ci_job_runs_pinned_when_asked(tmp_path):
-    for part in ("bench", "conftest.py", "pyproject.toml"):
+    for part in ("bench", "scripts", "pyproject.toml"):
         (shutil.copytree if (ROOT / part).is_dir() else shutil.copy)(ROOT / part, tmp_path / part)
     env = {**os.environ, "PIN_CORES": "1", "NO_INSTALL": "1",
            "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
     env.pop("PINNED_TO", None)
-    done = subprocess.run(["bash", "bench/ci.sh", "main", "--collect-only", "-p", "no:cacheprovider"], cwd=tmp_path,
+    done = subprocess.run(["bash", "scripts/ci.sh", "main", "--collect-only", "-p", "no:cacheprovider"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=300)
-    cpu = re.search(r"bench/ci.sh: pinned to CPUs (\d+) \(1 distinct", done.stdout)
+    cpu = re.search(r"scripts/ci.sh: pinned to CPUs (\d+) \(1 distinct", done.stdout)
     assert cpu, done.stdout + done.stderr
     assert f"1 thread on CPUs {cpu[1]} of {os.cpu_count()}" in done.stdout  # pytest's header, from the pinned job

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gpt2compress.data import DataSourceError
-from gpt2compress.hellaswag import Example, ending_logprobs, evaluate, load_hellaswag, parse
+from gpt2compress.build.data import DataSourceError
+from gpt2compress.measure.hellaswag import Example, ending_logprobs, evaluate, load_hellaswag, parse
 
 from helpers import ROOT, random_gpt2
 

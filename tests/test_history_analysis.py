@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from gpt2compress.cli import main
-from gpt2compress.records import ForwardRecord
-from gpt2compress.report.merge_base_gate import error_rates, slower
-from gpt2compress.report.runs import Run
+from gpt2compress.core.records import ForwardRecord
+from gpt2compress.history.gate import error_rates, slower
+from gpt2compress.history.runs import Run
 
 VARIANTS = {"int8-scratch": 0.5, "bf16": 0.8, "noisy": 0.3}  # paired latency ratio to fp32
 
@@ -124,7 +124,7 @@ def test_the_pr_page_lists_regressions_improvements_skips_and_charts(tmp_path, c
 
 
 def test_with_no_known_spread_every_fresh_process_must_confirm_a_suspect():
-    from gpt2compress.report.merge_base_gate import judge
+    from gpt2compress.history.gate import judge
 
     rng = random.Random(5)
     base, new = process(rng), process(rng, step=1.5)
@@ -138,7 +138,8 @@ def test_with_no_known_spread_every_fresh_process_must_confirm_a_suspect():
 
 
 def test_suspects_rerun_with_the_runs_own_options_and_only_their_variants(tmp_path, monkeypatch):
-    from gpt2compress.report import merge_base_gate, processes
+    from gpt2compress.history import gate as merge_base_gate
+    from gpt2compress.history import processes
 
     commands = []
     monkeypatch.setattr(processes.subprocess, "run", lambda command, **kw: commands.append((command, kw)))
@@ -157,7 +158,7 @@ def test_suspects_rerun_with_the_runs_own_options_and_only_their_variants(tmp_pa
 def test_a_real_step_in_the_history_is_not_taken_for_noise():
     """main got 30 % faster two runs ago; a PR that gives it back regresses, one that keeps it does not (the range
     of such a history is the step itself, and the median of all its runs the level before it)."""
-    from gpt2compress.report.merge_base_gate import history_of, judge
+    from gpt2compress.history.gate import history_of, judge
 
     rng = random.Random(1)
     runs = [process(rng) for _ in range(6)] + [process(rng, step=0.7) for _ in range(3)]

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from gpt2compress.cli import main
-from gpt2compress.report.history_store import HistoryError, RunInfo, import_files, open_store, record_file, runner_class
-from gpt2compress.report.runs import load_run
+from gpt2compress.history.store import HistoryError, RunInfo, import_files, open_store, record_file, runner_class
+from gpt2compress.history.runs import load_run
 
 from helpers import ROOT
 
@@ -150,7 +150,7 @@ def test_run_info_defaults_to_now():
 def test_a_store_written_before_retirements_gains_their_table_and_stays_readable_by_it(location):
     """A store made by the release before (its DDL, no `retired`, no `migrations`): opening it adds the table
     without moving schema_version, so a PR branched before this change still reads main's store."""
-    from gpt2compress.report.history_store import DDL, Retirement, Store
+    from gpt2compress.history.store import DDL, Retirement, Store
 
     class Before(Store):  # the previous release's store: its tables, nothing else
         def _migrate(self) -> None:

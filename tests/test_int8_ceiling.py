@@ -1,5 +1,5 @@
-"""bench/int8_ceiling.py (issue 16): fp32 against INT8 on GPT-2's matmul shapes, the floor under any INT8 forward
-ratio on the runner. Its timings are the runner's; here only that it measures the matmuls it names, in INT8."""
+"""investigations/int8_ceiling.py (issue 16): fp32 against INT8 on GPT-2's matmul shapes, the floor under any INT8
+forward ratio on the runner. Its timings are the runner's; here only that it measures the matmuls it names, in INT8."""
 
 import importlib.util
 import subprocess
@@ -11,7 +11,7 @@ from torch import nn
 
 from helpers import ROOT
 
-SCRIPT = ROOT / "bench" / "int8_ceiling.py"
+SCRIPT = ROOT / "investigations" / "int8_ceiling.py"
 
 
 def load():
@@ -105,13 +105,14 @@ def test_the_vnni_probe_measures_int8_and_fp32_peaks_per_cycle(tmp_path):
     import re
     import shutil
 
-    from gpt2compress.hardware import cpu_flags
+    from gpt2compress.build.hardware import cpu_flags
 
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None or "avx512_vnni" not in cpu_flags():
-        pytest.skip("bench/vnni_peak.c needs a C compiler and a CPU with AVX-512 VNNI")
+        pytest.skip("investigations/vnni_peak.c needs a C compiler and a CPU with AVX-512 VNNI")
     binary = tmp_path / "vnni_peak"
-    subprocess.run([compiler, "-O2", "-mavx512f", "-mavx512vnni", "-fopenmp", str(ROOT / "bench" / "vnni_peak.c"),
+    subprocess.run([compiler, "-O2", "-mavx512f", "-mavx512vnni", "-fopenmp",
+                    str(ROOT / "investigations" / "vnni_peak.c"),
                     "-o", str(binary)], check=True, capture_output=True, timeout=120)
     out = subprocess.run([str(binary), "1", "2000000"], check=True, capture_output=True, text=True, timeout=60).stdout
     rows = [[float(x) for x in re.findall(r"(?:clock|vnni|fma)=([\d.]+)", line)] for line in out.splitlines()]

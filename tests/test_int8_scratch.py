@@ -1,10 +1,11 @@
 import torch
 from transformers.pytorch_utils import Conv1D
 
-from gpt2compress.io import load_model, save_model
-from gpt2compress.metrics import perplexity, size_on_disk
-from gpt2compress.stages.int8_scratch import (Int8Config, Int8Embedding, Int8Linear, quantize_int8_scratch,
-                                              quantize_tensor)
+from gpt2compress.runtimes.pytorch import load_model, save_model
+from gpt2compress.measure.perplexity import perplexity
+from gpt2compress.measure.memory import size_on_disk
+from gpt2compress.build.stages.int8_scratch import (Int8Config, Int8Embedding, Int8Linear, quantize_int8_scratch,
+                                                        quantize_tensor)
 
 from helpers import random_gpt2
 

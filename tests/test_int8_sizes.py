@@ -6,13 +6,13 @@ import copy
 
 import pytest
 
-from gpt2compress.data import load_corpus
-from gpt2compress.io import is_tied, save_model
-from gpt2compress.metrics import size_on_disk
-from gpt2compress.sources import Source
-from gpt2compress.stages.int8_scratch import Int8Config, quantize_int8_scratch
-from gpt2compress.tokenizer import train_bpe
-from gpt2compress.variants import Context, Settings, build
+from gpt2compress.build.data import load_corpus
+from gpt2compress.runtimes.pytorch import is_tied, save_model
+from gpt2compress.measure.memory import size_on_disk
+from gpt2compress.build.sources import Source
+from gpt2compress.build.stages.int8_scratch import Int8Config, quantize_int8_scratch
+from gpt2compress.build.tokenizer import train_bpe
+from gpt2compress.core.variants import Context, Settings, build
 
 from helpers import random_gpt2
 

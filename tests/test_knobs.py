@@ -3,6 +3,7 @@ build changes the cache key of exactly the variants it changes, and the timing k
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -11,9 +12,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from gpt2compress.classify import classify_settings
-from gpt2compress.options import OPTIONS, add_pytest_options, classify_overrides, settings_overrides
-from gpt2compress.variants import VARIANTS, plan
+from gpt2compress.measure.classify import classify_settings
+from gpt2compress.core.options import OPTIONS, add_pytest_options, classify_overrides, settings_overrides
+from gpt2compress.core.variants import VARIANTS, plan
 
 from helpers import ROOT, random_windows, run_bench
 
@@ -42,7 +43,7 @@ def test_a_build_knob_rekeys_exactly_the_variants_it_changes(ctx, flag, value, s
 
 
 def test_lora_targets_reach_peft(ctx):
-    from gpt2compress.stages.lora import lora_config
+    from gpt2compress.build.stages.lora import lora_config
 
     targeted = replace(ctx, settings=replace(ctx.settings, **{"lora_targets": ("c_attn",)}))
     assert lora_config(targeted).adapters.target_modules == ("c_attn",)
@@ -59,7 +60,7 @@ def test_the_classification_recipe_is_three_options():
 
 
 def test_cycled_inputs_time_the_eval_windows_in_turn():
-    from gpt2compress.metrics import forward_callable, timed_inputs
+    from gpt2compress.measure.timing import forward_callable, timed_inputs
 
     windows = random_windows(n=3, seq_len=8, ragged=False)
     seen = []
@@ -100,10 +101,10 @@ def test_readmes_seed_commands_name_real_options_and_cases():
     import re
     import shlex
 
-    from gpt2compress.cases import names
+    from gpt2compress.core.cases import names
     from helpers import ROOT
 
-    table = (ROOT / "README.md").read_text().split("Each seed's protocol")[1].split("\n\n")[1]
+    table = (ROOT / "docs" / "suite.md").read_text().split("Each seed's protocol")[1].split("\n\n")[1]
     commands = [c for row in table.splitlines()[2:] for c in re.findall(r"`(pytest [^`]+)`", row)]
     assert len(commands) >= 5
     declared = {o.flag for o in OPTIONS}
@@ -150,3 +151,14 @@ def test_stages_are_read_as_a_list_of_names(local_checkpoint, tmp_path):
     assert done.returncode == 4 and "--stages names no case" in done.stdout + done.stderr
     done = run_bench(local_checkpoint, tmp_path / "out.json", "--stages", "fp32, pruned", "--collect-only")
     assert done.returncode == 0 and "test_forward[pruned-cpu]" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_bench_options_do_not_collide_with_pytest_profiling():
+    """pytest-profiling declares --profile; ours are declared once, under names no well-known plugin takes."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "stub_profiling", str(ROOT / "bench"),
+                           "--collect-only", "-q", "-p", "no:cacheprovider", "--traces", "/tmp/traces"],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), *sys.path])})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "tests collected" in done.stdout
+

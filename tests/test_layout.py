@@ -22,15 +22,16 @@ def test_the_code_passes_ruff():
 
 def test_io_imports_no_stage_and_every_stage_module_registers():
     """io.py replays stage records through the registry; a new stage is one module that registers itself."""
-    from gpt2compress.fingerprint import imported_modules, package_root
-    from gpt2compress.registry import RESTORERS, RUNTIMES, STAGES
-    from gpt2compress.stages import STAGES as loaded  # noqa: F401  (imports every stage module)
+    from gpt2compress.core.fingerprint import imported_modules, package_root
+    from gpt2compress.core.registry import RESTORERS, RUNTIMES, STAGES
+    from gpt2compress.build.stages import STAGES as loaded  # noqa: F401  (imports every stage module)
 
-    assert not [m for m in imported_modules("gpt2compress.io", package_root()) if m.startswith("gpt2compress.stages")]
-    modules = {f"gpt2compress.stages.{p.stem}" for p in (package_root() / "stages").glob("*.py")
+    imported = imported_modules("gpt2compress.runtimes.pytorch", package_root())
+    assert not [m for m in imported if m.startswith("gpt2compress.build.stages")]
+    modules = {f"gpt2compress.build.stages.{p.stem}" for p in (package_root() / "build" / "stages").glob("*.py")
                if p.stem != "__init__"}
     registered = {s.module for s in STAGES.values()} | {r.module for r in RUNTIMES.values()}
-    assert registered == modules | {"gpt2compress.io"}  # io: the torch runtime
+    assert registered == modules | {"gpt2compress.runtimes.pytorch", "gpt2compress.runtimes.openvino.ir"}
     assert {"torch", "openvino", "inc", "bnb", "llamacpp"} <= set(RUNTIMES)
     assert {"pruned_heads", "int8_scratch", "autocast", "attn_implementation"} <= set(RESTORERS)
 
@@ -38,14 +39,14 @@ def test_io_imports_no_stage_and_every_stage_module_registers():
 def test_unknown_names_list_the_known_ones():
     import pytest
 
-    from gpt2compress.registry import restorer, runtime, stage
+    from gpt2compress.core.registry import restorer, runtime, stage
 
     for lookup, kind in ((stage, "stages"), (runtime, "runtimes"), (restorer, "recorded changes")):
         with pytest.raises(KeyError, match=f"known {kind}: "):
             lookup("magic")
 
 
-SOURCES = [*(ROOT / "src" / "gpt2compress").rglob("*.py"), *(ROOT / "bench").glob("*.py"), ROOT / "conftest.py"]
+SOURCES = [*(ROOT / "src" / "gpt2compress").rglob("*.py"), *(ROOT / "bench").glob("*.py")]
 
 
 def defining(pattern: str) -> set[str]:
@@ -55,14 +56,14 @@ def defining(pattern: str) -> set[str]:
 
 
 def test_ratios_metrics_and_thresholds_are_defined_in_one_place():
-    """grep finds each: a ratio is computed in catalog.ratio (records derive theirs through it), metric names and
-    default thresholds live in catalog.METRICS, references in catalog.REFERENCES, smoke lists in cases.SMOKE."""
-    assert defining(r"def (\w*_)?ratios?\w*\(") == {"catalog.py", "records.py", "runs.py"}  # ratio / derive / fill
-    assert defining(r"Metric\(") == {"catalog.py"}
-    assert defining(r"\b0\.10\b") == {"catalog.py"}  # the default threshold of a timing metric: 10 %
-    assert defining(r'"cls-fp32"') == {"catalog.py"} and defining(r'REFERENCES = ') == {"catalog.py"}
+    """grep finds each: a ratio is computed in core/metrics.ratio (records derive theirs through it), metric names
+    and default thresholds live in METRICS, references in REFERENCES, smoke lists in cases.SMOKE."""
+    assert defining(r"def (\w*_)?ratios?\w*\(") == {"metrics.py", "records.py", "runs.py"}  # ratio / derive / fill
+    assert defining(r"Metric\(") == {"metrics.py"}
+    assert defining(r"\b0\.10\b") == {"metrics.py"}  # the default threshold of a timing metric: 10 %
+    assert defining(r'"cls-fp32"') == {"metrics.py"} and defining(r'REFERENCES = ') == {"metrics.py"}
     assert defining(r"\bSMOKE(_CASES)?\s*=") == {"cases.py"}
-    assert defining(r"def pytest_generate_tests") == {"conftest.py"}  # bench/conftest.py: the one hook
+    assert defining(r"def pytest_generate_tests") == {"plugin.py"}  # the pytest plugin: the one hook
     assert defining(r"\.addoption\(|add_argument\(\"--(model|device|seq-len)") == {"options.py"}
     assert defining(r"tomllib\.loads") == {"budgets.py"}  # one reader of the budgets file
     assert not defining(r"[^_]latency_ratio|median_ms_ratio|[^_]tokens_per_s_ratio")  # old names; budget keys stay
@@ -72,7 +73,7 @@ def test_options_are_shared_by_pytest_and_the_cli(capsys):
     import pytest
 
     from gpt2compress.cli import main
-    from gpt2compress.options import OPTIONS
+    from gpt2compress.core.options import OPTIONS
 
     with pytest.raises(SystemExit):
         main(["pipeline", "--help"])
@@ -83,8 +84,8 @@ def test_options_are_shared_by_pytest_and_the_cli(capsys):
 
 
 def test_every_case_runs_where_the_stage_registry_says():
-    from gpt2compress.cases import cases, select
-    from gpt2compress.registry import StageNotApplicable, check_chain
+    from gpt2compress.core.cases import cases, select
+    from gpt2compress.core.registry import StageNotApplicable, check_chain
 
     for case in cases():
         for device in ("cpu", "cuda"):
@@ -96,3 +97,63 @@ def test_every_case_runs_where_the_stage_registry_says():
     assert [c.variant for c in select("train", ["int8-scratch"], False)] == []
     assert [c.variant for c in select("classify", ["int8-scratch"], False)] == ["cls-int8-scratch"]
     assert {c.variant for c in select("train", ["fp32"], True)} == {"fp32", "bf16-autocast", "fp16-autocast"}
+
+
+PACKAGE = ROOT / "src" / "gpt2compress"
+
+
+def test_the_package_is_folders_by_role_with_short_modules():
+    """At most 8 modules at the top (here: none but __init__), every module under 400 lines: a folder says what
+    its modules are for, a module fits on a few screens."""
+    top = [p.name for p in PACKAGE.glob("*.py")]
+    assert len(top) <= 8, top
+    sizes = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    long = {name: n for name, n in sizes.items() if n > 400}
+    assert not long, f"split these modules: {long}"
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the modules of this package it imports at import time (not inside functions, not for typing)."""
+    import ast
+
+    from gpt2compress.core.fingerprint import _type_checking_only, module_file, package_root
+
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        name = ".".join(("gpt2compress", *parts)).removesuffix(".__init__")
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.parse(path.read_text()).body:  # module level only: a lazy import cannot make a cycle here
+            if _type_checking_only(node) or not isinstance(node, ast.ImportFrom):
+                continue
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            if base.split(".")[0] != "gpt2compress":
+                continue
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                found.add(sub if module_file(sub, package_root()) else base)
+        graph[name] = found
+    return graph
+
+
+def test_no_import_circle():
+    """Packages depend one way: a module that needs another's import-time names must not be needed back."""
+    graph = _import_graph()
+    state: dict[str, int] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for dep in sorted(graph.get(module, ())):
+            if state.get(dep) == 1:
+                raise AssertionError("import circle: " + " -> ".join(path[path.index(dep):] + [dep]))
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])

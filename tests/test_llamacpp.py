@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from helpers import ROOT, random_gpt2
-from gpt2compress.cache import content_key
-from gpt2compress.generation import cannot_generate, timed_generate
-from gpt2compress.stages import StageNotApplicable, check_chain
-from gpt2compress.stages import llamacpp
-from gpt2compress.stages.llamacpp import LlamaCppConfig, LlamaCppUnavailable, converter_dir, to_gguf
+from gpt2compress.core.cache import content_key
+from gpt2compress.measure.generation import cannot_generate, timed_generate
+from gpt2compress.build.stages import StageNotApplicable, check_chain
+from gpt2compress.build.stages import llamacpp
+from gpt2compress.build.stages.llamacpp import LlamaCppConfig, LlamaCppUnavailable, converter_dir, to_gguf
 
 
 def test_without_the_extra_the_stage_skips_naming_the_install(monkeypatch):
@@ -27,7 +27,7 @@ def test_without_the_extra_the_stage_skips_naming_the_install(monkeypatch):
 def test_a_build_with_ggmls_amx_kernels_is_refused_naming_the_rebuild(monkeypatch):
     monkeypatch.setattr(llamacpp, "not_installed", lambda *args: None)
     monkeypatch.setattr(llamacpp, "system_info", lambda: "CPU : AVX512 = 1 | AVX512_VNNI = 1 | AMX_INT8 = 1 |")
-    with pytest.raises(StageNotApplicable, match=r"AMX kernels.*bench/install-llamacpp\.sh"):
+    with pytest.raises(StageNotApplicable, match=r"AMX kernels.*scripts/install-llamacpp\.sh"):
         check_chain(("gguf_q8_0",), "cpu")
     monkeypatch.setattr(llamacpp, "system_info", lambda: "CPU : AVX512 = 1 | AVX512_VNNI = 1 | AVX512_BF16 = 1 |")
     check_chain(("gguf_q8_0",), "cpu")
@@ -58,13 +58,13 @@ def _dry_run(tmp_path, cpu: str) -> str:
     """What `install-llamacpp.sh --dry-run` says of a CPU with these flags: its CMAKE_ARGS and wheel key."""
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {cpu}\n")
-    done = subprocess.run(["bash", str(ROOT / "bench" / "install-llamacpp.sh"), "--dry-run"], capture_output=True,
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "install-llamacpp.sh"), "--dry-run"], capture_output=True,
                           text=True, env={"CPUINFO": str(cpuinfo), "PATH": "/usr/bin:/bin"}, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stderr
 
 
-def _install_llamacpp(tmp_path, cpu, wheels, *args, script=ROOT / "bench" / "install-llamacpp.sh"):
+def _install_llamacpp(tmp_path, cpu, wheels, *args, script=ROOT / "scripts" / "install-llamacpp.sh"):
     """Runs the script against a fake `python` that logs its argv (and writes the wheel `pip wheel` would)."""
     (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {cpu}\n")
     fake = tmp_path / "bin"
@@ -91,9 +91,9 @@ def test_the_llama_cpp_wheel_is_built_once_per_key_then_installed_from_the_cache
     assert again == key and " wheel " not in log and f"{wheels}/{key}/llama_cpp_python-" in log   # a hit: no build
     other, _ = _install_llamacpp(tmp_path, avx2 + " avx512f avx512bw avx512vl", wheels, "--dry-run")
     assert other != key   # another CPU (and so other CMAKE_ARGS) is another wheel
-    edited = tmp_path / "tree" / "bench" / "install-llamacpp.sh"
+    edited = tmp_path / "tree" / "scripts" / "install-llamacpp.sh"
     edited.parent.mkdir(parents=True)
-    edited.write_text((ROOT / "bench" / "install-llamacpp.sh").read_text() + "# an edited recipe\n")
+    edited.write_text((ROOT / "scripts" / "install-llamacpp.sh").read_text() + "# an edited recipe\n")
     (tmp_path / "tree" / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
     rebuilt, _ = _install_llamacpp(tmp_path, avx2, wheels, "--dry-run", script=edited)
     assert rebuilt != key   # a changed build recipe is another wheel
@@ -173,7 +173,7 @@ def test_models_llama_cpps_gpt2_cannot_hold_are_refused():
 def gguf_pair(tmp_path_factory):
     """A small random GPT-2 with a trained byte-level BPE, converted to GGUF f32 and q8_0."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip install -e '.[llamacpp]')")
-    from gpt2compress.tokenizer import train_bpe
+    from gpt2compress.build.tokenizer import train_bpe
 
     out = tmp_path_factory.mktemp("gguf")
     text = "\n".join(f"line {i}: the quick brown fox jumps over the lazy dog {i * 7}" for i in range(300))

@@ -1,13 +1,15 @@
 """A CPU variant's peak memory comes from a fresh process: the variant's weights and activations, not the session's."""
 
+import os
 import pytest
+
 import torch
 
-from gpt2compress.io import save_model
-from gpt2compress.measure import forward_memory
-from gpt2compress.memory_probe import MemoryProbeError, fresh_process_memory
-from gpt2compress.metrics import forward_callable
-from gpt2compress.variants import Built
+from gpt2compress.runtimes.pytorch import save_model
+from gpt2compress.measure.kinds import forward_memory
+from gpt2compress.measure.memory_probe import MemoryProbeError, fresh_process_memory
+from gpt2compress.measure.timing import forward_callable
+from gpt2compress.core.variants import Built
 
 from helpers import random_gpt2
 
@@ -41,10 +43,20 @@ def test_a_probe_that_cannot_load_the_variant_says_which_and_why(big, tmp_path):
     assert "nothing-here" in str(failure.value)
 
 
-def test_without_the_probe_the_row_says_why_memory_is_missing(big, monkeypatch):
+def test_without_the_probe_the_row_says_why_memory_is_missing(big):
     built, model, _ = big
-    monkeypatch.setenv("GPT2COMPRESS_MEMORY_PROBE", "0")
     inputs = {"input_ids": torch.zeros(1, 8, dtype=torch.long)}
-    measured = forward_memory(built, inputs, forward_callable(model, inputs), "cpu", warmup=1)
-    assert measured == {"missing": {"peak_memory": "not measured: GPT2COMPRESS_MEMORY_PROBE=0 turns the "
-                                                   "fresh-process probe off"}}
+    measured = forward_memory(built, inputs, forward_callable(model, inputs), "cpu", warmup=1, probe=False)
+    assert measured == {"missing": {"peak_memory": "not measured: --no-memory-probe turns the fresh-process probe "
+                                                   "off"}}
+
+
+def test_the_probe_switch_is_an_option_whose_default_ci_sets_by_environment():
+    import subprocess
+    import sys
+
+    read = "from gpt2compress.core.options import OPTIONS; print([o.default for o in OPTIONS if o.flag == '{}'][0])"
+    for env, default in (({}, "False"), ({"GPT2COMPRESS_MEMORY_PROBE": "0"}, "True")):
+        done = subprocess.run([sys.executable, "-c", read.format("--no-memory-probe")], capture_output=True, text=True,
+                              env={**{k: v for k, v in os.environ.items() if k != "GPT2COMPRESS_MEMORY_PROBE"}, **env})
+        assert done.stdout.strip().splitlines()[-1] == default, done.stderr[-2000:]

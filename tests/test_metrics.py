@@ -8,10 +8,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from gpt2compress.data import Windows
-from gpt2compress import measure
-from gpt2compress.metrics import (busy_threads, latency_stats, parameter_count, peak_memory, perplexity,
-                                  settle_threads, size_on_disk)
+from gpt2compress.build.data import Windows
+from gpt2compress.measure import kinds as measure
+from gpt2compress.measure.timing import busy_threads, latency_stats, settle_threads
+from gpt2compress.measure.memory import parameter_count, peak_memory, size_on_disk
+from gpt2compress.measure.perplexity import perplexity
 
 from helpers import random_windows
 
@@ -135,7 +136,7 @@ def test_paired_rounds_start_once_the_other_sides_threads_settled(monkeypatch):
 
 
 def test_rounds_whose_wait_gave_up_are_counted_and_most_of_them_is_a_problem(monkeypatch):
-    from gpt2compress.records import ForwardRecord
+    from gpt2compress.core.records import ForwardRecord
 
     waits = iter([True, True,  # warm-up round: not counted
                   False, True, True, False, True, True, True, True])  # timed: gave up before the reference, the variant

@@ -4,10 +4,10 @@ would be emulated) and ov-int8-weights-f32act (no dynamic activation quantizatio
 import pytest
 import torch
 
-from gpt2compress.hardware import has_native_bf16
-from gpt2compress.registry import StageNotApplicable, runtime
-from gpt2compress.stages import precision
-from gpt2compress.variants import build
+from gpt2compress.build.hardware import has_native_bf16
+from gpt2compress.core.registry import StageNotApplicable, runtime
+from gpt2compress.build.stages import precision
+from gpt2compress.core.variants import build
 
 
 def compiled(ov_model, name: str):

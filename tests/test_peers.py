@@ -4,11 +4,11 @@ generates its greedy tokens on a per-token clock; what they cannot hold is refus
 import pytest
 import torch
 
-from gpt2compress.generation import cannot_generate, timed_generate
-from gpt2compress.metrics import perplexity
-from gpt2compress.registry import StageNotApplicable, runtime
-from gpt2compress.stages.ct2 import CTranslate2Config, to_ctranslate2
-from gpt2compress.variants import build
+from gpt2compress.measure.generation import cannot_generate, timed_generate
+from gpt2compress.measure.perplexity import perplexity
+from gpt2compress.core.registry import StageNotApplicable, runtime
+from gpt2compress.build.stages.ct2 import CTranslate2Config, to_ctranslate2
+from gpt2compress.core.variants import build
 from helpers import random_gpt2
 
 

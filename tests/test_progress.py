@@ -1,8 +1,8 @@
 """Progress where the user looks (issue 15, item 1): pytest captures tqdm and Trainer's bars, so builds and long
 loops report through pytest's terminal reporter, rate-limited, and the session ends with a build/measure table."""
 
-from gpt2compress import progress
-from gpt2compress.isolation import run_isolated
+from gpt2compress.core import progress
+from gpt2compress.measure.isolation import run_isolated
 
 from chatty_child import convert
 from helpers import run_bench
@@ -59,8 +59,8 @@ def test_classify_eval_and_each_nncf_calibration_pass_say_their_steps(monkeypatc
     import nncf
     import torch
 
-    from gpt2compress.classify import predict
-    from gpt2compress.stages.openvino import CalibrationItems
+    from gpt2compress.measure.classify import predict
+    from gpt2compress.build.stages.openvino import CalibrationItems
 
     from helpers import random_windows
 

@@ -1,17 +1,10 @@
 import pytest
 import torch
 
-from gpt2compress.io import load_model, save_model
-from gpt2compress.metrics import parameter_count
-from gpt2compress.stages.pruning import (
-    PruneConfig,
-    head_importance,
-    head_mask,
-    heads_per_layer,
-    heads_to_prune_per_layer,
-    prune_attention_heads,
-    prune_heads,
-)
+from gpt2compress.runtimes.pytorch import load_model, save_model
+from gpt2compress.measure.memory import parameter_count
+from gpt2compress.build.stages.pruning import (PruneConfig, head_importance, head_mask, heads_per_layer,
+                                                   heads_to_prune_per_layer, prune_attention_heads, prune_heads)
 
 from helpers import random_gpt2, random_windows
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from gpt2compress.metrics import perplexity
-from gpt2compress.variants import build
+from gpt2compress.measure.perplexity import perplexity
+from gpt2compress.core.variants import build
 
 
 def logits(model, windows):
@@ -58,7 +58,7 @@ def test_symmetric_int8_weights_are_signed_and_have_no_zero_point(ctx):
 
 
 def test_int4_weights_are_int4_in_groups_and_the_embedding_stays_int8(ctx):
-    from gpt2compress.metrics import size_on_disk
+    from gpt2compress.measure.memory import size_on_disk
 
     built = build("ov-int4-weights", ctx)
     weights = weight_constants(built.path)

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from gpt2compress.catalog import METRICS, pair_ratios, ratio
+from gpt2compress.core.metrics import METRICS, pair_ratios, ratio
 from gpt2compress.cli import main
-from gpt2compress.records import ForwardRecord, GenerateRecord, RecordError, from_extra_info
-from gpt2compress.report.runs import load_run
+from gpt2compress.core.records import ForwardRecord, GenerateRecord, RecordError, from_extra_info
+from gpt2compress.history.runs import load_run
 
 from helpers import ROOT
 

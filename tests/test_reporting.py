@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from gpt2compress.catalog import METRICS
+from gpt2compress.core.metrics import METRICS
 from gpt2compress.cli import main
 from gpt2compress.report.stage_charts import pareto_frontier
-from gpt2compress.report.runs import SESSION_KEYS, load_run
+from gpt2compress.history.runs import SESSION_KEYS, load_run
 
 from helpers import ROOT, run_bench
 from test_agnews_classifier import write_agnews
@@ -117,7 +117,7 @@ def test_an_accuracy_drop_inside_the_eval_sets_noise_is_not_a_regression(aa_runs
 
 def flat_history(tmp_path, run) -> list[str]:
     """`--history` holding `run` three times: its class's spread known, and zero."""
-    from gpt2compress.report.history_store import open_store, record_file
+    from gpt2compress.history.store import open_store, record_file
 
     location = str(tmp_path / "flat.sqlite")
     for _ in range(3):
@@ -138,7 +138,7 @@ def test_compare_fails_a_planted_regression_naming_kind_variant_and_metric(aa_cl
     """Planted into a copy of run A, so the plant is the only difference; default thresholds. Timing moves between
     processes: two files alone call its change unsure and pass; with the class's recorded runs (three copies of A,
     so no spread) it fails."""
-    from gpt2compress.catalog import METRICS
+    from gpt2compress.core.metrics import METRICS
 
     worse = plant(aa_classify, tmp_path / "worse.json", kind, variant, **change)
     history = []
@@ -266,7 +266,7 @@ def test_stages_naming_one_variant_still_report_its_ratios(local_checkpoint, tmp
 
 
 def test_the_summary_sets_our_fastest_decode_beside_fp32_and_each_peer_engine():
-    from gpt2compress.records import GenerateRecord
+    from gpt2compress.core.records import GenerateRecord
     from gpt2compress.report.throughput_pages import fastest_lines
 
     def row(variant, runtime, ratio, batch=1):
@@ -288,7 +288,7 @@ def test_the_summary_sets_our_fastest_decode_beside_fp32_and_each_peer_engine():
 
 def test_the_summary_sets_our_fastest_forward_beside_fp32_and_each_peer_engine():
     """Latency is lower-better: the fastest of ours is the lowest ratio, and the line says it in time."""
-    from gpt2compress.records import ForwardRecord
+    from gpt2compress.core.records import ForwardRecord
     from gpt2compress.report.throughput_pages import fastest_lines
 
     def row(variant, runtime, ratio):
@@ -310,7 +310,7 @@ def test_the_peer_line_s_interval_holds_an_even_pair_and_excludes_a_planted_gap(
     below 1. Rounds carry ±8 % noise, each side paired with its own fp32 rounds, as the bench measures."""
     import random
 
-    from gpt2compress.records import GenerateRecord
+    from gpt2compress.core.records import GenerateRecord
     from gpt2compress.report.throughput_pages import fastest_lines
 
     rng = random.Random(7)
@@ -342,7 +342,7 @@ def test_the_line_against_fp32_says_whether_a_target_holds_beyond_the_rounds_noi
     long): the interval is the median's, as the × column is, not a mean's that the long rounds drag up."""
     import random
 
-    from gpt2compress.records import ForwardRecord
+    from gpt2compress.core.records import ForwardRecord
     from gpt2compress.report.throughput_pages import fastest_lines
 
     rng = random.Random(11)
@@ -376,7 +376,7 @@ def test_a_results_file_that_is_not_a_benchmark_json_names_the_fix(tmp_path, tex
 def test_compare_judges_timing_by_the_classs_recorded_spread_as_the_gate_does(aa_runs, tmp_path, capsys):
     """int8-scratch twice as slow: inside a class whose recorded runs of it spread from 0.5× to 1.5×, `ok`; against
     a history where it never moved, a regression."""
-    from gpt2compress.report.history_store import open_store, record_file
+    from gpt2compress.history.store import open_store, record_file
 
     slow = plant(aa_runs[0], tmp_path / "slow.json", "forward", "int8-scratch", latency_samples_ms=2.0)
     location = str(tmp_path / "spread.sqlite")

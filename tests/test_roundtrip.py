@@ -4,11 +4,11 @@ from the cache, has the same dtypes, shapes, heads, attention kernel, tied weigh
 import pytest
 import torch
 
-from gpt2compress.io import is_tied, precision_of
-from gpt2compress.measure import footprint
-from gpt2compress.registry import stage
-from gpt2compress.stages.precision import ALLOW_EMULATED_BF16
-from gpt2compress.variants import VARIANTS, build
+from gpt2compress.runtimes.pytorch import is_tied, precision_of
+from gpt2compress.measure.kinds import footprint
+from gpt2compress.core.registry import stage
+from gpt2compress.build.stages.precision import ALLOW_EMULATED_BF16
+from gpt2compress.core.variants import VARIANTS, build
 
 TORCH_ON_CPU = [name for name, chain in VARIANTS.items()
                 if all(stage(s).gives == "torch" and "cpu" in stage(s).devices for s in chain)]

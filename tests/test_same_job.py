@@ -6,8 +6,8 @@ import json
 
 
 from gpt2compress.cli import main
-from gpt2compress.report.runs import load_run
-from gpt2compress.report.same_job import half_width, paired, same_job_rates
+from gpt2compress.history.runs import load_run
+from gpt2compress.history.same_job import half_width, paired, same_job_rates
 
 from helpers import ROOT
 
@@ -91,8 +91,8 @@ def test_the_base_process_runs_the_base_checkouts_bench_with_the_runs_options(tm
     not the PR's), relative or absolute; a file only the run's tree has stays; the selection is the gate's own."""
     import subprocess
 
-    from gpt2compress.report.processes import process_command
-    from gpt2compress.report.runs import Run
+    from gpt2compress.history.processes import process_command
+    from gpt2compress.history.runs import Run
 
     repo, base = tmp_path / "repo", tmp_path / "base"
     for tree in (repo, base):

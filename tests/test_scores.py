@@ -6,9 +6,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from gpt2compress import fingerprint, scores
-from gpt2compress.measure import quality
-from gpt2compress.variants import build
+from gpt2compress.core import fingerprint
+from gpt2compress.measure import scores
+from gpt2compress.measure.kinds import quality
+from gpt2compress.core.variants import build
 
 
 def test_an_unchanged_build_reuses_its_score_and_a_changed_one_does_not(ctx):
@@ -51,17 +52,18 @@ def keys_after_editing(ctx, monkeypatch):
 
 
 def test_a_score_follows_its_own_runtimes_scorer_not_the_others(ctx, keys_after_editing):
-    """Editing the OpenVINO stage must not re-score an fp32 build; editing metrics or engines must."""
+    """Editing the OpenVINO stage or scorer must not re-score an fp32 build; editing perplexity or its loader must."""
     built = build("fp32", ctx)
     before = keys_after_editing("nothing.py", built)
-    assert keys_after_editing("stages/openvino.py", built) == before
-    assert keys_after_editing("gpt2compress/metrics.py", built) != before
-    assert keys_after_editing("gpt2compress/engines.py", built) != before
+    assert keys_after_editing("build/stages/openvino.py", built) == before
+    assert keys_after_editing("runtimes/openvino/scorer.py", built) == before
+    assert keys_after_editing("gpt2compress/measure/perplexity.py", built) != before
+    assert keys_after_editing("gpt2compress/runtimes/pytorch.py", built) != before
 
 
 def test_an_openvino_score_follows_its_stateless_scorer(ctx, keys_after_editing):
-    """OpenVINO LMs are scored by ov_scorer (engines.scoring_engine), which no OpenVINO build imports."""
+    """OpenVINO LMs are scored by the runtime's scorer (`Runtime.scorer`), which no OpenVINO build imports."""
     ir, fp32 = SimpleNamespace(runtime="openvino", info={"build": {"key": "an-ir"}}), build("fp32", ctx)
     ir_before, fp32_before = keys_after_editing("nothing.py", ir, fp32)
-    ir_after, fp32_after = keys_after_editing("gpt2compress/ov_scorer.py", ir, fp32)
+    ir_after, fp32_after = keys_after_editing("gpt2compress/runtimes/openvino/scorer.py", ir, fp32)
     assert ir_after != ir_before and fp32_after == fp32_before

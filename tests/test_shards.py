@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from gpt2compress.report.history_store import RunInfo, open_store
-from gpt2compress.records import ForwardRecord
-from gpt2compress.shards import parse, split
+from gpt2compress.history.store import RunInfo, open_store
+from gpt2compress.core.records import ForwardRecord
+from gpt2compress.history.shards import parse, split
 
 from helpers import ROOT
 
@@ -30,7 +30,7 @@ def test_a_split_is_deterministic_complete_and_balanced_by_time():
 
 
 def test_cases_that_share_a_trained_build_stay_on_one_shard_and_skips_weigh_nothing():
-    from gpt2compress.cases import cases
+    from gpt2compress.core.cases import cases
 
     every = {f"{c.kind}[{c.variant}]": c for c in cases()}
     groups = {name: c.build_group for name, c in every.items()}
@@ -102,12 +102,26 @@ def test_merged_shards_keep_every_outcome_and_one_failed_shard_fails_the_run(tmp
 
 
 def test_the_pr_tier_is_forward_and_b1_generate_of_the_shipped_variants():
-    from gpt2compress.cases import PR_VARIANTS, select
-    from gpt2compress.variants import VARIANTS
+    from gpt2compress.core.cases import PR_VARIANTS, select
+    from gpt2compress.core.variants import VARIANTS
 
     assert set(PR_VARIANTS) <= set(VARIANTS)
     assert {c.variant for c in select("forward", None, False, "pr")} == {"fp32", *PR_VARIANTS}
     assert not select("train", None, False, "pr") and not select("classify", None, False, "pr")
     assert len(select("forward", None, False, "nightly")) == len(select("forward", None, False))
-    with pytest.raises(KeyError, match="known tiers: pr, nightly"):
+    with pytest.raises(KeyError, match="known tiers: tour, pr, nightly"):
         select("forward", None, False, "weekly")
+
+
+def test_a_bare_run_is_the_tour_and_the_full_matrix_is_one_flag_away():
+    """`pytest bench/` alone: the tour (every kind, each INT8 path, minutes cold); --tier nightly: every case;
+    naming --stages or --smoke chooses instead of the tour."""
+    from gpt2compress.core.cases import TIERS, cases, select, tier_of
+
+    assert tier_of(None, False, None) == "tour" and tier_of("nightly", False, None) == "nightly"
+    assert tier_of(None, True, None) is None and tier_of(None, False, ["inc-int8"]) is None
+    tour = {kind: {c.variant for c in select(kind, None, False, "tour")} for kind in ("forward", "generate", "train",
+                                                                                      "classify")}
+    assert all(tour.values()) and tour["forward"] == set(TIERS["tour"]["forward"])
+    assert {"ov-int8-static", "inc-int8", "int8-scratch", "ov-int8-weights"} <= tour["forward"]
+    assert sum(len(v) for v in tour.values()) < len(cases()) / 3

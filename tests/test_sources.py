@@ -1,8 +1,8 @@
 import pytest
 
-from gpt2compress.data import EMBEDDED, load_corpus
-from gpt2compress.sources import ModelSourceError, load_source
-from gpt2compress.tokenizer import train_bpe
+from gpt2compress.build.data import EMBEDDED, load_corpus
+from gpt2compress.build.sources import ModelSourceError, load_source
+from gpt2compress.build.tokenizer import train_bpe
 
 
 def test_unknown_hub_id_offline_names_the_offline_choices(monkeypatch):

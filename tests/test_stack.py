@@ -6,15 +6,16 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from gpt2compress.budgets import load_budgets
-from gpt2compress.io import load_model, record, save_model
-from gpt2compress.measure import footprint
-from gpt2compress.records import ForwardRecord
-from gpt2compress.stages.distill import DistillConfig, distill, distillation_loss, mixed_loss, shallow_student
-from gpt2compress.stages.finetune import FinetuneConfig, run_trainer
-from gpt2compress.stages.lora import (AdapterSpec, LoraConfig, _check_sparsity, adapter_layers, lora_finetune,
-                                      make_permanent, prune_adapters, with_adapters)
-from gpt2compress.variants import build
+from gpt2compress.core.budgets import load_budgets
+from gpt2compress.runtimes.pytorch import load_model, record, save_model
+from gpt2compress.measure.kinds import footprint
+from gpt2compress.core.records import ForwardRecord
+from gpt2compress.build.stages.distill import (DistillConfig, distill, distillation_loss, mixed_loss,
+                                                   shallow_student)
+from gpt2compress.build.stages.finetune import FinetuneConfig, run_trainer
+from gpt2compress.build.stages.lora import (AdapterSpec, LoraConfig, _check_sparsity, adapter_layers,
+                                                lora_finetune, make_permanent, prune_adapters, with_adapters)
+from gpt2compress.core.variants import build
 
 from helpers import ROOT, random_gpt2, random_windows, run_bench
 

@@ -1,12 +1,13 @@
-"""--profile and --memray leave one trace / capture per stage, named by stage; OpenVINO stages their per-layer
+"""--traces and --memray leave one trace / capture per stage, named by stage; OpenVINO stages their per-layer
 counters."""
 
 import json
 from types import SimpleNamespace
 
-from gpt2compress import measure, profiling
-from gpt2compress.budgets import Budget
-from gpt2compress.records import ForwardRecord
+from gpt2compress.measure import kinds as measure
+from gpt2compress.measure import profiling
+from gpt2compress.core.budgets import Budget
+from gpt2compress.core.records import ForwardRecord
 
 from helpers import run_bench
 
@@ -15,7 +16,7 @@ def test_profile_and_memray_outputs(tmp_path, local_checkpoint):
     budgets = tmp_path / "open.toml"
     budgets.write_text("version = 1\n")
     run = run_bench(local_checkpoint, tmp_path / "r.json", "--stages", "fp32,int8-scratch,ov-int8-static",
-                    "--budgets", str(budgets), "--profile", str(tmp_path / "traces"), "--memray", str(tmp_path / "mem"))
+                    "--budgets", str(budgets), "--traces", str(tmp_path / "traces"), "--memray", str(tmp_path / "mem"))
     assert run.returncode == 0, run.stdout[-3000:]
     for stage in ("fp32", "int8-scratch"):
         trace = json.loads((tmp_path / "traces" / f"cpu-{stage}.trace.json").read_text())
@@ -40,4 +41,4 @@ def test_a_profile_that_fails_keeps_the_measured_row_and_fails_the_case(monkeypa
     record = measure.measure_case("forward", SimpleNamespace(name="x"), SimpleNamespace(device="cpu"),
                                   SimpleNamespace(inputs=None), None, {"profile": tmp_path})
     assert record is measured
-    assert Budget({}).violations(record) == ["--profile failed after the measurement: RuntimeError: the profiler broke"]
+    assert Budget({}).violations(record) == ["--traces failed after the measurement: RuntimeError: the profiler broke"]

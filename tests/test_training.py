@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from gpt2compress.training import TrainSetup, accumulation_steps, train_steps
+from gpt2compress.measure.training import TrainSetup, accumulation_steps, train_steps
 
 from helpers import random_gpt2, random_windows
 
@@ -46,7 +46,7 @@ def test_too_little_data_names_the_options():
 def test_cpu_training_memory_is_the_models_not_the_sessions():
     """The weights plus what training adds (gradients, AdamW's two moments, activations), however much this process
     held before: 512 MiB here."""
-    from gpt2compress.metrics import tensor_bytes
+    from gpt2compress.measure.memory import tensor_bytes
 
     session = torch.ones(512 * 2**20 // 4)
     session.add_(1)

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from gpt2compress.metrics import perplexity
-from gpt2compress.stages import STAGES, StageNotApplicable, check_chain
-from gpt2compress.variants import Context, Settings, build
+from gpt2compress.measure.perplexity import perplexity
+from gpt2compress.build.stages import STAGES, StageNotApplicable, check_chain
+from gpt2compress.core.variants import Context, Settings, build
 
 
 
@@ -62,7 +62,7 @@ def test_unknown_stage_lists_known_ones():
 
 
 def test_bf16_refused_where_the_cpu_would_emulate_it(monkeypatch):
-    from gpt2compress import hardware
+    from gpt2compress.build import hardware
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
     with pytest.raises(StageNotApplicable, match="no native bf16"):
@@ -77,10 +77,10 @@ def test_window_longer_than_the_model_names_the_fix(ctx):
 
 
 def test_the_variants_listing_names_every_case_and_why_it_cannot_run_here(monkeypatch, capsys):
-    from gpt2compress import hardware
-    from gpt2compress.cases import names
+    from gpt2compress.build import hardware
+    from gpt2compress.core.cases import names
     from gpt2compress.cli import main
-    from gpt2compress.registry import STAGES
+    from gpt2compress.core.registry import STAGES
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
     assert main(["variants", "--device", "cpu"]) == 0
@@ -96,14 +96,14 @@ def test_the_variants_listing_names_every_case_and_why_it_cannot_run_here(monkey
 
 
 def test_bf16_on_cuda_without_a_gpu_says_there_is_none_to_check(monkeypatch):
-    from gpt2compress.stages.precision import native_bf16
+    from gpt2compress.build.stages.precision import native_bf16
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert native_bf16("cuda").startswith("no CUDA GPU visible")
 
 
 def test_pipeline_refuses_an_unknown_variant_before_loading_anything(monkeypatch, capsys):
-    from gpt2compress import sources
+    from gpt2compress.build import sources
     from gpt2compress.cli import main
 
     monkeypatch.setattr(sources, "load_source", lambda *a, **k: pytest.fail("loaded the model for a typo"))
@@ -114,7 +114,7 @@ def test_pipeline_refuses_an_unknown_variant_before_loading_anything(monkeypatch
 def test_pipeline_keeps_the_rows_measured_before_a_failure(local_checkpoint, tmp_path, monkeypatch):
     import json
 
-    from gpt2compress import variants
+    from gpt2compress.core import variants
     from gpt2compress.cli import main
 
     real = variants.build

@@ -42,8 +42,8 @@ def test_bench_jobs_gate_prs_record_main_and_keep_evidence(name, labels, device,
     assert "HF_HOME" in job["env"]
     assert job["env"]["TIER"] == ("${{ (github.event_name == 'schedule' || github.event_name == 'workflow_dispatch') "
                                   "&& 'nightly' || 'pr' }}")  # pushes record the tier PRs are gated against
-    assert "bench/ci.sh ${{ github.event_name == 'pull_request' && 'pr' || 'main' }}" in script
-    bench = next(step for step in job["steps"] if "bench/ci.sh" in step.get("run", ""))
+    assert "scripts/ci.sh ${{ github.event_name == 'pull_request' && 'pr' || 'main' }}" in script
+    bench = next(step for step in job["steps"] if "scripts/ci.sh" in step.get("run", ""))
     assert bench["env"]["SAME_JOB"] == 3  # PRs: base and PR measured side by side where the history is blind
     assert "GPT2COMPRESS_HISTORY" in job["env"] and "fetch-depth" in str(job["steps"][1])
     assert workflow["permissions"] == {"contents": "read"} and "schedule" in workflow[True]  # yaml reads `on` as True
@@ -70,23 +70,23 @@ def test_the_nightly_cpu_run_is_split_over_two_runners():
 
 
 def test_the_cpu_job_installs_the_llama_cpp_peer_its_pr_tier_measures():
-    from gpt2compress.cases import PR_VARIANTS
+    from gpt2compress.core.cases import PR_VARIANTS
     job = yaml.safe_load((ROOT / ".github" / "workflows" / "bench-cpu.yml").read_text())["jobs"]["bench"]
-    steps = [s for s in job["steps"] if "bench/install-llamacpp.sh" in s.get("run", "")]
+    steps = [s for s in job["steps"] if "scripts/install-llamacpp.sh" in s.get("run", "")]
     assert "llamacpp-q8_0" in PR_VARIANTS and steps   # without it the decode-vs-llama.cpp line is always a skip
     assert "LLAMACPP_WHEELS" in steps[0]["env"] and "if" not in steps[0]   # every tier, from the runner's wheel cache
     runs = [s.get("run", "") for s in job["steps"]]
-    assert runs.index(steps[0]["run"]) < next(i for i, run in enumerate(runs) if "bench/ci.sh" in run)  # before
+    assert runs.index(steps[0]["run"]) < next(i for i, run in enumerate(runs) if "scripts/ci.sh" in run)  # before
 
 
 def test_the_ci_script_gates_prs_records_main_and_reports():
-    script = (ROOT / "bench" / "ci.sh").read_text()
+    script = (ROOT / "scripts" / "ci.sh").read_text()
     assert "gpt2compress history gate" in script and "gpt2compress history record" in script
     assert "gpt2compress plot" in script and "GITHUB_STEP_SUMMARY" in script and "results.jsonl" in script
     assert "--report report.md" in script and "--reruns" in script and "history changes" in script
-    checked = subprocess.run(["bash", "-n", str(ROOT / "bench" / "ci.sh")], capture_output=True, text=True)
+    checked = subprocess.run(["bash", "-n", str(ROOT / "scripts" / "ci.sh")], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
-    usage = subprocess.run(["bash", str(ROOT / "bench" / "ci.sh"), "nightly"], capture_output=True, text=True)
+    usage = subprocess.run(["bash", str(ROOT / "scripts" / "ci.sh"), "nightly"], capture_output=True, text=True)
     assert usage.returncode == 2 and "mode must be pr or main" in usage.stderr
 
 
@@ -98,7 +98,7 @@ def test_every_install_takes_the_lock_and_the_lock_keeps_pyprojects_pins():
 
     installs = {path: [line for line in (ROOT / path).read_text().splitlines()
                        if re.search(r"pip install [^#]*-e ", line)]
-                for path in ("README.md", ".ci/run", "bench/ci.sh", ".github/workflows/bench-cpu.yml",
+                for path in ("README.md", ".ci/run", "scripts/ci.sh", ".github/workflows/bench-cpu.yml",
                              ".github/workflows/bench-t4.yml")}
     assert all(installs.values()), installs
     assert [line for lines in installs.values() for line in lines if "-c constraints.txt" not in line] == []

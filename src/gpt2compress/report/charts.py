@@ -10,9 +10,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..catalog import Metric  # noqa: E402
-from ..records import Record  # noqa: E402
-from .runs import Run, measured_on  # noqa: E402
+from ..core.metrics import Metric  # noqa: E402
+from ..core.records import Record  # noqa: E402
+from ..history.runs import Run, measured_on  # noqa: E402
 
 Values = Callable[[Run, str], dict[str, float]]  # (run, device) -> {category: value}
 LOG_SPAN = 30  # bars spanning more than this factor are drawn on a log axis

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..catalog import FORWARD, GENERATE, TRAIN, reference_of
-from ..records import Record
+from ..core.metrics import FORWARD, GENERATE, TRAIN, reference_of
+from ..core.records import Record
 from .charts import fmt
-from .runs import Run
+from ..history.runs import Run
 
 STACKS = ("distilled-lora-pruned-int8", "distilled-lora-pruned-nf4")  # default B: the first one on the device
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ..catalog import METRICS
-from .runs import Run
+from ..core.metrics import METRICS
+from ..history.runs import Run
 
 IDENTITY = ("run", "kind", "device", "variant", "shape", "chain", "precision", "runtime")
 

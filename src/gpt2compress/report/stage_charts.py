@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..catalog import FORWARD, METRICS
-from ..records import ForwardRecord, mib
+from ..core.metrics import FORWARD, METRICS
+from ..core.records import ForwardRecord, mib
 from .charts import fmt as _fmt, metric_bars, offsets, panels as _panels, save as _save
 from .gains_table import gains_section
 from .results_csv import write_results_csv
-from .runs import Run, measured_on
+from ..history.runs import Run, measured_on
 from .task_pages import classify_charts, classify_section, hellaswag_section
 from .throughput_pages import fastest_lines, generate_section, throughput_charts, train_section
 

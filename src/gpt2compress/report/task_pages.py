@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..catalog import CLASSIFY, FORWARD, METRICS
+from ..core.metrics import CLASSIFY, FORWARD, METRICS
 from .charts import fmt, machine_footer, metric_bars, save
-from .runs import Run
+from ..history.runs import Run
 
 # seed 004's two comparisons: performance (accuracy, F1) and efficiency (size, time per batch); file stem: metric
 CLASSIFY_CHARTS = {"classify-accuracy": "accuracy", "classify-f1": "f1_macro", "classify-size": "size",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..catalog import GENERATE, METRICS, PEER_RUNTIMES, TRAIN, kept_pairs, median_ratio_interval, reference_of
-from ..records import Record
+from ..core.metrics import GENERATE, METRICS, PEER_RUNTIMES, TRAIN, kept_pairs, median_ratio_interval, reference_of
+from ..core.records import Record
 from .charts import fmt, metric_bars
-from .runs import Run
+from ..history.runs import Run
 
 
 def _label(record: Record) -> str:

@@ -1,0 +1,7 @@
+"""`python -m gpt2compress.cli`."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The pytest side: the plugin (options, parametrization, case outcomes) and the bench's fixtures."""

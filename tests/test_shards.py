@@ -123,5 +123,5 @@ def test_a_bare_run_is_the_tour_and_the_full_matrix_is_one_flag_away():
     tour = {kind: {c.variant for c in select(kind, None, False, "tour")} for kind in ("forward", "generate", "train",
                                                                                       "classify")}
     assert all(tour.values()) and tour["forward"] == set(TIERS["tour"]["forward"])
-    assert {"ov-int8-static", "inc-int8", "int8-scratch", "ov-int8-weights"} <= tour["forward"]
+    assert {"ov-int8-static", "int8-scratch", "ov-int8-weights", "pruned-finetuned-ov-int8-static"} <= tour["forward"]
     assert sum(len(v) for v in tour.values()) < len(cases()) / 3

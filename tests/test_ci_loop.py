@@ -1,7 +1,8 @@
 """The CI loop end to end (issue 14, item 5): a git repo holding the project, and the script the workflows call
 (scripts/ci.sh) at each commit: base → an A/A commit (docs only) → a commit whose stage code makes int8-scratch
-slower → `history accept` → one more A/A. Expected: A/A passes, the slow commit fails naming that variant and
-metric, after `accept` the next run passes; the history holds every recorded run and the trend one point each.
+slower, measured in the same job against its merge base (SAME_JOB=2) → `history accept` → one more A/A.
+Expected: A/A passes, the slow commit fails naming that variant and metric, after `accept` the next run passes;
+the history holds every recorded run and the trend one point each.
 
 On `tiny` (the bench's default model), forward only, fp32 + int8-scratch. The build cache is the session's
 (CI's .cache/gpt2compress), so `tiny` trains once for this test and the bench smoke after it.
@@ -85,18 +86,15 @@ def test_the_ci_loop_gates_accepts_and_keeps_every_run(loop):
     git(repo, "checkout", "-q", "main")
     git(repo, "checkout", "-qb", "slow")  # a PR whose stage code really makes int8-scratch slower
     slow = commit(repo, "int8-scratch: dequantize again", "src/gpt2compress/build/stages/int8_scratch.py", *SLOW)
-    code, out = ci("pr", RERUNS="1")  # one base run: the spread is unknown, so the suspect runs again, fresh
+    # one base run, so the spread is unknown: the PR is measured in the same job, the merge base's code and the PR's
+    # as alternating fresh processes (a worktree of main for the base, a warm-up pair dropped), decided from their
+    # paired differences (the re-run path, RERUNS, is tests/test_history_analysis.py's, with the same processes)
+    code, out = ci("pr", SAME_JOB="2")
     assert code == 1, out
-    assert "re-ran forward/cpu/int8-scratch in 1 fresh process(es)" in out, out
     errors = [line for line in out.splitlines() if line.startswith("::error")]
     assert errors and all("forward/cpu/int8-scratch" in e for e in errors), out
     assert any("int8-scratch latency" in e for e in errors), out
-
-    # the same PR measured in the same job: the merge base's code and the PR's as alternating fresh processes (a
-    # worktree of main for the base), decided from their paired differences
-    code, out = ci("pr", SAME_JOB="2")
-    assert code == 1, out
-    assert "in 2 of 2 pair(s) of fresh processes, the merge base" in out, out
+    assert "in 2 of 2 pair(s) of fresh processes, the merge base" in out and "warm-up pair, dropped" in out, out
     slowed = [line for line in out.splitlines() if line.startswith("forward/cpu/int8-scratch latency:")]
     assert slowed and "over 2 pair(s)" in slowed[0] and "catch in 9 of 10 gates" in slowed[0] \
         and slowed[0].endswith("REGRESSION"), out

@@ -113,31 +113,12 @@ def test_the_package_is_folders_by_role_with_short_modules():
 
 
 def _import_graph() -> dict[str, set[str]]:
-    """Module -> the modules of this package it imports at import time (not inside functions, not for typing)."""
-    import ast
+    """Module -> the modules of this package it imports when imported (not inside functions, not for typing)."""
+    from gpt2compress.core.fingerprint import imported_modules, package_root
 
-    from gpt2compress.core.fingerprint import _type_checking_only, module_file, package_root
-
-    graph = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = path.relative_to(PACKAGE).with_suffix("").parts
-        name = ".".join(("gpt2compress", *parts)).removesuffix(".__init__")
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        found = set()
-        for node in ast.parse(path.read_text()).body:  # module level only: a lazy import cannot make a cycle here
-            if _type_checking_only(node) or not isinstance(node, ast.ImportFrom):
-                continue
-            base = node.module or ""
-            if node.level:
-                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{anchor}.{base}" if base else anchor
-            if base.split(".")[0] != "gpt2compress":
-                continue
-            for alias in node.names:
-                sub = f"{base}.{alias.name}"
-                found.add(sub if module_file(sub, package_root()) else base)
-        graph[name] = found
-    return graph
+    names = [".".join(("gpt2compress", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+             for p in PACKAGE.rglob("*.py")]
+    return {name: imported_modules(name, package_root(), at_import=True) for name in names}
 
 
 def test_no_import_circle():

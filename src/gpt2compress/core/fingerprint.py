@@ -81,13 +81,16 @@ def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
         todo.extend(child for child in ast.iter_child_nodes(node) if not _type_checking_only(child))
 
 
-def imported_modules(module: str, root: Path) -> set[str]:
-    """This package's modules that `module` imports anywhere in its body."""
+def imported_modules(module: str, root: Path, at_import: bool = False) -> set[str]:
+    """This package's modules that `module` imports anywhere in its body (`at_import`: only in statements run when
+    it is imported, not inside functions: the edges an import circle is made of)."""
     path = module_file(module, root)
     if path is None:
         return set()
     package, found = _package_of(module, path), set()
-    for node in _runtime_nodes(ast.parse(path.read_text("utf-8"))):
+    tree = ast.parse(path.read_text("utf-8"))
+    nodes = [n for n in tree.body if not _type_checking_only(n)] if at_import else _runtime_nodes(tree)
+    for node in nodes:
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.split(".")[0] == PACKAGE)
         elif isinstance(node, ast.ImportFrom):

@@ -11,5 +11,5 @@ from gpt2compress.core.metrics import CLASSIFY
 KIND = CLASSIFY
 
 
-def test_classify(case, device, classify_ctx, classify_ref, measure, gate):
-    gate(measure(classify_ctx, classify_ref))
+def test_classify(case, device, reference, measure, gate):
+    gate(measure(reference))

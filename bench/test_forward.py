@@ -8,7 +8,5 @@ from gpt2compress.core.metrics import FORWARD
 KIND = FORWARD
 
 
-def test_forward(case, device, ctx, forward_ref, measure, gate, hellaswag, pytestconfig):
-    opt = pytestconfig.getoption
-    gate(measure(ctx, forward_ref, hellaswag=hellaswag, profile=opt("--traces"), rounds=opt("--rounds"),
-                 warmup=opt("--warmup")))
+def test_forward(case, device, reference, measure, gate):
+    gate(measure(reference))

@@ -12,5 +12,5 @@ from gpt2compress.core.metrics import GENERATE
 KIND = GENERATE
 
 
-def test_generate(case, device, ctx, gen_batch_size, generate_ref, measure, gate, pytestconfig):
-    gate(measure(ctx, generate_ref, rounds=pytestconfig.getoption("--gen-rounds"), batch_size=gen_batch_size))
+def test_generate(case, device, gen_batch_size, reference, measure, gate):
+    gate(measure(reference))

@@ -8,8 +8,8 @@ from gpt2compress.core.metrics import TRAIN
 KIND = TRAIN
 
 
-def test_train(case, device, ctx, train_ref, measure, reuse, gate):
+def test_train(case, device, reference, measure, reuse, gate):
     if case.is_reference:  # its fixture measured it once: that is its row
-        gate(reuse(train_ref))
+        gate(reuse(reference))
     else:
-        gate(measure(ctx, train_ref))
+        gate(measure(reference))

@@ -16,7 +16,7 @@ n=${1:-10}; [ $# -gt 0 ] && shift
 mkdir -p "$out"
 stages=(--stages fp32,bf16,ov-int8-weights,ov-int8-static,inc-int8)
 [[ " $* " == *" --stages"* ]] && stages=()
-forward() { pytest bench/test_forward.py --device cpu -q -p no:cacheprovider "${stages[@]}" "$@"; }
+forward() { pytest bench/test_forward.py --devices cpu -q -p no:cacheprovider "${stages[@]}" "$@"; }
 
 [ -f "$out/warm-up.json" ] || forward --benchmark-json="$out/warm-up.json" "$@" > "$out/warm-up.log" 2>&1 || true
 for i in $(seq -w 1 "$n"); do

@@ -22,7 +22,7 @@ env_of() {   # the environment one setting runs under
 for i in $(seq -w 1 "$n"); do
   for s in "${settings[@]}"; do
     [ -f "$out/$s-$i.json" ] && continue
-    env $(env_of "$s") GPT2COMPRESS_MEMORY_PROBE=0 pytest bench/test_forward.py --device cpu -q -p no:cacheprovider \
+    env $(env_of "$s") GPT2COMPRESS_MEMORY_PROBE=0 pytest bench/test_forward.py --devices cpu -q -p no:cacheprovider \
       "${stages[@]}" "$@" --benchmark-json="$out/$s-$i.json" > "$out/$s-$i.log" 2>&1 || true
   done
   echo "process-spread: round $i/$n done"

@@ -49,7 +49,7 @@ process() {   # NAME DIR [pytest args]: one fresh pytest process of DIR's code
   shift 2
   [ -f "$out/$name.json" ] && return 0
   # timing is what is gated here: no fresh-process memory probe per case (GPT2COMPRESS_MEMORY_PROBE=0)
-  (cd "$dir" && PYTHONPATH="$dir/src" GPT2COMPRESS_MEMORY_PROBE=0 pytest bench/test_forward.py bench/test_generate.py --device cpu --tier pr \
+  (cd "$dir" && PYTHONPATH="$dir/src" GPT2COMPRESS_MEMORY_PROBE=0 pytest bench/test_forward.py bench/test_generate.py --devices cpu --tier pr \
      -q -p no:cacheprovider "${stages[@]}" "$@" --benchmark-json="$out/$name.json" > "$out/$name.log" 2>&1) || true
 }
 # A round: a, aa (both this checkout: the A/A pair), then each slower code after a process of this checkout (the aa

@@ -8,7 +8,7 @@
 set -uo pipefail
 out=${1:?usage: investigations/under-load.sh OUT_DIR [pytest args...]}; shift
 mkdir -p "$out"
-forward() { pytest bench/test_forward.py --device cpu -q -p no:cacheprovider --benchmark-json="$out/$1.json" "${@:2}"; }
+forward() { pytest bench/test_forward.py --devices cpu -q -p no:cacheprovider --benchmark-json="$out/$1.json" "${@:2}"; }
 
 start=$(date +%s)
 forward quiet "$@" > "$out/quiet.log" 2>&1

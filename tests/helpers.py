@@ -39,6 +39,6 @@ def run_bench(checkpoint, out_json, *args, cache=None, suite="test_forward.py", 
         env["GPT2COMPRESS_CACHE"] = str(cache)
     return subprocess.run(
         [sys.executable, "-m", "pytest", str(ROOT / "bench" / suite), "-p", "no:cacheprovider", "-q",
-         "--model", str(checkpoint), "--device", "cpu", "--eval-samples", "8", f"--benchmark-json={out_json}", *args],
+         "--model", str(checkpoint), "--devices", "cpu", "--eval-samples", "8", f"--benchmark-json={out_json}", *args],
         capture_output=True, text=True, env=env, timeout=600,
     )

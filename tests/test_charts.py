@@ -11,7 +11,7 @@ from gpt2compress.core.metrics import METRICS
 from gpt2compress.report.stage_charts import summary_markdown
 from gpt2compress.core.records import ClassifyRecord, ForwardRecord, GenerateRecord, TrainRecord
 from gpt2compress.history.runs import Run, describe_machine, measured_on
-from gpt2compress.report.throughput_pages import throughput_charts
+from gpt2compress.report.throughput_pages import generate_charts, train_charts
 
 # Paired rounds whose per-pair ratios have median 2 while their medians' ratio is 4 / 3: a table showing "1.33"
 # divided the medians itself instead of reading `record.ratios`.
@@ -93,7 +93,7 @@ def test_summary_shows_each_records_own_ratios(run):
 
 
 def test_chart_axes_carry_the_catalog_labels(run, axes_scale, tmp_path):
-    throughput_charts([run], tmp_path)
+    generate_charts([run], tmp_path), train_charts([run], tmp_path)
     assert axes_scale["ttft"] == METRICS["ttft"].label
     assert axes_scale["train_memory"] == METRICS["train_peak_memory"].label
 

@@ -19,7 +19,7 @@ import pytest
 from helpers import ROOT
 
 CACHE = os.environ.get("GPT2COMPRESS_CACHE")  # before the unit tests' per-test cache replaces it
-ARGS = ["-k", "test_forward", "--stages", "fp32,int8-scratch", "--device", "cpu", "--eval-samples", "4",
+ARGS = ["-k", "test_forward", "--stages", "fp32,int8-scratch", "--devices", "cpu", "--eval-samples", "4",
         "-p", "no:cacheprovider", "-q"]
 # The planted regression: the weight dequantized five times over, (w + w) / 2 == w exactly, so perplexity holds.
 # Compute, not a sleep: it scales with the CPU as fp32 does, so its ratio to fp32 is as steady between processes as

@@ -153,10 +153,12 @@ def test_stages_are_read_as_a_list_of_names(local_checkpoint, tmp_path):
     assert done.returncode == 0 and "test_forward[pruned-cpu]" in done.stdout, done.stdout + done.stderr
 
 
-def test_the_bench_options_do_not_collide_with_pytest_profiling():
-    """pytest-profiling declares --profile; ours are declared once, under names no well-known plugin takes."""
-    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "stub_profiling", str(ROOT / "bench"),
-                           "--collect-only", "-q", "-p", "no:cacheprovider", "--traces", "/tmp/traces"],
+def test_the_bench_options_do_not_collide_with_well_known_plugins():
+    """pytest-profiling declares --profile, pytest-playwright --device, pytest-memray --memray (`stub_plugins`); ours
+    are declared once, under names none of them takes, and both plugins' options work side by side."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "stub_plugins", str(ROOT / "bench"),
+                           "--collect-only", "-q", "-p", "no:cacheprovider", "--traces", "/tmp/traces", "--devices",
+                           "cpu", "--device", "iPhone 13", "--memray", "--memray-captures", "/tmp/mem", "--profile"],
                           capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), *sys.path])})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

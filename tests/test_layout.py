@@ -57,12 +57,12 @@ def defining(pattern: str) -> set[str]:
 
 def test_ratios_metrics_and_thresholds_are_defined_in_one_place():
     """grep finds each: a ratio is computed in core/metrics.ratio (records derive theirs through it), metric names
-    and default thresholds live in METRICS, references in REFERENCES, smoke lists in cases.SMOKE."""
+    and default thresholds live in METRICS, each kind's reference and smoke list in its kind module."""
     assert defining(r"def (\w*_)?ratios?\w*\(") == {"metrics.py", "records.py", "runs.py"}  # ratio / derive / fill
     assert defining(r"Metric\(") == {"metrics.py"}
     assert defining(r"\b0\.10\b") == {"metrics.py"}  # the default threshold of a timing metric: 10 %
-    assert defining(r'"cls-fp32"') == {"metrics.py"} and defining(r'REFERENCES = ') == {"metrics.py"}
-    assert defining(r"\bSMOKE(_CASES)?\s*=") == {"cases.py"}
+    assert defining(r'"cls-fp32"') == {"classify.py"} and defining(r'BASELINE = "fp32"') == {"variants.py"}
+    assert defining(r"\bsmoke=\(") == {"train.py", "classify.py"} and defining(r"LM_SMOKE = ") == {"cases.py"}
     assert defining(r"def pytest_generate_tests") == {"plugin.py"}  # the pytest plugin: the one hook
     assert defining(r"\.addoption\(|add_argument\(\"--(model|device|seq-len)") == {"options.py"}
     assert defining(r"tomllib\.loads") == {"budgets.py"}  # one reader of the budgets file
@@ -80,7 +80,7 @@ def test_options_are_shared_by_pytest_and_the_cli(capsys):
     shown = " ".join(capsys.readouterr().out.split())
     for option in OPTIONS:
         assert (option.flag in shown) == option.cli, option.flag
-    assert "auto (every device" in shown  # the same --device default and help as pytest's
+    assert "auto (every device" in shown  # the same --devices default and help as pytest's
 
 
 def test_every_case_runs_where_the_stage_registry_says():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gpt2compress.runtimes.pytorch import save_model
-from gpt2compress.measure.kinds import forward_memory
+from gpt2compress.measure.fields import forward_memory
 from gpt2compress.measure.memory_probe import MemoryProbeError, fresh_process_memory
 from gpt2compress.measure.timing import forward_callable
 from gpt2compress.core.variants import Built

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gpt2compress.build.data import Windows
-from gpt2compress.measure import kinds as measure
+from gpt2compress.measure import pairing as measure
 from gpt2compress.measure.timing import busy_threads, latency_stats, settle_threads
 from gpt2compress.measure.memory import parameter_count, peak_memory, size_on_disk
 from gpt2compress.measure.perplexity import perplexity

@@ -27,7 +27,7 @@ def test_loops_say_first_and_last_step_and_at_most_every_few_seconds(monkeypatch
 
 def test_a_child_process_says_its_steps_here_and_its_times_join_this_processs_table(monkeypatch):
     """Isolated cases (llama.cpp) run in a child: its lines reach the sink as said, its times the table."""
-    monkeypatch.setenv("GPT2COMPRESS_PROGRESS_EVERY", "0")  # the spawned child reads it
+    monkeypatch.setattr(progress, "EVERY", 0.0)  # the spawned child is given it
     monkeypatch.setattr(progress, "BUILDS", {})
     monkeypatch.setattr(progress, "MEASURES", {})
     lines = []
@@ -44,7 +44,7 @@ def test_a_bench_run_shows_its_builds_in_pytests_output(tmp_path, local_checkpoi
     budgets = tmp_path / "none.toml"
     budgets.write_text("version = 1\n")
     done = run_bench(local_checkpoint, tmp_path / "r.json", "--stages", "fp32,pruned-finetuned", "--finetune-steps",
-                     "3", "--budgets", str(budgets), env={"GPT2COMPRESS_PROGRESS_EVERY": "0"})
+                     "3", "--budgets", str(budgets), "--progress-every", "0")
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
     assert "[gpt2compress] build cpu/pruned-finetuned: stage 1/2 prune" in out

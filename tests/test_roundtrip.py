@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from gpt2compress.runtimes.pytorch import is_tied, precision_of
-from gpt2compress.measure.kinds import footprint
+from gpt2compress.measure.fields import footprint
 from gpt2compress.core.registry import stage
-from gpt2compress.build.stages.precision import ALLOW_EMULATED_BF16
+from gpt2compress.build.stages.precision import EMULATED_BF16
 from gpt2compress.core.variants import VARIANTS, build
 
 TORCH_ON_CPU = [name for name, chain in VARIANTS.items()
@@ -26,7 +26,7 @@ def test_every_torch_cpu_variant_is_covered():
 
 @pytest.mark.parametrize("variant", TORCH_ON_CPU)
 def test_a_cached_build_loads_as_the_model_that_was_built(ctx, variant, monkeypatch):
-    monkeypatch.setenv(ALLOW_EMULATED_BF16, "1")  # correctness, not speed: emulated bf16 is fine here
+    monkeypatch.setitem(EMULATED_BF16, "allowed", True)  # correctness, not speed: emulated bf16 is fine here
     made = build(variant, ctx)  # cold: the stages' own output
     loaded = build(variant, ctx)  # warm: read back from the cache
     assert loaded.model is not made.model and loaded.path == made.path
@@ -46,6 +46,6 @@ def test_a_cached_build_loads_as_the_model_that_was_built(ctx, variant, monkeypa
 @pytest.mark.parametrize("variant,precision", [("bf16", "bf16"), ("mixed-bf16", "mixed-bf16"),
                                                ("int8-scratch", "int8-w"), ("pruned", "fp32")])
 def test_precision_is_read_from_the_model(ctx, variant, precision, monkeypatch):
-    monkeypatch.setenv(ALLOW_EMULATED_BF16, "1")
+    monkeypatch.setitem(EMULATED_BF16, "allowed", True)
     build(variant, ctx)
     assert build(variant, ctx).info["precision"] == precision

@@ -8,7 +8,7 @@ import torch
 
 from gpt2compress.core import fingerprint
 from gpt2compress.measure import scores
-from gpt2compress.measure.kinds import quality
+from gpt2compress.measure.fields import quality
 from gpt2compress.core.variants import build
 
 

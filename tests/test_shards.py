@@ -116,12 +116,12 @@ def test_the_pr_tier_is_forward_and_b1_generate_of_the_shipped_variants():
 def test_a_bare_run_is_the_tour_and_the_full_matrix_is_one_flag_away():
     """`pytest bench/` alone: the tour (every kind, each INT8 path, minutes cold); --tier nightly: every case;
     naming --stages or --smoke chooses instead of the tour."""
-    from gpt2compress.core.cases import TIERS, cases, select, tier_of
+    from gpt2compress.core.cases import TOUR_VARIANTS, cases, select, tier_of
 
     assert tier_of(None, False, None) == "tour" and tier_of("nightly", False, None) == "nightly"
     assert tier_of(None, True, None) is None and tier_of(None, False, ["inc-int8"]) is None
     tour = {kind: {c.variant for c in select(kind, None, False, "tour")} for kind in ("forward", "generate", "train",
                                                                                       "classify")}
-    assert all(tour.values()) and tour["forward"] == set(TIERS["tour"]["forward"])
+    assert all(tour.values()) and tour["forward"] == {"fp32", *TOUR_VARIANTS}
     assert {"ov-int8-static", "int8-scratch", "ov-int8-weights", "pruned-finetuned-ov-int8-static"} <= tour["forward"]
     assert sum(len(v) for v in tour.values()) < len(cases()) / 3

@@ -8,7 +8,7 @@ from transformers import GPT2LMHeadModel
 
 from gpt2compress.core.budgets import load_budgets
 from gpt2compress.runtimes.pytorch import load_model, record, save_model
-from gpt2compress.measure.kinds import footprint
+from gpt2compress.measure.fields import footprint
 from gpt2compress.core.records import ForwardRecord
 from gpt2compress.build.stages.distill import (DistillConfig, distill, distillation_loss, mixed_loss,
                                                    shallow_student)

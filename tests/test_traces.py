@@ -1,10 +1,11 @@
-"""--traces and --memray leave one trace / capture per stage, named by stage; OpenVINO stages their per-layer
+"""--traces and --memray-captures leave one trace / capture per stage, named by stage; OpenVINO stages their per-layer
 counters."""
 
 import json
 from types import SimpleNamespace
 
-from gpt2compress.measure import kinds as measure
+from gpt2compress.kinds import forward
+from gpt2compress.measure import pairing as measure
 from gpt2compress.measure import profiling
 from gpt2compress.core.budgets import Budget
 from gpt2compress.core.records import ForwardRecord
@@ -16,7 +17,8 @@ def test_profile_and_memray_outputs(tmp_path, local_checkpoint):
     budgets = tmp_path / "open.toml"
     budgets.write_text("version = 1\n")
     run = run_bench(local_checkpoint, tmp_path / "r.json", "--stages", "fp32,int8-scratch,ov-int8-static",
-                    "--budgets", str(budgets), "--traces", str(tmp_path / "traces"), "--memray", str(tmp_path / "mem"))
+                    "--budgets", str(budgets), "--traces", str(tmp_path / "traces"),
+                    "--memray-captures", str(tmp_path / "mem"))
     assert run.returncode == 0, run.stdout[-3000:]
     for stage in ("fp32", "int8-scratch"):
         trace = json.loads((tmp_path / "traces" / f"cpu-{stage}.trace.json").read_text())
@@ -36,7 +38,7 @@ def test_a_profile_that_fails_keeps_the_measured_row_and_fails_the_case(monkeypa
         raise RuntimeError("the profiler broke")
 
     measured = ForwardRecord(variant="x", device="cpu")
-    monkeypatch.setattr(measure, "forward_record", lambda *args: measured)
+    monkeypatch.setattr(forward, "forward_record", lambda *args: measured)
     monkeypatch.setattr(profiling, "profile_forward", broken)
     record = measure.measure_case("forward", SimpleNamespace(name="x"), SimpleNamespace(device="cpu"),
                                   SimpleNamespace(inputs=None), None, {"profile": tmp_path})

@@ -83,7 +83,7 @@ def test_the_variants_listing_names_every_case_and_why_it_cannot_run_here(monkey
     from gpt2compress.core.registry import STAGES
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
-    assert main(["variants", "--device", "cpu"]) == 0
+    assert main(["variants", "--devices", "cpu"]) == 0
     listing, stages = capsys.readouterr().out.split("\n\n")
     lines = {line.split()[0]: line for line in listing.splitlines()[1:]}
     assert list(lines) == names()
@@ -122,6 +122,6 @@ def test_pipeline_keeps_the_rows_measured_before_a_failure(local_checkpoint, tmp
                         else (_ for _ in ()).throw(RuntimeError("a stage crashed")))
     out = tmp_path / "rows.json"
     with pytest.raises(RuntimeError, match="a stage crashed"):
-        main(["pipeline", "--model", str(local_checkpoint), "--device", "cpu", "--variants", "fp32,pruned",
+        main(["pipeline", "--model", str(local_checkpoint), "--devices", "cpu", "--variants", "fp32,pruned",
               "--eval-samples", "4", "--rounds", "2", "--json", str(out)])
     assert [row["variant"] for row in json.loads(out.read_text())["rows"]] == ["fp32"]

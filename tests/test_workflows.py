@@ -38,7 +38,7 @@ def test_bench_jobs_gate_prs_record_main_and_keep_evidence(name, labels, device,
     job = workflow["jobs"]["bench"]
     assert str(labels).replace("'", '"') in job["runs-on"] and job["env"]["EXTRAS"] == extras  # bnb on the T4
     script = "\n".join(step.get("run", "") for step in job["steps"])
-    assert f"--model gpt2 --data wikitext2 --tier ${{{{ env.TIER }}}} --device {device}" in script
+    assert f"--model gpt2 --data wikitext2 --tier ${{{{ env.TIER }}}} --devices {device}" in script
     assert "HF_HOME" in job["env"]
     assert job["env"]["TIER"] == ("${{ (github.event_name == 'schedule' || github.event_name == 'workflow_dispatch') "
                                   "&& 'nightly' || 'pr' }}")  # pushes record the tier PRs are gated against

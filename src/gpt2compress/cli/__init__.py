@@ -25,7 +25,7 @@
     gpt2compress history error-rates run-*.json
         the gate over N processes of identical code: false alarms, a planted +15 % caught
         (investigations/error-rates.sh).
-    gpt2compress variants [--device auto|cpu|cuda]
+    gpt2compress variants [--devices auto|cpu|cuda]
         every name --stages accepts: what it measures, its chain of stages, and whether it runs here (or why
         not: the device, the CPU, a missing extra); then what each stage does.
     gpt2compress cores 2

@@ -45,7 +45,7 @@ def pipeline(args: argparse.Namespace) -> int:
 def _pipeline_rows(args: argparse.Namespace, source, corpus, device: str, rows: list[dict]) -> None:
     """Appends each variant's row to `rows` as it is measured."""
     from ..core.registry import scoring_engine
-    from ..measure.kinds import footprint, quality, speed
+    from ..measure.fields import footprint, quality, speed
     from ..measure.timing import fixed_batch
     from ..core.options import settings_overrides
     from ..build.stages import StageNotApplicable
@@ -127,7 +127,7 @@ def add_commands(commands) -> None:
     run.add_argument("--json", default=None, help="also write the rows as JSON here")
     run.set_defaults(func=pipeline)
     listing = commands.add_parser("variants", help="what --stages can name, and whether each runs here")
-    add_cli_options(listing, only=("--device",))
+    add_cli_options(listing, only=("--devices",))
     listing.set_defaults(func=variants)
     pin = commands.add_parser("cores", help="N CPUs on N distinct physical cores, as a list for taskset -c")
     pin.add_argument("n", type=int)

@@ -1,37 +1,22 @@
-"""The case matrix: every (kind, variant) the bench measures, its chain, and whether `--smoke` runs it.
+"""The case matrix: every (kind, variant) the bench measures, its chain, and whether `--smoke` or a tier runs it.
 
-One table for the four kinds; the bench suite parametrizes from it in one hook.
-Whether a case runs on a device is the stage registry's answer for its chain
-(`registry.check_chain`), never a rule written here.
+Each kind lists its cases, smoke cases and tiers (`core.kinds`, `gpt2compress/kinds/`); the bench suite
+parametrizes from them in one hook. Whether a case runs on a device is the stage registry's answer for its
+chain (`registry.check_chain`), never a rule written here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
-from .metrics import CLASSIFY, FORWARD, GENERATE, KINDS, TRAIN, reference_of
-from ..measure.classify import CLASSIFY_VARIANTS
+from .kinds import kind_of, kinds
 from .registry import StageNotApplicable, check_chain, stage
-from ..measure.training import TrainSetup
-from .variants import BASELINE, VARIANTS
-
-# name: (variant whose model is trained, how it is trained) -- seed 003's setups and seed 001's LoRA
-TRAIN_SETUPS: dict[str, tuple[str, TrainSetup]] = {
-    reference_of(TRAIN): (BASELINE, TrainSetup()),
-    "fp32-eager": (BASELINE, TrainSetup(attention="eager")),
-    "bf16-autocast": (BASELINE, TrainSetup(precision="bf16")),
-    "fp16-autocast": (BASELINE, TrainSetup(precision="fp16")),
-    "distilled-lora": ("distilled", TrainSetup(lora_rank=8)),  # seed 001: LoRA on the distilled student
-}
 
 # --smoke: that every kind, runtime and device path runs, in minutes (CI runs it on every push); each kind's
-# reference case is in its selection
-SMOKE = {kind: (reference_of(kind), *others) for kind, others in {
-    FORWARD: ("pruned", "int8-scratch", "ov-int8-static", "fp16", "bnb-nf4"),
-    GENERATE: ("pruned", "int8-scratch", "ov-int8-static", "fp16", "bnb-nf4"),
-    TRAIN: ("bf16-autocast", "fp16-autocast"),
-    CLASSIFY: ("cls-int8-scratch", "cls-ov-int8-static", "cls-bnb-nf4"),
-}.items()}
+# reference case is in its selection. The LM kinds (forward, generate) share theirs:
+LM_SMOKE = ("pruned", "int8-scratch", "ov-int8-static", "fp16", "bnb-nf4")
 
 # --tier pr: what a PR gate needs, in minutes on cached builds: forward and b1 generate of the variants a team ships
 # (the walk-through chain, each INT8 path, the half precisions, each seed's full stack). --tier nightly: every case.
@@ -44,13 +29,8 @@ PR_VARIANTS = ("pruned", "pruned-finetuned", "bf16", "fp16", "int8-scratch", "ov
 # three classifiers. inc-int8 (54 s of a 5 min run: its memory probe imports INC's stack) and bf16 are the PR tier's.
 TOUR_VARIANTS = ("pruned", "pruned-finetuned", "int8-scratch", "ov-int8-weights", "ov-int8-static",
                  "pruned-finetuned-ov-int8-static")
-TIERS: dict[str, dict[str, tuple[str, ...]] | None] = {
-    "tour": {**{kind: (reference_of(kind), *TOUR_VARIANTS) for kind in (FORWARD, GENERATE)},
-             TRAIN: (reference_of(TRAIN), "bf16-autocast"), CLASSIFY: (reference_of(CLASSIFY), "cls-int8-scratch",
-                                                                     "cls-ov-int8-static")},
-    "pr": {kind: (reference_of(kind), *PR_VARIANTS) for kind in (FORWARD, GENERATE)},
-    "nightly": None,  # everything
-}
+TIERS = ("tour", "pr", "nightly")  # each kind names its cases of a tier (`Kind.tiers`); nightly is every case
+NIGHTLY = "nightly"
 DEFAULT_TIER = "tour"  # without --tier, --smoke or --stages
 
 
@@ -64,13 +44,14 @@ class Case:
     kind: str
     variant: str  # the name in reports, budgets and compare
     chain: tuple[str, ...]  # the stages that build the measured model
-    smoke: bool = False
+    smoke: bool = False  # set from its kind's smoke list
     trains: str | None = None  # train: the LM variant whose model is trained
-    setup: TrainSetup | None = None  # train: how
+    setup: Any = None  # train: how (a TrainSetup)
+    aliases: tuple[str, ...] = ()  # other names `--stages` selects it by (cls-X: X)
 
     @property
     def is_reference(self) -> bool:
-        return self.variant == reference_of(self.kind)
+        return self.variant == kind_of(self.kind).reference
 
     @property
     def rule_chain(self) -> tuple[str, ...]:
@@ -85,8 +66,7 @@ class Case:
         trained = [i for i, name in enumerate(self.chain) if stage(name).trains]
         if not trained:
             return self.variant
-        family = "classifier" if self.kind == CLASSIFY else "lm"
-        return f"{family}:{'+'.join(self.chain[:trained[0] + 1])}"
+        return f"{kind_of(self.kind).family}:{'+'.join(self.chain[:trained[0] + 1])}"
 
     def unsupported(self, device: str) -> str | None:
         """Why this case cannot run on `device` (from the stage registry), or None."""
@@ -98,18 +78,22 @@ class Case:
 
 
 def cases(kind: str | None = None) -> list[Case]:
-    """Read from the variant tables at call time, so a plugin that adds a variant adds its cases."""
+    """Each kind's cases, read at call time (a plugin's variant or kind adds its own), smoke ones marked."""
     out = []
-    for k in (kind,) if kind else KINDS:
-        if k in (FORWARD, GENERATE):
-            out += [Case(k, v, chain, v in SMOKE[k]) for v, chain in VARIANTS.items()]
-        elif k == TRAIN:
-            out += [Case(k, name, VARIANTS[v], name in SMOKE[k], v, setup) for name, (v, setup) in TRAIN_SETUPS.items()]
-        elif k == CLASSIFY:
-            out += [Case(k, v, chain, v in SMOKE[k]) for v, chain in CLASSIFY_VARIANTS.items()]
-        else:
-            raise KeyError(f"unknown kind {k!r}; known kinds: {', '.join(KINDS)}")
+    for k in (kind,) if kind else kinds():
+        spec = kind_of(k)
+        smoke = {spec.reference, *spec.smoke}
+        out += [dataclasses.replace(c, smoke=c.variant in smoke) for c in spec.cases()]
     return out
+
+
+def in_tier(c: Case, tier: str) -> bool:
+    """Nightly is every case; another tier, the cases its kind names for it and its reference (a kind that names
+    no tiers: all its cases in each)."""
+    spec = kind_of(c.kind)
+    if tier == NIGHTLY or spec.tiers is None:
+        return True
+    return tier in spec.tiers and c.variant in (spec.reference, *spec.tiers[tier])
 
 
 def case(kind: str, variant: str) -> Case:
@@ -131,12 +115,10 @@ def select(kind: str, stages: list[str] | None, smoke: bool, tier: str | None = 
     fixture measures it for the ratios whatever runs."""
     if tier not in (None, *TIERS):
         raise KeyError(f"unknown tier {tier!r}; known tiers: {', '.join(TIERS)}")
-    in_tier = TIERS.get(tier) if tier else None
     chosen = []
     for c in cases(kind):
-        if (smoke and not c.smoke) or (in_tier is not None and c.variant not in in_tier.get(kind, ())):
+        if (smoke and not c.smoke) or (tier is not None and not in_tier(c, tier)):
             continue
-        aliases = {c.variant, c.trains, c.variant.removeprefix("cls-") if kind == CLASSIFY else None}
-        if stages is None or aliases & set(stages):
+        if stages is None or {c.variant, c.trains, *c.aliases} & set(stages):
             chosen.append(c)
     return chosen

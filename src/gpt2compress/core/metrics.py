@@ -18,10 +18,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+# The built-in kinds' names (`core.kinds` registers each with its record, reference and cases).
 FORWARD, GENERATE, TRAIN, CLASSIFY = "forward", "generate", "train", "classify"
-KINDS = (FORWARD, GENERATE, TRAIN, CLASSIFY)
-# The variant every ratio of a kind divides by (measured in the same run, on the same device and shape).
-REFERENCES = {FORWARD: "fp32", GENERATE: "fp32", TRAIN: "fp32", CLASSIFY: "cls-fp32"}
 # Runtimes of the peer engines: the same model run by someone else's engine, the bar ours are held to.
 PEER_RUNTIMES = ("llamacpp", "ctranslate2", "onnxruntime")
 
@@ -156,14 +154,23 @@ METRICS: dict[str, Metric] = _metrics(
 BUDGET_KEYS: dict[str, Metric] = {key: m for m in METRICS.values() for key in m.budgets}
 
 
+def register_metric(m: Metric) -> Metric:
+    """A plugin kind's metric (`core.kinds.register_kind` calls this for `Kind.metrics`); a name or budget key
+    already defined differently is an error naming it."""
+    taken = [key for key in (m.name, *m.budgets) if key in METRICS or key in BUDGET_KEYS]
+    if METRICS.get(m.name) is m:
+        return m
+    if taken:
+        raise ValueError(f"metric {m.name!r}: {', '.join(taken)} already defined in metrics.METRICS: rename it")
+    METRICS[m.name] = m
+    BUDGET_KEYS.update({key: m for key in m.budgets})
+    return m
+
+
 def metric(name: str) -> Metric:
     if name not in METRICS:
         raise KeyError(f"unknown metric {name!r}; known metrics: {', '.join(METRICS)}")
     return METRICS[name]
-
-
-def reference_of(kind: str) -> str:
-    return REFERENCES[kind]
 
 
 def metrics_of(kind: str) -> list[Metric]:

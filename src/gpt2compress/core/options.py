@@ -54,7 +54,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--model", "tiny (default) | gpt2-random | hub id | local checkpoint dir", "tiny", cli=True),
     Option("--data", "embedded (default) | wikitext2 (hub) | a WikiText-2 dir; env GPT2COMPRESS_DATA", cli=True),
     Option("--tokenizer", "tokenizer dir or hub id for gpt2-random", cli=True),
-    Option("--device", "auto (every device: a CPU runner reports the CUDA cases skipped) | cpu | cuda | cpu,cuda",
+    Option("--devices", "auto (every device: a CPU runner reports the CUDA cases skipped) | cpu | cuda | cpu,cuda",
            "auto", cli=True),
     Option("--seq-len", "tokens per window (default 128)", type=count, cli=True),
     Option("--eval-samples", "eval windows for perplexity (default: all; gpt2-random: 32; the bench's smoke and "
@@ -82,7 +82,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--stages", "comma-separated variants to run (default: all)"),
     Option("--batch-size", "batch of the timed forward (default 1)", 1, type=count),
     Option("--traces", "torch.profiler traces (OpenVINO: its per-layer counters) per stage here", metavar="DIR"),
-    Option("--memray", "memray captures per stage here", metavar="DIR"),
+    Option("--memray-captures", "memray captures per stage here", metavar="DIR"),
     Option("--smoke", "only the fast smoke selection (what CI runs)", False, action="store_true"),
     Option("--tier", "tour (the default without --smoke or --stages: the walk-through, each INT8 path, two train "
            "setups, three classifiers) | pr (forward + b1 generate of the shipped variants, a perplexity subset) | "
@@ -106,6 +106,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--no-memory-probe", "CPU forward cases: skip the fresh-process peak-memory probe (a process start per "
            f"case); env {MEMORY_PROBE_ENV}=0 sets this default", os.environ.get(MEMORY_PROBE_ENV) == "0",
            action="store_true"),
+    Option("--progress-every", "seconds between two progress lines of one loop (default 15; 0: every step)", 15.0,
+           type=float, metavar="SECONDS"),
+    Option("--emulated-bf16", "measure bf16 on a CPU without native bf16 too (emulated: slower than fp32; default: "
+           "skipped, naming why)", False, action="store_true"),
     Option("--ov-generate", "how an OpenVINO LM generates: genai (openvino-genai's LLMPipeline, the loop OpenVINO "
            f"deploys) | optimum (optimum-intel's generate); env {GENAI_ENV}=0 sets optimum as the default",
            "optimum" if os.environ.get(GENAI_ENV) == "0" else "genai", type=generation_loop, metavar="LOOP"),
@@ -145,9 +149,9 @@ def resolve_devices(wanted: str, cuda_available: bool) -> list[str]:
     chosen = wanted.split(",")
     unknown = [d for d in chosen if d not in ("cpu", "cuda")]
     if unknown:
-        raise ValueError(f"--device: unknown {unknown}; use auto, cpu, cuda or cpu,cuda")
+        raise ValueError(f"--devices: unknown {unknown}; use auto, cpu, cuda or cpu,cuda")
     if "cuda" in chosen and not cuda_available:
-        raise ValueError(f"--device cuda: {NO_GPU}; use --device cpu (or auto)")
+        raise ValueError(f"--devices cuda: {NO_GPU}; use --devices cpu (or auto)")
     return chosen
 
 

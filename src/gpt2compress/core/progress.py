@@ -11,7 +11,6 @@ marked "crashed", with the parent's clock on it.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
-EVERY = float(os.environ.get("GPT2COMPRESS_PROGRESS_EVERY", "15"))  # seconds between two lines of one loop
+EVERY = 15.0  # seconds between two lines of one loop (--progress-every sets it; a child process gets the parent's)
 
 _sink: Callable[[str], None] | None = None
 BUILDS: dict[str, float | None] = {}  # "device/variant" -> build seconds (None: cached)

@@ -5,7 +5,7 @@ Modelled on optimum-benchmark's `benchmark/report.py` + `trackers/latency.py`: t
 measured (raw rounds included); statistics of the latency rounds are properties, written beside the fields for
 other readers of the JSON and recomputed, not trusted, on the way back in (generate's TTFT statistics and train's
 step time are stored fields). Ratios to the run's reference come from
-`catalog.ratio` only, through `Record.derive_ratios`: written to the JSON for other readers, derived again
+`metrics.ratio` only, through `Record.derive_ratios`: written to the JSON for other readers, derived again
 from the kept reference values and rounds when read.
 """
 
@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
-from .metrics import CLASSIFY, FORWARD, GENERATE, KINDS, METRICS, TRAIN, metrics_of, ratio
+from .metrics import CLASSIFY, FORWARD, GENERATE, METRICS, TRAIN, metrics_of, ratio
 
 SCHEMA = 2  # 1: the release before typed records (no `schema` key); read by `_from_v1`
 MIB = 2**20
@@ -51,7 +51,7 @@ class Record:
     precision: str | None = None
     runtime: str | None = None
     build: dict = field(default_factory=dict)  # provenance: cache key, code fingerprints, library versions, commits
-    ratios: dict[str, float] = field(default_factory=dict)  # metric -> this / the reference (catalog.ratio)
+    ratios: dict[str, float] = field(default_factory=dict)  # metric -> this / the reference (metrics.ratio)
     reference_values: dict[str, float] = field(default_factory=dict)  # metric -> the reference's value in this run
     # samples field -> the paired reference rounds
     reference_rounds: dict[str, list[float]] = field(default_factory=dict)
@@ -95,7 +95,7 @@ class Record:
         return self.derive_ratios()
 
     def derive_ratios(self) -> Record:
-        """`ratios` from the kept reference values and rounds (`catalog.ratio`): computed, never read from a file,
+        """`ratios` from the kept reference values and rounds (`metrics.ratio`): computed, never read from a file,
         so a row whose rounds changed cannot keep a stale ratio."""
         if not self.reference_values and not self.reference_rounds:
             return self  # a previous release's row: `Run.fill_ratios` divides by the run's reference row
@@ -280,9 +280,6 @@ class ClassifyRecord(Footprint, Timed, Record):
         return 1 / self.ratios["size"] if self.ratios.get("size") else None
 
 
-RECORDS: dict[str, type[Record]] = {cls.KIND: cls
-                                    for cls in (ForwardRecord, GenerateRecord, TrainRecord, ClassifyRecord)}
-assert set(RECORDS) == set(KINDS)
 REQUIRED = ("variant", "device")
 
 
@@ -304,13 +301,16 @@ def from_extra_info(info: dict, where: str) -> Record:
                           f"(≤ {SCHEMA}): upgrade gpt2compress (pip install -U gpt2compress) to read it")
     if schema == 1:
         info = _from_v1(info)
+    from .kinds import KINDS, kinds
+
     kind = info.get("kind")
-    if kind not in RECORDS:
-        raise RecordError(f"{where}: unknown result kind {kind!r}; known kinds: {', '.join(RECORDS)}")
+    if kind not in kinds():  # a plugin's kind is known once its module is imported
+        raise RecordError(f"{where}: unknown result kind {kind!r}; known kinds: {', '.join(KINDS)} (a plugin's kind: "
+                          "import its module first)")
+    cls = KINDS[kind].record
     absent = [key for key in REQUIRED if not info.get(key)]
     if absent:
         raise RecordError(f"{where}: a {kind} row without {', '.join(absent)}: not written by `pytest bench/`")
-    cls = RECORDS[kind]
     known = {f.name for f in fields(cls)} - {"extra"}
     ignored = set(cls.DERIVED) | {"schema", "kind"}
     values = {k: v for k, v in info.items() if k in known}

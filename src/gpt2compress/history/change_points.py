@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.metrics import METRICS, metrics_of, reference_of
+from ..core.kinds import reference_of
+from ..core.metrics import METRICS, metrics_of
 from .compare import observed
 from .store import Store, StoredRun
 

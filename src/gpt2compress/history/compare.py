@@ -23,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.budgets import CompareRule
-from ..core.metrics import Metric, metrics_of, reference_of
+from ..core.kinds import reference_of
+from ..core.metrics import Metric, metrics_of
 from ..core.records import Record
 from .runs import SESSION_KEYS, Run
 

@@ -4,7 +4,7 @@ A case the base measured and the run did not is a failure that names it and what
 its reason; failed or errored; selected but never finished; not selected), unless a recorded retirement covers it
 (`history accept SHA --retire CASE --reason …`). A case the run measured and the base did not is new: listed, not
 gated. A retired case measured again fails, naming the fix. Cases the run left out because it is another kind of run
-than the base (another `--tier`, `--shard`, `--smoke` or `--device`: a PR tier gated against a nightly base, one
+than the base (another `--tier`, `--shard`, `--smoke` or `--devices`: a PR tier gated against a nightly base, one
 shard of several) are listed apart. A narrower `--stages` or `-k` excuses nothing: a PR could narrow its own
 workflow's selection and pass.
 """
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from ..core.records import Record
 from .runs import Run
 
-KIND_OF_RUN = ("--smoke", "--device")  # flags that make it another kind of run (beside the tier and shard facts)
+KIND_OF_RUN = ("--smoke", "--devices")  # flags that make it another kind of run (beside the tier and shard facts)
+RENAMED = {"--devices": ("--device",)}  # a base recorded before the rename (it collided with pytest-playwright's)
 RETIRE = "to stop measuring it on purpose: gpt2compress history accept SHA --retire CASE --reason TEXT"
 
 
@@ -42,10 +43,11 @@ class Coverage:
 
 def _flag(argv: list[str], name: str) -> str | None:
     """The value of `name` on a command line (`--smoke` takes none: "on"); None when absent."""
+    spelled = {name, *RENAMED.get(name, ())}
     for i, arg in enumerate(argv):
-        if arg == name:
+        if arg in spelled:
             return "on" if name == "--smoke" else (argv[i + 1] if i + 1 < len(argv) else None)
-        if arg.startswith(f"{name}="):
+        if arg.split("=", 1)[0] in spelled and "=" in arg:
             return arg.split("=", 1)[1]
     return None
 

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.budgets import CompareRule
-from ..core.metrics import METRICS, metrics_of, reference_of
+from ..core.kinds import reference_of
+from ..core.metrics import METRICS, metrics_of
 from ..core.records import Record
 from .compare import Finding, compare_metric, observed, threshold_for
 from .coverage import Coverage, coverage

@@ -7,7 +7,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.metrics import FORWARD, reference_of
+from ..core.kinds import reference_of
+from ..core.metrics import FORWARD
 from ..build.hardware import cpu_list, isa_level
 from ..core.records import Record, RecordError, from_extra_info
 

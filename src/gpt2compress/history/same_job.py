@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.budgets import CompareRule
-from ..core.metrics import metrics_of, reference_of
+from ..core.kinds import reference_of
+from ..core.metrics import metrics_of
 from .compare import Finding, observed, past_threshold, threshold_for
 from .store import HistoryError
 from .processes import fresh_process, toplevel

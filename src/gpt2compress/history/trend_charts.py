@@ -11,7 +11,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from ..core.metrics import METRICS, reference_of
+from ..core.kinds import reference_of
+from ..core.metrics import METRICS
 from .change_points import LAST, ChangePoint, changes_in, series
 from ..report.charts import axis_label, plt, save
 from .store import Store, StoredRun

@@ -28,7 +28,8 @@ def run_isolated(fn: Callable[..., Any], *args: Any, modules: tuple[str, ...] = 
     The child's exception is raised here; its death is `Crashed`."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(send, fn, args, modules, progress.has_sink()), daemon=True)
+    child = context.Process(target=_child, args=(send, fn, args, modules, progress.has_sink(), progress.EVERY),
+                            daemon=True)
     child.start()
     send.close()
     status, value = _answer(receive)  # before join: a large result must not block the child's exit
@@ -64,7 +65,9 @@ def death(exitcode: int | None) -> str:
     return f"the child process exited with status {exitcode} without a result"
 
 
-def _child(send: Any, fn: Callable[..., Any], args: tuple, modules: tuple[str, ...], relay: bool) -> None:
+def _child(send: Any, fn: Callable[..., Any], args: tuple, modules: tuple[str, ...], relay: bool,
+           every: float) -> None:
+    progress.EVERY = every
     try:
         with progress.report_to(lambda line: send.send(("say", line))) if relay else contextlib.nullcontext():
             for module in modules:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..core.metrics import FORWARD, GENERATE, TRAIN, reference_of
+from ..core.kinds import reference_of
+from ..core.metrics import FORWARD, GENERATE, TRAIN
 from ..core.records import Record
 from .charts import fmt
 from ..history.runs import Run

@@ -8,16 +8,16 @@ perplexity) with the frontier marked.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
+from ..core.kinds import Page, kind_of, kinds
 from ..core.metrics import FORWARD, METRICS
 from ..core.records import ForwardRecord, mib
 from .charts import fmt as _fmt, metric_bars, offsets, panels as _panels, save as _save
 from .gains_table import gains_section
 from .results_csv import write_results_csv
 from ..history.runs import Run, measured_on
-from .task_pages import classify_charts, classify_section, hellaswag_section
-from .throughput_pages import fastest_lines, generate_section, throughput_charts, train_section
+from .task_pages import hellaswag_section
+from .throughput_pages import fastest_lines
 
 BARS = {"perplexity": "perplexity", "peak_memory": "peak_memory", "size": "size", "energy": "energy_per_sample"}
 # file stem: catalog metric
@@ -155,18 +155,20 @@ def forward_charts(runs: list[Run], out: Path) -> list[Path]:
     return [latency_chart(runs, out), *(p for p in bars if p), pareto_chart(runs, out)]
 
 
-# Each benchmark kind adds its summary section and its charts here; a kind absent from the runs adds nothing.
-# Seed 001's end-to-end gains table closes the summary; it alone also takes the `--gains` pair.
-SECTIONS: list[Callable[..., list[str]]] = [forward_section, generate_section, train_section, classify_section,
-                                            hellaswag_section, gains_section]
-CHARTS: list[Callable[[list[Run], Path], list[Path]]] = [forward_charts, throughput_charts, classify_charts]
+def pages() -> list[Page]:
+    """Each kind's page (`Kind.page`, in registration order; a kind absent from the runs adds nothing), then the
+    pages across kinds: HellaSwag beside the forward rows and seed 001's end-to-end gains table, which closes the
+    summary and alone takes the `--gains` pair."""
+    own = [kind_of(name).page for name in kinds()]
+    return [p for p in own if p] + [Page(hellaswag_section)]
 
 
 def summary_markdown(runs: list[Run], gains: tuple[str, str] | None = None) -> str:
     """`gains`: the two variants of the gains table (default: fp32 vs the full stack in the run)."""
     lines = ["# gpt2compress summary", "", *(f"Measured on {line}." for line in measured_on(runs)), ""]
-    for section in SECTIONS:
-        lines += section(runs, gains) if section is gains_section else section(runs)
+    for page in pages():
+        lines += page.section(runs)
+    lines += gains_section(runs, gains)
     lines.append("Ratios (×) divide by the reference of the same run, device and shape (fp32; the fp32 classifier for "
                  "classification). Timing ratios are the median of per-round ratios, each of the variant's rounds "
                  "timed right after one of the reference's; the gains table compares its two variants' medians.")
@@ -176,7 +178,7 @@ def summary_markdown(runs: list[Run], gains: tuple[str, str] | None = None) -> s
 def plot(runs: list[Run], out: str | Path, gains: tuple[str, str] | None = None) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [path for charts in CHARTS for path in charts(runs, out)]
+    paths = [path for page in pages() for path in page.charts(runs, out)]
     summary = out / "summary.md"
     summary.write_text(summary_markdown(runs, gains))
     return paths + [summary, write_results_csv(runs, out)]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..core.metrics import GENERATE, METRICS, PEER_RUNTIMES, TRAIN, kept_pairs, median_ratio_interval, reference_of
+from ..core.kinds import reference_of
+from ..core.metrics import GENERATE, METRICS, PEER_RUNTIMES, TRAIN, kept_pairs, median_ratio_interval
 from ..core.records import Record
 from .charts import fmt, metric_bars
 from ..history.runs import Run
@@ -22,10 +23,18 @@ CHARTS = {  # file stem: (kind, catalog metric, what a bar is)
 }
 
 
-def throughput_charts(runs: list[Run], out: Path) -> list[Path]:
+def _charts(kind: str, runs: list[Run], out: Path) -> list[Path]:
     charts = [metric_bars(runs, out, stem, kind, METRICS[name], per, _label)
-              for stem, (kind, name, per) in CHARTS.items()]
+              for stem, (of, name, per) in CHARTS.items() if of == kind]
     return [c for c in charts if c]
+
+
+def generate_charts(runs: list[Run], out: Path) -> list[Path]:
+    return _charts(GENERATE, runs, out)
+
+
+def train_charts(runs: list[Run], out: Path) -> list[Path]:
+    return _charts(TRAIN, runs, out)
 
 
 def generate_section(runs: list[Run]) -> list[str]:

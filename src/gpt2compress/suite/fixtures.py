@@ -1,13 +1,13 @@
 """The bench's fixtures: each kind's reference, measured once per session; each case built, measured into its record,
 journaled the moment it exists, then gated by its budget. A bench test module names its kind (`KIND`) and takes
-`case`, `device` (and, for generate, `gen_batch_size`), parametrized by `suite.plugin`.
+`case`, `device` (and, for generate, `gen_batch_size`), parametrized by `suite.plugin`, and `reference`, `measure`
+and `gate`, which do what the case's kind (`core.kinds`) says.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import subprocess
 import sys
 import time
@@ -22,7 +22,7 @@ from ..build.hardware import cpu_classes
 from ..build.sources import load_source
 from ..core.budgets import load_budgets
 from ..core.cases import Case
-from ..core.metrics import CLASSIFY, FORWARD, GENERATE, TRAIN
+from ..core.kinds import BadOption, Setting, kind_of
 from ..core.options import NO_GPU, classify_overrides, settings_overrides
 from ..core.progress import add_crashed, measuring, report_to
 from ..core.records import Record
@@ -30,15 +30,13 @@ from ..core.registry import StageNotApplicable, output_runtime, stage
 from ..core.variants import Context, ContextSpec, Settings, build
 from ..measure.isolation import Crashed, run_isolated
 from ..measure.journal import Journal
-from ..measure.kinds import (Reference, classify_reference, forward_reference, generate_reference, measure_case,
-                             measure_in_child, train_record)
-from ..measure.timing import first_batch, timed_inputs
+from ..measure.pairing import Reference, measure_case, measure_in_child
+from .clock import CLOCK
 from .plugin import CASES, JOURNALS, bad_input_ends_the_session, devices, session_facts
 
 
 SMOKE_EVAL_SAMPLES = 128  # --smoke checks that everything runs; full-corpus perplexity is the main job's
 PR_EVAL_SAMPLES = 512  # --tier pr: the smallest subset whose perplexity ratios tracked the full set's (README)
-DEFAULT_PROMPT_LEN = 128
 
 
 @pytest.fixture(scope="session")
@@ -96,13 +94,6 @@ def _references() -> dict[tuple, Reference]:
     return {}
 
 
-def _reference(cache: dict, key: tuple, measure: Callable[[], Reference]) -> Reference:
-    """Each reference once per session, whatever `--stages` and `-k` select; never changed afterwards."""
-    if key not in cache:
-        cache[key] = measure()
-    return cache[key]
-
-
 @pytest.fixture(scope="session")
 def hellaswag(pytestconfig):
     """HellaSwag examples with `--hellaswag PATH` (forward rows then carry acc / acc_norm), else None."""
@@ -112,55 +103,26 @@ def hellaswag(pytestconfig):
     return load_hellaswag(spec, pytestconfig.getoption("--hellaswag-samples")) if spec else None
 
 
-@pytest.fixture
-def forward_ref(_references, ctx, pytestconfig, hellaswag) -> Reference:
-    opt = pytestconfig.getoption
-    cycle = opt("--rounds") + opt("--warmup") if opt("--cycle-inputs") else 0
-    inputs = timed_inputs(ctx.eval, opt("--batch-size"), ctx.settings.seq_len, cycle)
-    key = (FORWARD, ctx.device, tuple(first_batch(inputs)["input_ids"].shape))
-    return _reference(_references, key, lambda: forward_reference(ctx, inputs, hellaswag, opt("--warmup"),
-                                                                    not opt("--no-memory-probe")))
-
-
-def prompt(ctx: Context, batch_size: int, config: pytest.Config):
-    from ..measure.generation import prompt_batch
-
-    prompt_len, new_tokens = config.getoption("--prompt-len"), config.getoption("--new-tokens")
-    limit = ctx.source.model.config.n_positions
-    if prompt_len is None:  # default: 128 tokens, shortened to fit a short-context model and the eval windows
-        prompt_len = min(DEFAULT_PROMPT_LEN, limit - new_tokens, ctx.settings.seq_len)
-    if prompt_len < 1 or prompt_len + new_tokens > limit:
-        pytest.fail(f"--prompt-len {prompt_len} + --new-tokens {new_tokens} exceeds the model's {limit} positions: "
-                    "lower one of them", pytrace=False)
-    return prompt_batch(ctx.eval.input_ids, batch_size, prompt_len), new_tokens
+def setting(case: Case, request: pytest.FixtureRequest) -> Setting:
+    """What the case's kind makes its reference and options from: its context, the options, the other fixtures."""
+    ctx = request.getfixturevalue(kind_of(case.kind).context)
+    return Setting(ctx, request.config.getoption, request.getfixturevalue)
 
 
 @pytest.fixture
-def generate_ref(_references, ctx, gen_batch_size, pytestconfig) -> Reference:
-    ids, new_tokens = prompt(ctx, gen_batch_size, pytestconfig)
-    key = (GENERATE, ctx.device, gen_batch_size)
-    return _reference(_references, key, lambda: generate_reference(ctx, ids, new_tokens))
-
-
-def train_setup(case: Case, config: pytest.Config):
-    opt = config.getoption
-    return dataclasses.replace(case.setup, tokens_per_step=opt("--train-tokens"),
-                               micro_batch=opt("--train-micro-batch"), steps=opt("--train-steps"))
-
-
-@pytest.fixture
-def train_ref(_references, ctx, case, pytestconfig) -> Reference:
-    from ..core.cases import case as find_case
-    from ..core.metrics import reference_of
-
-    reference = find_case(TRAIN, reference_of(TRAIN))
-
-    def measure() -> Reference:
-        built = build(reference.trains, ctx, reference.chain)
-        record = train_record(built, ctx, reference.variant, train_setup(reference, pytestconfig), None)
-        return Reference(record, lambda: None)
-
-    return _reference(_references, (TRAIN, ctx.device), measure)
+def reference(_references, case: Case, ctx, request) -> Reference:
+    """The case's kind's reference on this device and shape: measured once per session, whatever `--stages` and
+    `-k` select, and never changed afterwards."""
+    kind = kind_of(case.kind)
+    here = setting(case, request)
+    try:
+        key, measure_it = kind.measure_reference(here)
+    except BadOption as bad:
+        pytest.fail(str(bad), pytrace=False)
+    key = (kind.name, here.ctx.device, *key)
+    if key not in _references:
+        _references[key] = measure_it()
+    return _references[key]
 
 
 @pytest.fixture(scope="session")
@@ -181,6 +143,7 @@ def _classify_contexts() -> dict:
 
 @pytest.fixture
 def classify_ctx(_classify_contexts, ctx, news, pytestconfig):
+    """The classify kind's context: the fp32 classifier fine-tuned on AG News from this device's LM (cached)."""
     from ..measure.classify import classify_context, classify_settings
 
     if ctx.device not in _classify_contexts:
@@ -189,14 +152,9 @@ def classify_ctx(_classify_contexts, ctx, news, pytestconfig):
     return _classify_contexts[ctx.device]
 
 
-@pytest.fixture
-def classify_ref(_references, classify_ctx) -> Reference:
-    return _reference(_references, (CLASSIFY, classify_ctx.device), lambda: classify_reference(classify_ctx))
-
-
 @contextlib.contextmanager
 def memray_capture(directory: str | None, name: str):
-    """With --memray DIR: a capture per stage plus its flame-graph HTML."""
+    """With --memray-captures DIR: a capture per stage plus its flame-graph HTML."""
     if not directory:
         yield
         return
@@ -213,44 +171,41 @@ def memray_capture(directory: str | None, name: str):
 
 def benchmark_runner(benchmark) -> Callable:
     """measure.Runner on pytest-benchmark: it times the variant's rounds (and owns their statistics); `setup`, the
-    reference's paired call, runs untimed by it before each round."""
+    reference's paired call, runs untimed by it before each round. The suite's clock hands back what it timed."""
 
     def runner(target, setup, rounds, warmup):
-        benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=warmup, iterations=1)
-        return list(benchmark.stats.stats.data)
+        with CLOCK.recording() as timed:
+            benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=warmup, iterations=1)
+        return timed[warmup:]
 
     return runner
 
 
 def report_rounds(benchmark, seconds: list[float]) -> None:
-    """Rounds timed elsewhere (an isolated child, a reference's fixture) into pytest-benchmark's row: it has no
-    public call for that, so this does what its `pedantic` does with each round it times, and marks the fixture
-    used as `pedantic` does (else every such row warns "Benchmark fixture was not used at all")."""
-    benchmark._mode = "report_rounds(...)"
-    stats = benchmark._make_stats(1)
-    for s in seconds:
-        stats.update(s)
-
-
-def step_rounds(record: Record) -> list[float]:
-    """A train record's rounds for pytest-benchmark: its timed optimizer steps, in seconds (none for other kinds)."""
-    return [ms / 1e3 for ms in getattr(record, "step_samples_ms", [])]
+    """Rounds timed elsewhere (an isolated child, train's optimizer steps) into pytest-benchmark's row, through its
+    own `pedantic`: each round it times reads the next of `seconds` off the suite's clock."""
+    if seconds:
+        with CLOCK.replaying(seconds):
+            benchmark.pedantic(lambda: None, rounds=len(seconds), iterations=1)
 
 
 @pytest.fixture
-def measure(benchmark, case: Case, device: str, pytestconfig) -> Callable[..., Record]:
-    """`measure(ctx, reference, **options)`: build the case and measure it into its record — in this process, or,
-    for a runtime of native code (`isolated=True`), in a child whose crash fails this case only."""
+def measure(benchmark, case: Case, device: str, request, pytestconfig) -> Callable[..., Record]:
+    """`measure(reference, **options)`: build the case and measure it into its record, in its kind's context and
+    with its kind's options: in this process, or, for a runtime of native code (`isolated=True`), in a child
+    whose crash fails this case only."""
+    kind = kind_of(case.kind)
 
-    def run(ctx: Context, reference: Reference, **options: Any) -> Record:
+    def run(reference: Reference, **options: Any) -> Record:
+        here = setting(case, request)
+        ctx = here.ctx
+        options = {**kind.options(case, here), **options}
         benchmark.group = f"{case.kind}-{device}" + (f"-b{options['batch_size']}" if "batch_size" in options else "")
         options.pop("batch_size", None)
         options.update(memory_probe=not pytestconfig.getoption("--no-memory-probe"),
                        loop=pytestconfig.getoption("--ov-generate"))
-        if case.kind == TRAIN:
-            options.update(variant=case.variant, setup=train_setup(case, pytestconfig))
         if output_runtime(case.chain).isolated:
-            modules = tuple(dict.fromkeys(stage(name).module for name in case.chain))
+            modules = tuple(dict.fromkeys([*(stage(name).module for name in case.chain), kind.measure.__module__]))
             start = time.monotonic()
             try:  # the child's progress lines and build / measure times come through run_isolated
                 record, rounds = run_isolated(measure_in_child, case.kind, case.trains or case.variant, case.chain,
@@ -260,17 +215,17 @@ def measure(benchmark, case: Case, device: str, pytestconfig) -> Callable[..., R
                 pytest.fail(f"{case.variant} on {device}: {crash}", pytrace=False)
             except StageNotApplicable as reason:
                 pytest.skip(str(reason))
-            report_rounds(benchmark, rounds or step_rounds(record))
+            report_rounds(benchmark, kind.own_rounds(record) if kind.own_rounds else rounds)
             return _named(record, case)
         try:
-            with memray_capture(pytestconfig.getoption("--memray"), f"{device}-{case.variant}-build"):
+            with memray_capture(pytestconfig.getoption("--memray-captures"), f"{device}-{case.variant}-build"):
                 built = build(case.trains or case.variant, ctx, case.chain)
             with measuring(f"{device}/{case.variant}"):
                 record = measure_case(case.kind, built, ctx, reference, benchmark_runner(benchmark), options)
         except StageNotApplicable as reason:  # the chain, or this kind, does not apply (e.g. no KV-cache generate)
             pytest.skip(str(reason))
-        if case.kind == TRAIN:  # timed inside train_steps, one round per optimizer step
-            report_rounds(benchmark, step_rounds(record))
+        if kind.own_rounds:  # timed inside its own loop (train: one round per optimizer step)
+            report_rounds(benchmark, kind.own_rounds(record))
         return _named(record, case)
 
     return run
@@ -325,7 +280,8 @@ def reuse(benchmark) -> Callable[[Reference], Record]:
     def row(reference: Reference) -> Record:
         record = copy.deepcopy(reference.record)
         benchmark.group = f"{record.kind}-{record.device}"  # beside the rows compared with it, as `measure` groups
-        report_rounds(benchmark, step_rounds(record))
+        own_rounds = kind_of(record.kind).own_rounds
+        report_rounds(benchmark, own_rounds(record) if own_rounds else [])
         return record
 
     return row

@@ -16,12 +16,15 @@ import torch
 
 from ..core.cases import Case, names as case_names, select, tier_of
 from ..core.options import resolve_devices
+from ..core import progress
 from ..core.progress import time_table
+from ..build.stages.precision import EMULATED_BF16
 from ..build.data import DataSourceError
 from ..build.sources import ModelSourceError
 from ..core.budgets import BudgetFileError
 from ..history import shards
 from ..measure.journal import Journal
+from .clock import CLOCK
 
 JOURNALS: list[Journal] = []  # the session's journal once opened (`fixtures.journal`): the outcome hooks append to it
 
@@ -84,7 +87,7 @@ def _nvidia_driver() -> str | None:
 
 def devices(config: pytest.Config) -> list[str]:
     try:
-        return resolve_devices(config.getoption("--device"), torch.cuda.is_available())
+        return resolve_devices(config.getoption("--devices"), torch.cuda.is_available())
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
 
@@ -119,8 +122,11 @@ def bad_input_ends_the_session():
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Options that would fail every module fail once, here."""
-    chosen_stages(config), devices(config)  # a bad --stages or --device: one line now, not an error per module
+    """Options that would fail every module fail once, here; the two that set how code below the suite behaves are
+    applied here."""
+    chosen_stages(config), devices(config)  # a bad --stages or --devices: one line now, not an error per module
+    progress.EVERY = config.getoption("--progress-every")
+    EMULATED_BF16["allowed"] = config.getoption("--emulated-bf16")
 
 
 def refuse_what_cannot_time(config: pytest.Config) -> None:
@@ -131,7 +137,7 @@ def refuse_what_cannot_time(config: pytest.Config) -> None:
     if getattr(config.option, "numprocesses", None):
         raise pytest.UsageError("bench/ cannot run under pytest-xdist (-n): pytest-benchmark turns itself off there, "
                                 "and cases timed side by side would slow each other")
-    chosen_stages(config), devices(config)  # a bad --stages or --device: one line now, not an error per module
+    chosen_stages(config), devices(config)  # a bad --stages or --devices: one line now, not an error per module
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -228,8 +234,12 @@ def _cap_cache(session: pytest.Session) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """--shard I/N: keep this runner's share of the bench cases (shards.py), balanced by recorded times."""
-    OURS.update(item.nodeid for item in items if _ours(item))
+    """Each bench test is timed with the suite's clock (`clock.py`, through pytest-benchmark's public marker); --shard
+    I/N: keep this runner's share of the bench cases (shards.py), balanced by recorded times."""
+    for item in items:
+        if _ours(item):
+            OURS.add(item.nodeid)
+            item.add_marker(pytest.mark.benchmark(timer=CLOCK))
     if OURS:
         refuse_what_cannot_time(config)
     spec = config.getoption("--shard")

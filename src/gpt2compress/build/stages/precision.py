@@ -9,7 +9,6 @@ saved mixed-precision variant loads back as one.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +19,7 @@ from ...runtimes.pytorch import record
 from ...core.registry import CPU, CUDA, register_restorer, register_stage
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-ALLOW_EMULATED_BF16 = "GPT2COMPRESS_ALLOW_EMULATED_BF16"
+EMULATED_BF16 = {"allowed": False}  # --emulated-bf16 sets it: measure bf16 on a CPU that would emulate it
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ def _dtype(name: str) -> torch.dtype:
 def native_bf16(device: str) -> str | None:
     """None if `device` computes bf16 natively, else the reason (emulated bf16 is slower than fp32).
 
-    Set GPT2COMPRESS_ALLOW_EMULATED_BF16=1 to measure emulated bf16 on a CPU anyway.
+    `--emulated-bf16` (EMULATED_BF16) measures emulated bf16 on a CPU anyway.
     """
     if device == "cuda":
         if not torch.cuda.is_available():
@@ -46,10 +45,10 @@ def native_bf16(device: str) -> str | None:
             return None
         major, minor = torch.cuda.get_device_capability()
         return f"this GPU has no native bf16: it needs compute capability >= 8.0, this one is {major}.{minor}"
-    if has_native_bf16() or os.environ.get(ALLOW_EMULATED_BF16) == "1":
+    if has_native_bf16() or EMULATED_BF16["allowed"]:
         return None
-    return (f"this CPU has no native bf16 (avx512_bf16 or amx_bf16): it would be emulated, slower than fp32 "
-            f"(set {ALLOW_EMULATED_BF16}=1 to measure it anyway)")
+    return ("this CPU has no native bf16 (avx512_bf16 or amx_bf16): it would be emulated, slower than fp32 "
+            "(--emulated-bf16 measures it anyway)")
 
 
 @register_stage("bf16", lambda ctx: PrecisionConfig("bf16"), devices=(CPU, CUDA), precision="bf16",

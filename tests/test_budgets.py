@@ -198,3 +198,16 @@ def test_the_compare_rules_load_without_importing_the_stages():
             "print(len(rules), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == [str(len(load_budgets(SHIPPED).compare)), "False"]
+
+
+def test_a_wrong_budgets_file_ends_the_run_before_anything_builds(tmp_path):
+    """Read at configure time: a model that trains for minutes is never built for a run that could not gate it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "bench"), "-p", "no:cacheprovider", "-q",
+                           "--model", "no-such-model-is-ever-loaded", "--budgets", str(tmp_path / "missing.toml")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 4, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "BudgetFileError" in done.stderr and "missing.toml not found" in done.stderr
+    assert "no-such-model" not in done.stdout + done.stderr  # the model was never loaded

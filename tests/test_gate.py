@@ -342,6 +342,10 @@ def test_a_retired_case_passes_with_its_reason_and_one_that_returns_fails_naming
     assert code == 0, out
     assert (f"retired forward/cpu/int8-scratch: retired at {head[:12]} (int8-scratch superseded by inc-int8)"
             in out)
+    capsys.readouterr()
+    assert main(["history", "decisions", "--history", location]) == 0  # every decision the gate follows, listed
+    assert (f"cpu-test  retired  {head[:12]}  forward/cpu/int8-scratch  int8-scratch superseded by inc-int8"
+            in capsys.readouterr().out)
     other = str(tmp_path / "other.sqlite")  # c1 measured int8-scratch; c2, the base, no longer: retired on main
     record_base(repo, other, session(tmp_path / "b1.json"))
     record_file(open_store(other), session(tmp_path / "b2.json", drop=[("forward", "int8-scratch")]), "cpu-test",

@@ -40,12 +40,14 @@ def examples():
 
 def test_jsonl_reads_both_forms(examples):
     assert len(examples) == 8 and [e.label for e in examples] == [0, 1, 2, 3] * 2
-    assert examples[5].context == "Two men lift a heavy box. They"  # ctx_a + capitalized ctx_b, label "1"
+    assert examples[5].context == "Misc: Two men lift a heavy box. They"  # a hub row: lm-eval's query, label "1"
+    assert examples[0].context == "A man is sitting on a roof. he"  # build-nanogpt's row: its raw ctx
 
 
 def test_a_model_preferring_the_right_endings_scores_one(examples):
     assert evaluate(Stub(bonus=5.0), Bytes(), examples, progress=False) == {
-        "hellaswag_acc": 1.0, "hellaswag_acc_norm": 1.0, "hellaswag_examples": 8}
+        "hellaswag_acc": 1.0, "hellaswag_acc_norm": 1.0, "hellaswag_acc_stderr": 0.0, "hellaswag_acc_norm_stderr": 0.0,
+        "hellaswag_examples": 8}
 
 
 def test_uniform_logits_score_chance(examples):
@@ -55,7 +57,8 @@ def test_uniform_logits_score_chance(examples):
 
 
 def test_acc_norm_divides_by_ending_length():
-    """Uniform logits: the shortest ending has the largest sum (acc), but per character all tie (acc_norm -> 0)."""
+    """Uniform logits: the shortest ending has the largest sum (acc); per character of the ending (lm-eval's length:
+    without the space before it) the longest wins (acc_norm -> 0)."""
     example = Example("some context", ("a longer ending", "a long one", "short", "the longest ending of all"), 2)
     scores = evaluate(Stub(bonus=0.0), Bytes(), [example], progress=False)
     assert scores["hellaswag_acc"] == 1.0 and scores["hellaswag_acc_norm"] == 0.0
@@ -91,3 +94,50 @@ def test_bad_rows_say_what_is_missing(row, message):
 def test_missing_file_names_the_option(tmp_path):
     with pytest.raises(DataSourceError, match="--hellaswag"):
         load_hellaswag(tmp_path / "none.jsonl")
+
+
+LMEVAL_DATA = ROOT / "tests" / "data" / "hellaswag_lmeval.jsonl"  # the hub's row format, WikiHow artifacts included
+LMEVAL_TASK = """
+task: hellaswag_local
+include: {hellaswag_yaml}
+dataset_path: json
+dataset_name: null
+dataset_kwargs:
+  data_files:
+    validation: {rows}
+training_split: null
+"""
+
+
+def test_scores_equal_lm_eval_harness_on_the_same_model_and_rows(local_checkpoint, tmp_path, monkeypatch):
+    """lm-eval-harness's own `hellaswag` task (its yaml and preprocessing, run offline on a local copy of the rows)
+    is the judge: every choice's log-likelihood to 1e-4 relative, acc, acc_norm and their standard errors equal."""
+    lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is a test dependency: pip install -e '.[dev]'")
+    from pathlib import Path
+
+    from lm_eval.tasks import TaskManager
+
+    from gpt2compress.build.tokenizer import load_tokenizer
+    from gpt2compress.runtimes.pytorch import load_model
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hellaswag_yaml = Path(lm_eval.__file__).parent / "tasks" / "hellaswag" / "hellaswag.yaml"
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "hellaswag_local.yaml").write_text(
+        LMEVAL_TASK.format(hellaswag_yaml=hellaswag_yaml, rows=LMEVAL_DATA))
+    judged = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={local_checkpoint},dtype=float32",
+                                     tasks=["hellaswag_local"], device="cpu", batch_size=1, log_samples=True,
+                                     task_manager=TaskManager(include_path=str(tmp_path / "tasks")))
+    theirs = {s["doc_id"]: [float(r[0][0]) for r in s["resps"]] for s in judged["samples"]["hellaswag_local"]}
+    model, tokenizer = load_model(local_checkpoint).eval(), load_tokenizer(local_checkpoint)
+    examples = load_hellaswag(LMEVAL_DATA)
+    assert examples[2].context.startswith("Home and Garden: [header]") is False  # WikiHow's brackets preprocessed
+    limit = model.config.n_positions  # rows longer than the model's window: cut from the left as lm-eval cuts
+    for i, example in enumerate(examples):
+        assert ending_logprobs(model, tokenizer, example, limit) == pytest.approx(theirs[i], rel=1e-4)
+    ours = evaluate(model, tokenizer, examples, limit, progress=False)
+    summary = judged["results"]["hellaswag_local"]
+    for name in ("acc", "acc_norm"):
+        assert ours[f"hellaswag_{name}"] == pytest.approx(summary[f"{name},none"], abs=1e-9)
+        assert ours[f"hellaswag_{name}_stderr"] == pytest.approx(summary[f"{name}_stderr,none"], abs=1e-9)

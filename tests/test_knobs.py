@@ -164,3 +164,17 @@ def test_the_bench_options_do_not_collide_with_well_known_plugins():
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "tests collected" in done.stdout
 
+
+
+def test_the_cli_says_its_version_and_a_closed_pipe_ends_quietly(tmp_path):
+    """`gpt2compress --version`; `gpt2compress … | head` ends without a BrokenPipeError traceback."""
+    from importlib.metadata import version
+
+    done = subprocess.run([sys.executable, "-m", "gpt2compress.cli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == f"gpt2compress {version('gpt2compress')}"
+    done = subprocess.run(f"{sys.executable} -m gpt2compress.cli --help | head -1", shell=True, capture_output=True,
+                          text=True)
+    assert done.returncode == 0 and "Traceback" not in done.stderr and done.stdout.startswith("usage: gpt2compress")
+    listing = subprocess.run(f"{sys.executable} -m gpt2compress.cli variants --devices cpu | head -2", shell=True,
+                             capture_output=True, text=True)
+    assert "BrokenPipeError" not in listing.stderr and len(listing.stdout.splitlines()) == 2

@@ -31,18 +31,26 @@ PROBED = {"GPT2COMPRESS_MEMORY_PROBE": "1"}  # these check every metric, CPU pea
 
 
 @pytest.fixture(scope="module")
-def aa_runs(local_checkpoint, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("runs")
-    budgets = tmp / "open.toml"
-    budgets.write_text("version = 1\n")
-    agnews = write_agnews(tmp / "ag_news", per_class=12)
-    paths = []
-    for name in ("a", "b"):
-        out = tmp / f"{name}.json"
-        run = run_bench(local_checkpoint, out, "--stages", STAGES, "--budgets", str(budgets), "--agnews", str(agnews),
-                        *SMALL, cache=tmp / "cache", suite="", env=PROBED)
-        assert run.returncode == 0, run.stdout[-3000:]
-        paths.append(out)
+def aa_runs(local_checkpoint, tmp_path_factory, worker_id):
+    """Made once per test session: under `-n 2 --dist worksteal` the workers share it (the first makes it, under a
+    lock, in the session's common temp folder; xdist's documented pattern for an expensive fixture)."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    tmp = (base if worker_id == "master" else base.parent) / "aa_runs"
+    tmp.mkdir(exist_ok=True)
+    paths = [tmp / "a.json", tmp / "b.json"]
+    with FileLock(str(tmp / "made.lock")):
+        if (tmp / "made").exists():
+            return paths
+        budgets = tmp / "open.toml"
+        budgets.write_text("version = 1\n")
+        agnews = write_agnews(tmp / "ag_news", per_class=12)
+        for out in paths:
+            run = run_bench(local_checkpoint, out, "--stages", STAGES, "--budgets", str(budgets), "--agnews",
+                            str(agnews), *SMALL, cache=tmp / "cache", suite="", env=PROBED)
+            assert run.returncode == 0, run.stdout[-3000:]
+        (tmp / "made").touch()
     return paths
 
 

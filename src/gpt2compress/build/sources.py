@@ -6,6 +6,8 @@
   (recipe, corpus) and cached; later uses load it in seconds.
 - `gpt2-random`: the `gpt2` (124M) config with random weights, built offline, for
   latency and memory at true scale. Its perplexity is meaningless (reported, never gated).
+- `NAME-outliers` (`tiny-outliers`, `gpt2-random-outliers`, any of these with the suffix): the source NAME with
+  GPT-2's activation outliers planted, computing the same logits (`outliers.py`).
 - anything else: a Hugging Face hub id (`gpt2`, `distilgpt2`) or a local checkpoint
   directory (ours, pruned or INT8, or any `save_pretrained` output).
 
@@ -30,6 +32,7 @@ from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreT
 from ..core.cache import cached_dir, content_key
 from ..core.fingerprint import fingerprint
 from .data import Corpus, packed_windows, tokenizer_key
+from .outliers import SUFFIX, outlier_source
 from ..runtimes.pytorch import load_model, save_model
 from ..core.progress import say
 from .tokenizer import load_tokenizer, train_bpe
@@ -77,11 +80,18 @@ class Source:
 def load_source(name: str = TINY, corpus: Corpus | None = None, tokenizer: str | None = None) -> Source:
     """`tiny` and `gpt2-random` need `corpus` (tiny trains on it; both tokenize from it)."""
     tokenizer = tokenizer or os.environ.get("GPT2COMPRESS_TOKENIZER")
+    if name.endswith(SUFFIX) and not Path(name).expanduser().is_dir():
+        return outlier_source(load_source(parent_of(name), corpus, tokenizer))
     if name == TINY:
         return _tiny(_need(corpus, name), TinyRecipe())
     if name == GPT2_RANDOM:
         return _gpt2_random(_need(corpus, name), tokenizer)
     return _pretrained(name)
+
+
+def parent_of(name: str) -> str:
+    """The source a derived one is made from (`tiny-outliers` -> `tiny`): its settings are the parent's."""
+    return name.removesuffix(SUFFIX)
 
 
 def _need(corpus: Corpus | None, name: str) -> Corpus:

@@ -40,7 +40,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from importlib.metadata import version
 
 from . import cache, history, models, results
 
@@ -50,6 +52,7 @@ COMMANDS = (models, results, history, cache)  # each adds its subcommands: one m
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpt2compress", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('gpt2compress')}")
     commands = parser.add_subparsers(dest="command", required=True)
     for group in COMMANDS:
         group.add_commands(commands)
@@ -59,3 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyError, ValueError) as err:  # bad input (DataSourceError, ModelSourceError, HistoryError): one line
         print(f"gpt2compress: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `gpt2compress history report … | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0

@@ -212,6 +212,20 @@ def history_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def history_decisions(args: argparse.Namespace) -> int:
+    """Every recorded decision the gate follows: accepted regressions and retired cases, per runner class."""
+    from ..history.store import open_store
+
+    store = open_store(args.history)
+    runners = [args.runner_class] if args.runner_class else sorted({r.info.runner_class for r in store.runs()})
+    for runner in runners:
+        for commit, reason in store.accepted(runner).items():
+            print(f"{runner}  accepted {commit[:12]}  {reason}")
+        for retired in store.retirements(runner):
+            print(f"{runner}  retired  {retired.commit[:12]}  {retired.case}  {retired.reason}")
+    return 0
+
+
 def add_commands(commands) -> None:
     history = commands.add_parser("history", help="record runs in the saved history, list them, gate against them")
     sub = history.add_subparsers(dest="history_command", required=True)
@@ -234,6 +248,7 @@ def add_commands(commands) -> None:
     imported = command("import", "record results JSON files / a pytest-benchmark storage folder", history_import)
     imported.add_argument("paths", nargs="+")
     command("runs", "list the recorded runs", history_runs)
+    command("decisions", "list the accepted regressions and retired cases the gate follows", history_decisions)
     gated = command("gate", "fail (exit 1) when RESULTS regress against the run of the merge base", history_gate)
     gated.add_argument("results")
     gated.add_argument("--base", required=True, help="the branch a PR merges into (its merge base's run is the base)")

@@ -28,7 +28,7 @@ def pipeline(args: argparse.Namespace) -> int:
     source = sources.load_source(args.model, corpus, args.tokenizer)
     rows: list[dict] = []
     try:
-        for device in resolve_devices(args.device, torch.cuda.is_available()):
+        for device in resolve_devices(args.devices, torch.cuda.is_available()):
             if device == "cuda" and not torch.cuda.is_available():
                 continue  # auto: the CPU only, on a machine without a GPU
             _pipeline_rows(args, source, corpus, device, rows)
@@ -80,7 +80,7 @@ def variants(args: argparse.Namespace) -> int:
     from ..core.options import resolve_devices
     from ..core.registry import STAGES
 
-    for device in resolve_devices(args.device, cuda_available=True):  # a listing runs nothing: cuda is listable
+    for device in resolve_devices(args.devices, cuda_available=True):  # a listing runs nothing: cuda is listable
         rows: dict[str, tuple[list[str], str, str]] = {}
         for case in cases():
             kinds = rows.get(case.variant, ([], "", ""))[0] + [case.kind]

@@ -61,7 +61,7 @@ def _process_bounds(args: argparse.Namespace, new) -> tuple[dict, str]:
     import os
 
     from ..history.store import HISTORY_ENV, default_location, open_store, runner_class
-    from ..history.gate import MIN_SPREAD_RUNS, SPREAD_MARGIN, history_spread, spreads
+    from ..history.gate import MIN_SPREAD_RUNS, spread_bound, spreads
 
     runner = args.runner_class or runner_class(new.machine)
     location = args.history or default_location()
@@ -75,7 +75,7 @@ def _process_bounds(args: argparse.Namespace, new) -> tuple[dict, str]:
         history = spreads(store, runner, ref, max([r.id for r in runs], default=0))
     finally:
         store.close()
-    bounds = {key: s * SPREAD_MARGIN for key, values in history.items() if (s := history_spread(values)) is not None}
+    bounds = {key: bound for key, values in history.items() if (bound := spread_bound(values)) is not None}
     if not bounds:
         return {}, (f"unsure, not failed: the history holds fewer than {MIN_SPREAD_RUNS} passing runs of runner class "
                     f"{runner} to tell their spread (record more, or name the class with --runner-class)")

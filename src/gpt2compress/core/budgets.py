@@ -15,7 +15,7 @@
     threshold = 0.20
 
 Entries for a specific model override those under "*", and a CPU class's sub-table its own table's. Budget
-keys and metric names come from `catalog.py`; an unknown one is an error that lists the known ones. A budget
+keys and metric names come from `metrics.py`; an unknown one is an error that lists the known ones. A budget
 applies to the records of its metric's kinds, and a budget whose metric was not measured fails, saying why.
 """
 

@@ -163,6 +163,8 @@ class ForwardRecord(Footprint, Timed, Record):
     energy_seconds: float | None = None
     hellaswag_acc: float | None = None
     hellaswag_acc_norm: float | None = None
+    hellaswag_acc_stderr: float | None = None
+    hellaswag_acc_norm_stderr: float | None = None
     hellaswag_examples: int | None = None
 
     @property

@@ -26,7 +26,7 @@ from ..runtimes.pytorch import fresh_copy, notes, precision_of
 from ..measure.memory import parameter_count
 from .progress import add_build, say
 from .registry import TORCH_LIBRARIES, Stage, check_chain, runtime, stage
-from ..build.sources import GPT2_RANDOM, TINY, Source
+from ..build.sources import GPT2_RANDOM, TINY, Source, parent_of
 from ..build.stages.pruning import heads_per_layer
 
 BASELINE = "fp32"  # the variant every LM ratio divides by (forward, generate, train)
@@ -55,6 +55,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "ov-int8-sym-weights-f32act": ("openvino", "ov_int8_sym_weights", "ov_f32_activations"),
     "ov-int4-weights": ("openvino", "ov_int4_weights"),
     "ov-int8-static": ("openvino", "ov_int8_static"),
+    "ov-int8-static-plain": ("openvino", "ov_int8_static_plain"),  # without SmoothQuant: see --model tiny-outliers
     "ov-bf16": ("openvino", "ov_bf16"),
     "ov-int8-static-bf16": ("openvino", "ov_int8_static", "ov_bf16"),
     "inc-int8": ("inc_int8",),
@@ -96,7 +97,8 @@ class Settings:
     @classmethod
     def for_model(cls, model: str, **overrides: Any) -> Settings:
         """Defaults that fit each source: `tiny` learns fast, `gpt2-random` only needs a token fine-tune."""
-        base = {TINY: cls(finetune_lr=5e-4), GPT2_RANDOM: cls(finetune_max_steps=8, eval_samples=32)}.get(model, cls())
+        defaults = {TINY: cls(finetune_lr=5e-4), GPT2_RANDOM: cls(finetune_max_steps=8, eval_samples=32)}
+        base = defaults.get(parent_of(model), cls())
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 

@@ -170,6 +170,13 @@ def history_spread(values: list[float]) -> float | None:
     return min(spread, implied / abs(statistics.median(values)))
 
 
+def spread_bound(values: list[float]) -> float | None:
+    """The largest change from the recent level that a history of `values` calls noise: SPREAD_MARGIN × its spread
+    (None: too few runs to tell). The gate's rule, and `compare --history`'s."""
+    spread = history_spread(values)
+    return None if spread is None else spread * SPREAD_MARGIN
+
+
 def recent_level(values: list[float]) -> float:
     """The history's level at the base: the median of its last MIN_SPREAD_RUNS runs (the base's and the ones
     before it), so one lucky base run does not decide, and a step earlier in the history does not either."""

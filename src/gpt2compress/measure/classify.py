@@ -32,7 +32,7 @@ from ..core.fingerprint import fingerprint
 from ..build.data import DataSourceError, Windows, _encode, _pad, tokenizer_key
 from .timing import model_device
 from ..core.progress import track
-from ..build.sources import GPT2_RANDOM, TINY, Source
+from ..build.sources import GPT2_RANDOM, TINY, Source, parent_of
 from ..core.variants import Context, Settings
 
 AGNEWS_ENV = "GPT2COMPRESS_AGNEWS"
@@ -154,7 +154,7 @@ def classify_settings(model: str, **overrides: Any) -> Settings:
     """Short texts (64 tokens hold most of a headline + lead), 2,048 fine-tuning rows: ~2 minutes cold on 2 CPU
     cores. The smoke run uses them too: with fewer rows `tiny`'s classifier stays at chance, and accuracy budgets
     between chance-level classifiers gate noise."""
-    lr = {TINY: 1e-3, GPT2_RANDOM: 5e-4}.get(model, 2e-5)
+    lr = {TINY: 1e-3, GPT2_RANDOM: 5e-4}.get(parent_of(model), 2e-5)
     base = Settings(seq_len=64, eval_samples=760, finetune_samples=2048, finetune_lr=lr, calibration_samples=32)
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -48,7 +48,8 @@ def quality(built: Built, model: Any, ctx: Context, batch_size: int = 8) -> dict
 
 
 QUALITY_FIELDS = ("perplexity", "perplexity_meaningful", "eval_windows", "eval_tokens", "peak_memory_eval_bytes",
-                  "scores_reused", "hellaswag_acc", "hellaswag_acc_norm", "hellaswag_examples")
+                  "scores_reused", "hellaswag_acc", "hellaswag_acc_norm", "hellaswag_acc_stderr",
+                  "hellaswag_acc_norm_stderr", "hellaswag_examples")
 
 
 def measured_once(reference: Reference, fields: tuple[str, ...]) -> dict[str, Any]:

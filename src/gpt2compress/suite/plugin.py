@@ -125,6 +125,13 @@ def pytest_configure(config: pytest.Config) -> None:
     """Options that would fail every module fail once, here; the two that set how code below the suite behaves are
     applied here."""
     chosen_stages(config), devices(config)  # a bad --stages or --devices: one line now, not an error per module
+    if config.getoption("--budgets"):  # a wrong file fails before a model trains, not after (the fixture reads it)
+        from ..core.budgets import load_budgets
+
+        try:
+            load_budgets(config.getoption("--budgets"))
+        except BudgetFileError as err:
+            raise pytest.UsageError(f"{type(err).__name__}: {err}") from None
     progress.EVERY = config.getoption("--progress-every")
     EMULATED_BF16["allowed"] = config.getoption("--emulated-bf16")
 

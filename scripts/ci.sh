@@ -48,12 +48,14 @@ if [ "$mode" = pr ]; then
     --reruns "${RERUNS:-2}" --same-job "${SAME_JOB:-0}" --report report.md "${class[@]}" "${charts[@]}" || status=1
 else
   gpt2compress history record "$results" "${class[@]}" || status=1
+  # the series this run joined: its own ref (a manual run on a branch is that branch's, never main's)
+  ref="${GITHUB_REF:-$(git symbolic-ref -q HEAD || git rev-parse HEAD)}"
   parent=()   # the page against the parent commit's recorded run (or its nearest recorded ancestor)
   git rev-parse -q --verify HEAD~1 > /dev/null && parent=(--base HEAD~1)
   gpt2compress history report "$results" "${parent[@]}" "${class[@]}" "${charts[@]}" > report.md || status=1
   { echo; echo '### Change points (recorded runs)'; echo '```'
-    gpt2compress history changes "${class[@]}" || status=1; echo '```'; } >> report.md
-  gpt2compress history trend --out trend "${class[@]}" > /dev/null || status=1
+    gpt2compress history changes --ref "$ref" "${class[@]}" || status=1; echo '```'; } >> report.md
+  gpt2compress history trend --out trend --ref "$ref" "${class[@]}" > /dev/null || status=1
 fi
 [ -f report.md ] && cat report.md >> "$summary"
 gpt2compress plot "$results" --out charts && cat charts/summary.md >> "$summary" || status=1

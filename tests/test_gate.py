@@ -186,7 +186,7 @@ def test_trend_writes_a_chart_per_class_and_metric_and_an_index(repo, tmp_path):
     assert list(mine.glob("cpu-test--*.png")) and not list(mine.glob("other-class--*"))
 
 
-def test_one_slowdown_is_one_verdict_in_latency_and_in_tokens_per_s(tmp_path):
+def test_one_slowdown_is_one_verdict_not_one_for_latency_and_one_for_tokens_per_s(tmp_path):
     from gpt2compress.core.metrics import METRICS
     from gpt2compress.history.compare import compare_runs
     from gpt2compress.history.runs import load_run
@@ -196,8 +196,7 @@ def test_one_slowdown_is_one_verdict_in_latency_and_in_tokens_per_s(tmp_path):
     assert METRICS["tokens_per_s"].worsening(538.7, 1123) < 0  # faster reads as better, by what it saves
     findings = compare_runs(load_run(V1), load_run(plant(tmp_path / "slow.json", latency_samples_ms=1.6)))
     slow = {f.metric: f for f in findings if f.where == "forward/cpu/int8-scratch"}
-    assert slow["latency"].change == pytest.approx(slow["tokens_per_s"].change, rel=0.05)
-    assert slow["latency"].regression == slow["tokens_per_s"].regression
+    assert slow["latency"].change == pytest.approx(0.6) and "tokens_per_s" not in slow  # tokens/s restates latency
 
 
 LOCK = {"torch": "2.14.1", "openvino": "2026.4.1"}

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from gpt2compress.cli import main
-from gpt2compress.history.store import HistoryError, RunInfo, import_files, open_store, record_file, runner_class
+from gpt2compress.history.lifecycle import import_files
+from gpt2compress.history.store import HistoryError, RunInfo, open_store, record_file, runner_class
 from gpt2compress.history.runs import load_run
 
 from helpers import ROOT
@@ -88,6 +89,9 @@ def test_an_unreachable_database_is_named_without_its_password():
     with pytest.raises(HistoryError) as err:
         open_store("postgresql://ci:s3cret@127.0.0.1:1/history")
     assert "postgresql://ci:***@127.0.0.1:1/history" in str(err.value) and "s3cret" not in str(err.value)
+    with pytest.raises(HistoryError) as err:  # libpq's keyword form: the password in the query
+        open_store("postgresql://ci@127.0.0.1:1/history?sslmode=disable&password=s3cret")
+    assert "password=***" in str(err.value) and "s3cret" not in str(err.value)
 
 
 def test_import_a_pytest_benchmark_storage_folder(location, tmp_path):
@@ -172,3 +176,42 @@ def test_a_store_written_before_retirements_gains_their_table_and_stays_readable
     assert dict(cursor.fetchall()) == {"migrations": '["retired"]', "schema_version": "1"}
     store.close()
     open_store(location).close()  # and again: nothing to do
+
+
+def test_a_history_is_curated_import_once_delete_prune_export_and_list(location, tmp_path, capsys):
+    """Issue 42's lifecycle, on SQLite and PostgreSQL: the same file imported twice is one run; a bad run is deleted;
+    old runs are pruned per runner class; every run exports as a JSON line; `runs --limit --json` lists."""
+    from gpt2compress.history.lifecycle import delete, export, to_prune
+
+    store = open_store(location)
+    first = dict(import_files(store, [V1]))[V1]
+    assert dict(import_files(store, [V1]))[V1] == f"skipped: already imported as run {first}"
+    for i in range(3):
+        record_file(store, V1, "cpu-test", commit=f"{i}" * 40, ref="refs/heads/main")
+    ids = [r.id for r in store.runs()]
+    assert len(ids) == 4
+    lines = [json.loads(line) for line in export(store)]
+    assert [line["id"] for line in lines] == ids and all(len(line["records"]) == 6 for line in lines)
+    assert to_prune(store, keep_last=2, runner="cpu-test") == ids[1:2]  # the class's oldest but the newest two
+    assert to_prune(store, older_than_days=1, now=store.runs()[-1].info.recorded_at + 2 * 86_400) == ids
+    assert main(["history", "prune", "--keep-last", "2", "--runner-class", "cpu-test", "--history", location]) == 0
+    assert "deleted 1 run(s)" in capsys.readouterr().out
+    assert delete(store, [ids[0]]) == 1 and [r.id for r in store.runs()] == ids[2:]
+    with pytest.raises(HistoryError, match="no run 999 in .*`gpt2compress history runs` lists them"):
+        delete(store, [999])
+    assert main(["history", "runs", "--limit", "1", "--json", "--history", location]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["id"], r["commit"], r["rows"]) for r in listed] == [(ids[-1], "2" * 40, 6)]
+
+
+def test_an_acceptance_is_one_per_commit_and_can_be_revoked(location, capsys):
+    store = open_store(location)
+    commit = "a" * 40
+    record_file(store, V1, "cpu-test", commit=commit, ref="refs/heads/main")
+    for reason in ("first", "second"):
+        assert main(["history", "accept", commit, "--reason", reason, "--history", location]) == 0
+    assert store.accepted("cpu-test") == {commit: "second"}  # accepting again replaced it, not a second row
+    assert main(["history", "accept", commit[:12], "--revoke", "--history", location]) == 0
+    assert "fail the gate again on cpu-test" in capsys.readouterr().out and store.accepted("cpu-test") == {}
+    assert main(["history", "accept", commit, "--revoke", "--history", location]) == 2
+    assert "no acceptance of aaaaaaaaaaaa on cpu-test to revoke" in capsys.readouterr().err

@@ -124,3 +124,11 @@ def test_a_fork_pr_fails_its_bench_check_saying_why_instead_of_a_green_skip():
         assert fork in first["if"] and "exit 1" in first["run"] and "not benchmarked" in first["run"]
         assert all(fork in step["if"] for step in job["steps"][1:] if "always()" in step.get("if", "")
                    and "upload-artifact" in step.get("uses", ""))
+
+
+def test_ci_sh_draws_the_trend_and_change_points_of_the_ref_it_recorded():
+    """A run on a branch joins that branch's series: `changes` and `trend` read the ref the run was recorded under,
+    not every ref's runs mixed into one line."""
+    script = (ROOT / "scripts" / "ci.sh").read_text()
+    assert 'ref="${GITHUB_REF:-$(git symbolic-ref -q HEAD' in script
+    assert 'history changes --ref "$ref"' in script and 'history trend --out trend --ref "$ref"' in script

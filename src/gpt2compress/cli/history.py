@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -22,7 +23,8 @@ def history_record(args: argparse.Namespace) -> int:
 
 
 def history_import(args: argparse.Namespace) -> int:
-    from ..history.store import import_files, open_store
+    from ..history.lifecycle import import_files
+    from ..history.store import open_store
 
     for path, outcome in import_files(open_store(args.history), args.paths, args.runner_class):
         print(f"{path}: {'run ' + str(outcome) if isinstance(outcome, int) else outcome}")
@@ -128,7 +130,13 @@ def history_accept(args: argparse.Namespace) -> int:
     store = open_store(args.history)
     commit = _recorded_commit(store, args.commit)
     if args.revoke and not args.retire:
-        raise ValueError("--revoke takes back a retirement: name it with --retire CASE")
+        from ..history.lifecycle import revoke_acceptance
+
+        runner = args.runner_class or _only_class(store, commit)
+        if not revoke_acceptance(store, commit, runner):
+            raise ValueError(f"no acceptance of {commit[:12]} on {runner} to revoke: `history decisions` lists them")
+        print(f"revoked: {commit[:12]}'s regressions fail the gate again on {runner}")
+        return 0
     if args.reason is None and not args.revoke:
         raise ValueError("accept needs --reason TEXT: why (kept in the history)")
     if not args.retire:
@@ -203,12 +211,49 @@ def history_runs(args: argparse.Namespace) -> int:
     from ..history.store import open_store
 
     runs = open_store(args.history).runs(args.runner_class)
+    runs = runs[-args.limit:] if args.limit else runs
+    if args.json:
+        from ..history.lifecycle import _info
+
+        for run in runs:
+            print(json.dumps({"id": run.id, "rows": run.rows, **_info(run.info)}, default=str))
+        return 0
     width = max([len("runner class"), *(len(run.info.runner_class) for run in runs)])
     print(f"{'id':>5} {'recorded':16} {'runner class':{width}} {'commit':12} {'ref':24} rows")
     for run in runs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.info.recorded_at))
         print(f"{run.id:>5} {when:16} {run.info.runner_class:{width}} {(run.info.commit or '-')[:12]:12} "
               f"{(run.info.ref or '-')[:24]:24} {run.rows}")
+    return 0
+
+
+def history_delete(args: argparse.Namespace) -> int:
+    from ..history.lifecycle import delete
+    from ..history.store import open_store
+
+    print(f"deleted {delete(open_store(args.history), args.run)} run(s) and their results")
+    return 0
+
+
+def history_prune(args: argparse.Namespace) -> int:
+    from ..history.lifecycle import delete, to_prune
+    from ..history.store import open_store
+
+    store = open_store(args.history)
+    doomed = to_prune(store, args.keep_last, args.older_than, args.runner_class)
+    if args.dry_run or not doomed:
+        print(f"would delete {len(doomed)} run(s): {' '.join(map(str, doomed)) or '-'}")
+        return 0
+    print(f"deleted {delete(store, doomed)} run(s): {' '.join(map(str, doomed))}")
+    return 0
+
+
+def history_export(args: argparse.Namespace) -> int:
+    from ..history.lifecycle import export
+    from ..history.store import open_store
+
+    for line in export(open_store(args.history)):
+        print(line)
     return 0
 
 
@@ -247,7 +292,18 @@ def add_commands(commands) -> None:
     record.add_argument("--pr", type=int, default=None, help="default: from $GITHUB_REF refs/pull/N/...")
     imported = command("import", "record results JSON files / a pytest-benchmark storage folder", history_import)
     imported.add_argument("paths", nargs="+")
-    command("runs", "list the recorded runs", history_runs)
+    listed = command("runs", "list the recorded runs", history_runs)
+    listed.add_argument("--limit", type=int, default=0, metavar="N", help="the newest N only (default: all)")
+    listed.add_argument("--json", action="store_true", help="one JSON object per run")
+    deleted = command("delete", "remove recorded runs (and their results), e.g. a run measured on a broken runner",
+                      history_delete)
+    deleted.add_argument("run", type=int, nargs="+", help="run ids, as `history runs` lists them")
+    pruned = command("prune", "remove old runs: beyond the newest N per runner class and / or older than DAYS",
+                     history_prune)
+    pruned.add_argument("--keep-last", type=int, default=None, metavar="N")
+    pruned.add_argument("--older-than", type=float, default=None, metavar="DAYS")
+    pruned.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
+    command("export", "every run and its records as JSON lines (stdout)", history_export)
     command("decisions", "list the accepted regressions and retired cases the gate follows", history_decisions)
     gated = command("gate", "fail (exit 1) when RESULTS regress against the run of the merge base", history_gate)
     gated.add_argument("results")
@@ -297,6 +353,7 @@ def add_commands(commands) -> None:
     accepted.add_argument("--retire", action="append", default=[], metavar="CASE",
                           help="a case (forward/cpu/ov-int8-static, generate/cpu/fp32-b1) whose absence from this "
                                "commit on passes the gate; the commit need not be recorded (a PR's head will do)")
-    accepted.add_argument("--revoke", action="store_true", help="with --retire: take the retirement back")
+    accepted.add_argument("--revoke", action="store_true", help="take the acceptance back (with --retire: the "
+                          "retirement)")
 
 

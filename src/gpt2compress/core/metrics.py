@@ -79,6 +79,7 @@ class Metric:
     ungated: Callable[[Any], str | None] = lambda record: None  # why this record's value must not be gated
     same: tuple[str, ...] = ()  # record fields two values must share to be compared (the eval set they scored)
     per_process: bool = False  # a peak RSS: it moves between processes of the same code, as timing does
+    mirrors: str | None = None  # the metric it restates (tokens/s = tokens / latency): judged once, under that one
 
     @property
     def between_processes(self) -> bool:
@@ -118,12 +119,13 @@ def _metrics(*metrics: Metric) -> dict[str, Metric]:
 
 METRICS: dict[str, Metric] = _metrics(
     Metric("perplexity", (FORWARD,), "perplexity", "", "lower", "perplexity", 0.01,
-           budgets={"max_perplexity_ratio": RATIO}, ungated=_meaningful, same=("eval_windows", "eval_tokens")),
+           budgets={"max_perplexity_ratio": RATIO}, ungated=_meaningful,
+           same=("eval_protocol", "eval_windows", "eval_tokens")),
     Metric("latency", (FORWARD, CLASSIFY), "median_ms", "ms", "lower", "median latency, ms", 0.10, noise_floor=1.0,
            samples="latency_samples_ms", timing=True, budgets={"max_latency_ratio": RATIO}),
     Metric("tokens_per_s", (FORWARD,), "tokens_per_s", "tokens/s", "higher", "forward tokens/s", 0.10,
            noise_floor=_rate_floor("tokens_per_s", "median_ms", 1.0), samples="tokens_per_s_samples", timing=True,
-           budgets={"min_tokens_per_s_ratio": RATIO}),
+           budgets={"min_tokens_per_s_ratio": RATIO}, mirrors="latency"),
     Metric("size", (FORWARD, CLASSIFY), "size_mb", "MiB", "lower", "size on disk, MiB", 0.01,
            budgets={"max_size_ratio": RATIO, "max_size_mb": VALUE}),
     Metric("peak_memory", (FORWARD,), "peak_memory_mb", "MiB", "lower", "peak memory, MiB", 0.10,
@@ -175,6 +177,11 @@ def metric(name: str) -> Metric:
 
 def metrics_of(kind: str) -> list[Metric]:
     return [m for m in METRICS.values() if kind in m.kinds]
+
+
+def judged_metrics(kind: str) -> list[Metric]:
+    """What compare and the gate give a verdict on: one per fact (a slowdown is one line, not latency and tokens/s)."""
+    return [m for m in metrics_of(kind) if not m.mirrors]
 
 
 def pair_ratios(samples: list[float] | None, reference: list[float] | None) -> list[float]:

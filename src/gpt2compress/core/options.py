@@ -26,6 +26,15 @@ GENERATION_LOOPS = ("genai", "optimum")
 MEMORY_PROBE_ENV, GENAI_ENV = "GPT2COMPRESS_MEMORY_PROBE", "GPT2COMPRESS_GENAI"  # CI's defaults, read once here
 
 
+EVAL_PROTOCOLS = ("windows", "documents")
+
+
+def eval_protocol(text: str) -> str:
+    if text not in EVAL_PROTOCOLS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(EVAL_PROTOCOLS)}, got {text!r}")
+    return text
+
+
 def generation_loop(text: str) -> str:
     if text not in GENERATION_LOOPS:
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(GENERATION_LOOPS)}, got {text!r}")
@@ -57,6 +66,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--devices", "auto (every device: a CPU runner reports the CUDA cases skipped) | cpu | cuda | cpu,cuda",
            "auto", cli=True),
     Option("--seq-len", "tokens per window (default 128)", type=count, cli=True),
+    Option("--eval-protocol", "perplexity by windows (default: one 128-token window per paragraph, padding masked) "
+           "| documents (lm-eval-harness's wikitext: whole articles in rolling windows; word / byte perplexity, bits "
+           "per byte); every row names its protocol and the gate never compares two", type=eval_protocol,
+           metavar="PROTOCOL", cli=True),
     Option("--eval-samples", "eval windows for perplexity (default: all; gpt2-random: 32; the bench's smoke and "
            "tiers set their own)", type=count, cli=True),
     Option("--finetune-steps", "optimizer steps of every training stage (finetune, distill, lora); default: one epoch "
@@ -119,7 +132,7 @@ OPTIONS: tuple[Option, ...] = (
 def settings_overrides(opt: Callable[[str], Any]) -> dict[str, Any]:
     """The options that change what is built, as `Settings` fields (None: the model's default). `opt` reads one."""
     targets = opt("--lora-targets")
-    return {"seq_len": opt("--seq-len"), "eval_samples": opt("--eval-samples"),
+    return {"seq_len": opt("--seq-len"), "eval_samples": opt("--eval-samples"), "eval_protocol": opt("--eval-protocol"),
             "finetune_max_steps": opt("--finetune-steps"), "finetune_epochs": opt("--finetune-epochs"),
             "prune_fraction": opt("--prune-fraction"),
             "lora_targets": tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else None}

@@ -161,6 +161,9 @@ class ForwardRecord(Footprint, Timed, Record):
     energy_per_sample_mj: float | None = None
     energy_calls: int | None = None
     energy_seconds: float | None = None
+    eval_protocol: str = "windows"  # how `perplexity` was scored (--eval-protocol); documents adds the two below
+    byte_perplexity: float | None = None
+    bits_per_byte: float | None = None
     hellaswag_acc: float | None = None
     hellaswag_acc_norm: float | None = None
     hellaswag_acc_stderr: float | None = None

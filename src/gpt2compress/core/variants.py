@@ -82,6 +82,7 @@ class Settings:
 
     seq_len: int = 128
     eval_samples: int | None = None
+    eval_protocol: str = "windows"  # how perplexity is scored: windows | documents (measure/fields.quality)
     prune_fraction: float = 0.2
     finetune_epochs: float = 1.0
     finetune_max_steps: int = -1

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ..core.budgets import CompareRule
 from ..core.kinds import reference_of
-from ..core.metrics import Metric, metrics_of
+from ..core.metrics import Metric, judged_metrics
 from ..core.records import Record
 from .runs import SESSION_KEYS, Run
 
@@ -90,7 +90,7 @@ def compare_runs(base: Run, new: Run, rules: tuple[CompareRule, ...] = (),
         old = base.find(record.case)
         if old is None:
             continue
-        for m in metrics_of(record.kind):
+        for m in judged_metrics(record.kind):
             bound = (bounds or {}).get((record.case, m.name, m.scored_on(record)))
             if (f := compare_metric(m, old, record, rules, bound if m.between_processes else 0.0)) is not None:
                 findings.append(f)
@@ -108,8 +108,11 @@ def machine_differences(base: Run, new: Run) -> list[str]:
 
 
 def _cells(f: Finding) -> list[str]:
+    """A timing ratio carries its unit (×fp32: what it divides by); a change says which way is worse."""
     verdict = "REGRESSION" if f.regression else "unsure" if f.unsure else ("better" if f.change < 0 else "ok")
-    return [f.where, f.metric, f"{f.base:.4g}", f"{f.new:.4g}", f"{f.change:+.1%}",
+    unit = f"×{reference_of(f.where.split('/')[0])}" if f.compared_as.startswith("ratio") else ""
+    way = "worse" if f.change > 0 else "better" if f.change < 0 else ""
+    return [f.where, f.metric, f"{f.base:.4g}{unit}", f"{f.new:.4g}{unit}", f"{f.change:+.1%} {way}".strip(),
             "info" if f.threshold is None else f"{f.threshold:.0%}", verdict]
 
 
@@ -117,7 +120,7 @@ HEADER = ["kind/device/variant", "metric", "base", "new", "change", "limit", "ve
 
 
 def format_table(findings: list[Finding]) -> str:
-    widths = (44, 20, 11, 11, 8, 7, 0)
+    widths = (44, 20, 16, 16, 14, 7, 0)
     lines = [" ".join(f"{h:{w}}" for h, w in zip(HEADER, widths)).rstrip()]
     lines += [" ".join(f"{c:{w}}" for c, w in zip(_cells(f), widths)).rstrip() for f in findings]
     return "\n".join(lines)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..core.budgets import CompareRule
 from ..core.kinds import reference_of
-from ..core.metrics import METRICS, metrics_of
+from ..core.metrics import METRICS, judged_metrics, metrics_of
 from ..core.records import Record
 from .compare import Finding, compare_metric, observed, threshold_for
 from .coverage import Coverage, coverage
@@ -195,7 +195,7 @@ def judge(old: Run, new: Run, history: History, rules: tuple[CompareRule, ...] =
         if before is None:
             continue
         confirmations = [again for run in reruns if (again := run.find(record.case)) is not None]
-        for m in metrics_of(record.kind):
+        for m in judged_metrics(record.kind):
             values = history.get((record.case, m.name, m.scored_on(record)), [])
             spread = history_spread(values)
             if observed(m, record) is not None:  # energy on a CPU, say, has no spread to know

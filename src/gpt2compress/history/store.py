@@ -20,7 +20,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..build.hardware import isa_level
 from ..core.records import Record, from_extra_info
@@ -39,8 +39,10 @@ def default_location() -> str:
 
 
 def redact(url: str) -> str:
-    """A database URL as it may be printed: without its password."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """A database URL as it may be printed: without its password, in the authority (`user:pw@`) or the query
+    (`?password=pw`, libpq's keyword form)."""
+    url = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 @dataclass
@@ -248,8 +250,11 @@ class Store:
             raise HistoryError("accept needs --reason TEXT: why this regression is wanted (kept in the history)")
         if not any(r.info.commit == commit for r in self.runs(runner)):
             raise HistoryError(f"no run of {commit[:12]} on runner class {runner!r} is recorded: record it first")
-        with self.transaction():
-            self.connection.cursor().execute(self._sql(
+        with self.transaction():  # accepting again replaces the reason: one acceptance per commit and class
+            cursor = self.connection.cursor()
+            cursor.execute(self._sql("DELETE FROM accepted WHERE commit_sha = ? AND runner_class = ?"),
+                           (commit, runner))
+            cursor.execute(self._sql(
                 "INSERT INTO accepted (commit_sha, runner_class, reason, accepted_at) VALUES (?, ?, ?, ?)"),
                 (commit, runner, reason, time.time()))
 
@@ -353,33 +358,3 @@ def record_file(store: Store, path: str | Path, runner: str | None = None, **whe
     identity = from_environment(where.get("commit"), where.get("ref"), where.get("pr"))
     info = RunInfo(runner or runner_class(run.machine), machine=run.machine, source=str(path), **identity)
     return store.record(info, run.records)
-
-
-def results_files(paths: list[str | Path]) -> Iterator[Path]:
-    """Results JSON files, and every *.json under a folder (a pytest-benchmark storage: `.benchmarks/`)."""
-    for path in map(Path, paths):
-        if path.is_dir():
-            yield from sorted(path.rglob("*.json"))
-        elif path.exists():
-            yield path
-        else:
-            raise HistoryError(f"{path} does not exist: pass results JSON files or a pytest-benchmark storage folder")
-
-
-def import_files(store: Store, paths: list[str | Path], runner: str | None = None) -> list[tuple[Path, int | str]]:
-    """Each file a run: its commit from pytest-benchmark's `commit_info` when it has one. Files that are not
-    gpt2compress results are skipped with the reason (another suite's benchmarks may share the storage)."""
-    out: list[tuple[Path, int | str]] = []
-    for path in results_files(paths):
-        try:
-            run = load_run(path)
-        except ValueError as err:
-            out.append((path, f"skipped: {err}"))
-            continue
-        commit = json.loads(path.read_text()).get("commit_info", {}) if path.suffix == ".json" else {}
-        branch = commit.get("branch")  # pytest-benchmark's bare name; recorded runs carry the full ref
-        ref = branch if not branch or branch.startswith("refs/") else f"refs/heads/{branch}"
-        info = RunInfo(runner or runner_class(run.machine), commit.get("id"), [], ref,
-                       machine=run.machine, source=str(path), recorded_at=path.stat().st_mtime)
-        out.append((path, store.record(info, run.records)))
-    return out

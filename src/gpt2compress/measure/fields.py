@@ -37,6 +37,9 @@ def quality(built: Built, model: Any, ctx: Context, batch_size: int = 8) -> dict
     """Perplexity of `model` (how `built` is scored) on the eval windows, reused while nothing that makes it
     changed (scores.py); flagged when the weights are random (`gpt2-random`). The pass's peak memory on CUDA
     only: on CPU this process's RSS is the whole session's (memory_probe.py)."""
+    if ctx.settings.eval_protocol == "documents":
+        return document_quality(built, model, ctx)
+
     def score() -> dict[str, Any]:
         with peak_memory(ctx.device) as mem:
             ppl = perplexity(model, ctx.eval, batch_size)
@@ -44,10 +47,30 @@ def quality(built: Built, model: Any, ctx: Context, batch_size: int = 8) -> dict
 
     return {**reused_or_scored(built, ctx.eval.key, ctx.device, score),
             "perplexity_meaningful": ctx.source.perplexity_meaningful, "eval_windows": len(ctx.eval),
-            "eval_tokens": ctx.eval.n_tokens}
+            "eval_tokens": ctx.eval.n_tokens, "eval_protocol": "windows"}
 
 
-QUALITY_FIELDS = ("perplexity", "perplexity_meaningful", "eval_windows", "eval_tokens", "peak_memory_eval_bytes",
+def document_quality(built: Built, model: Any, ctx: Context) -> dict[str, Any]:
+    """`--eval-protocol documents`: lm-eval's wikitext protocol on the eval text's articles (the first
+    `--eval-samples` of them): `perplexity` is its word perplexity, beside byte perplexity and bits per byte."""
+    from ..build.data import tokenizer_key
+    from .documents import documents, score
+
+    pages = documents(ctx.corpus.eval_text)[:ctx.settings.eval_samples]
+    limit = ctx.source.model.config.n_positions
+    key = f"documents:{ctx.corpus.cache_key}:{tokenizer_key(ctx.source.tokenizer)}:{len(pages)}:{limit}"
+
+    def scored() -> dict[str, Any]:
+        result = score(model, ctx.source.tokenizer, pages, limit)
+        return {"perplexity": result.word_perplexity, "byte_perplexity": result.byte_perplexity,
+                "bits_per_byte": result.bits_per_byte, "eval_tokens": result.words, "peak_memory_eval_bytes": None}
+
+    return {**reused_or_scored(built, key, ctx.device, scored), "perplexity_meaningful":
+            ctx.source.perplexity_meaningful, "eval_windows": len(pages), "eval_protocol": "documents"}
+
+
+QUALITY_FIELDS = ("perplexity", "perplexity_meaningful", "eval_windows", "eval_tokens", "eval_protocol",
+                  "byte_perplexity", "bits_per_byte", "peak_memory_eval_bytes",
                   "scores_reused", "hellaswag_acc", "hellaswag_acc_norm", "hellaswag_acc_stderr",
                   "hellaswag_acc_norm_stderr", "hellaswag_examples")
 

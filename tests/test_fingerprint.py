@@ -116,7 +116,7 @@ def test_bench_code_is_never_read():
 
 
 @pytest.mark.parametrize("library,hit", [
-    ("nncf", {"ov_int8_weights", "ov_int8_sym_weights", "ov_int4_weights", "ov_int8_static"}),
+    ("nncf", {"ov_int8_weights", "ov_int8_sym_weights", "ov_int4_weights", "ov_int8_static", "ov_int8_static_plain"}),
     ("openvino", {"openvino", "ov_int8_weights", "ov_int8_sym_weights", "ov_int4_weights", "ov_int8_static"}),
     ("optimum-intel", {"openvino", "ov_int8_weights", "ov_int8_sym_weights", "ov_int4_weights", "ov_int8_static"}),
     ("neural-compressor-pt", {"inc_int8"}),

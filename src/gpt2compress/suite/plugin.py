@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,11 +126,12 @@ def pytest_configure(config: pytest.Config) -> None:
     """Options that would fail every module fail once, here; the two that set how code below the suite behaves are
     applied here."""
     chosen_stages(config), devices(config)  # a bad --stages or --devices: one line now, not an error per module
-    if config.getoption("--budgets"):  # a wrong file fails before a model trains, not after (the fixture reads it)
-        from ..core.budgets import load_budgets
+    budgets = config.getoption("--budgets")
+    if budgets and not Path(budgets).is_file():  # fails before a model trains, not after; the fixture reads the
+        from ..core.budgets import load_budgets  # file (a plugin kind's budget keys exist once its module loaded)
 
         try:
-            load_budgets(config.getoption("--budgets"))
+            load_budgets(budgets)
         except BudgetFileError as err:
             raise pytest.UsageError(f"{type(err).__name__}: {err}") from None
     progress.EVERY = config.getoption("--progress-every")

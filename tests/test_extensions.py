@@ -104,6 +104,7 @@ KIND_PLUGIN = textwrap.dedent('''
     @dataclass
     class EmbedRecord(Timed, Record):
         KIND: ClassVar[str] = "embed"
+        REFERENCE: ClassVar[str] = BASELINE
         DERIVED: ClassVar[tuple] = ("median_ms",)
         tokens: int | None = None
 
@@ -133,7 +134,7 @@ KIND_PLUGIN = textwrap.dedent('''
 
 
     KIND = register_kind(Kind(
-        "embed", EmbedRecord, BASELINE, lambda: [Case("embed", v, VARIANTS[v]) for v in (BASELINE, "int8-scratch")],
+        "embed", EmbedRecord, lambda: [Case("embed", v, VARIANTS[v]) for v in (BASELINE, "int8-scratch")],
         reference_for, measure, Page(section),
         metrics=(Metric("embed_latency", ("embed",), "median_ms", "ms", "lower", "embedding lookup, ms", 0.10,
                         samples="latency_samples_ms", timing=True, budgets={"max_embed_latency_ratio": RATIO}),))).name
@@ -157,6 +158,7 @@ def test_a_kind_from_outside_the_package_is_measured_gated_read_back_and_drawn(l
     from helpers import ROOT, run_bench
 
     from gpt2compress.core.kinds import KINDS
+    from gpt2compress.core.records import RECORDS
     from gpt2compress.core.metrics import BUDGET_KEYS, METRICS
     from gpt2compress.history.runs import load_run
     from gpt2compress.report.stage_charts import summary_markdown
@@ -185,4 +187,5 @@ def test_a_kind_from_outside_the_package_is_measured_gated_read_back_and_drawn(l
     finally:
         sys.path.remove(str(plugin.parent))
         sys.modules.pop("test_embed_kind", None)
-        KINDS.pop("embed", None), METRICS.pop("embed_latency", None), BUDGET_KEYS.pop("max_embed_latency_ratio", None)
+        KINDS.pop("embed", None), RECORDS.pop("embed", None), METRICS.pop("embed_latency", None)
+        BUDGET_KEYS.pop("max_embed_latency_ratio", None)

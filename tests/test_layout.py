@@ -61,7 +61,7 @@ def test_ratios_metrics_and_thresholds_are_defined_in_one_place():
     assert defining(r"def (\w*_)?ratios?\w*\(") == {"metrics.py", "records.py", "runs.py"}  # ratio / derive / fill
     assert defining(r"Metric\(") == {"metrics.py"}
     assert defining(r"\b0\.10\b") == {"metrics.py"}  # the default threshold of a timing metric: 10 %
-    assert defining(r'"cls-fp32"') == {"classify.py"} and defining(r'BASELINE = "fp32"') == {"variants.py"}
+    assert defining(r'"cls-fp32"') == {"records.py"} and defining(r'REFERENCE = "fp32"') == {"records.py"}
     assert defining(r"\bsmoke=\(") == {"train.py", "classify.py"} and defining(r"LM_SMOKE = ") == {"cases.py"}
     assert defining(r"def pytest_generate_tests") == {"plugin.py"}  # the pytest plugin: the one hook
     assert defining(r"\.addoption\(|add_argument\(\"--(model|device|seq-len)") == {"options.py"}

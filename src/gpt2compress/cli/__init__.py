@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         group.add_commands(commands)
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader that left (`| head`) shows here, inside the try, not at exit
+        return code
     except (KeyError, ValueError) as err:  # bad input (DataSourceError, ModelSourceError, HistoryError): one line
         print(f"gpt2compress: error: {err}", file=sys.stderr)
         return 2

@@ -28,8 +28,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .kinds import kinds
 from .metrics import BUDGET_KEYS, METRICS, budget_value
+from .records import RECORDS
 from ..build.hardware import CPU_CLASSES
 from .registry import CPU, CUDA
 from .records import Record
@@ -177,8 +177,8 @@ def _rule(path: Path, rule: dict) -> CompareRule:
         raise BudgetFileError(f"{path} [[compare]] {rule}: unknown metric {metric!r}; known: {', '.join(METRICS)}")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold < 0:
         raise BudgetFileError(f"{path} [[compare]] {rule}: threshold must be a number ≥ 0 (a fraction: 0.2 = 20 %)")
-    if kind is not None and kind not in kinds():
-        raise BudgetFileError(f"{path} [[compare]] {rule}: unknown kind {kind!r}; known: {', '.join(kinds())}")
+    if kind is not None and kind not in RECORDS:
+        raise BudgetFileError(f"{path} [[compare]] {rule}: unknown kind {kind!r}; known: {', '.join(RECORDS)}")
     try:
         pattern = re.compile(rule.get("match", ".*"))
     except (re.error, TypeError) as err:

@@ -4,7 +4,8 @@ A kind is one module (`gpt2compress/kinds/<name>.py`, or a file of a user's) tha
 typed record, its reference variant and how that reference is measured, its cases, how one case is measured, and
 its report page. The bench's one parametrize hook, its fixtures, records read back from JSON, budgets and the
 report all read the kind from here; nothing else names the four built-in ones. The built-in kinds register the
-first time the registry is read (as the stages do, `registry.stage`).
+first time the registry is read (as the stages do, `registry.stage`); reading results back needs only their record
+classes (`records.RECORDS`), never the measurement code.
 """
 
 from __future__ import annotations
@@ -45,8 +46,7 @@ class Page:
 @dataclass(frozen=True)
 class Kind:
     name: str
-    record: type[Record]  # one typed record per kind: written by the bench, read back by everything else
-    reference: str  # the variant every ratio of this kind divides by (same run, device and shape)
+    record: type[Record]  # one typed record per kind (its REFERENCE: the variant every ratio divides by)
     cases: Callable[[], list[Case]]  # read at call time, so a plugin's variant adds its cases
     # `Setting` -> (key, measure): the reference, measured once per session and key, never changed afterwards
     measure_reference: Callable[[Setting], tuple[tuple, Callable[[], Any]]]
@@ -63,19 +63,26 @@ class Kind:
     # a kind that times its rounds itself (train: optimizer steps) gives them here, in seconds, for pytest-benchmark
     own_rounds: Callable[[Record], list[float]] | None = None
 
+    @property
+    def reference(self) -> str:
+        return self.record.REFERENCE
+
 
 KINDS: dict[str, Kind] = {}
 
 
 def register_kind(kind: Kind) -> Kind:
-    """Adds `kind` (and its own metrics to the catalog); a name already taken is an error naming the owner."""
+    """Adds `kind`, its record class (`records.RECORDS`, what reads results back) and its own metrics to the
+    catalog; a name already taken is an error naming the owner."""
     from .metrics import register_metric
+    from .records import RECORDS
 
     if kind.name in KINDS and KINDS[kind.name] is not kind:
         raise ValueError(f"kind {kind.name!r} is already registered (by {KINDS[kind.name].record.__module__}): "
                          "choose another name")
     for m in kind.metrics:
         register_metric(m)
+    RECORDS[kind.name] = kind.record
     KINDS[kind.name] = kind
     return kind
 
@@ -97,4 +104,9 @@ def kind_of(name: str) -> Kind:
 
 
 def reference_of(kind: str) -> str:
-    return kind_of(kind).reference
+    """Read off the kind's record class: reading results never imports a kind's measurement code."""
+    from .records import RECORDS
+
+    if kind not in RECORDS:
+        raise KeyError(f"unknown kind {kind!r}; known kinds: {', '.join(RECORDS)}")
+    return RECORDS[kind].REFERENCE

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from .metrics import CLASSIFY, FORWARD, GENERATE, METRICS, TRAIN, metrics_of, ratio
 
+LM_REFERENCE, CLASSIFY_REFERENCE = "fp32", "cls-fp32"  # the built-in kinds' references (variants, classify)
 SCHEMA = 2  # 1: the release before typed records (no `schema` key); read by `_from_v1`
 MIB = 2**20
 
@@ -42,6 +43,7 @@ class Record:
     """What every kind shares: which case on which device, what was measured against what, and which code built it."""
 
     KIND: ClassVar[str] = ""
+    REFERENCE: ClassVar[str] = ""  # the variant every ratio of this kind divides by (same run, device and shape)
     DERIVED: ClassVar[tuple[str, ...]] = ()  # properties written to the JSON for other readers, ignored on read
 
     variant: str = ""
@@ -141,6 +143,7 @@ class Timed:
 @dataclass
 class ForwardRecord(Footprint, Timed, Record):
     KIND: ClassVar[str] = FORWARD
+    REFERENCE: ClassVar[str] = LM_REFERENCE
     DERIVED: ClassVar[tuple[str, ...]] = ("median_ms", "latency_mean_ms", "latency_p50_ms", "latency_p90_ms",
                                           "latency_p99_ms", "latency_std_ms", "tokens_per_s", "size_mb",
                                           "peak_memory_mb")
@@ -202,6 +205,7 @@ class GenerateRecord(Record):
     """`generation.summarize` of the timed rounds; per-round TTFT and decode tokens/s pair with the reference's."""
 
     KIND: ClassVar[str] = GENERATE
+    REFERENCE: ClassVar[str] = LM_REFERENCE
 
     batch_size: int = 1
     prompt_len: int | None = None
@@ -229,6 +233,7 @@ class GenerateRecord(Record):
 @dataclass
 class TrainRecord(Record):
     KIND: ClassVar[str] = TRAIN
+    REFERENCE: ClassVar[str] = LM_REFERENCE
     DERIVED: ClassVar[tuple[str, ...]] = ("peak_memory_train_mb",)
 
     trained_variant: str | None = None
@@ -252,6 +257,7 @@ class TrainRecord(Record):
 @dataclass
 class ClassifyRecord(Footprint, Timed, Record):
     KIND: ClassVar[str] = CLASSIFY
+    REFERENCE: ClassVar[str] = CLASSIFY_REFERENCE
     DERIVED: ClassVar[tuple[str, ...]] = ("median_ms", "ms_per_sample", "size_mb", "accuracy_drop", "compression")
 
     dataset: str | None = None
@@ -285,6 +291,10 @@ class ClassifyRecord(Footprint, Timed, Record):
         return 1 / self.ratios["size"] if self.ratios.get("size") else None
 
 
+# Every kind's record class, by kind: the built-in ones here, a plugin's added by `kinds.register_kind`. Reading
+# records (the history, compare, reports) needs only this, never the measurement code of a kind.
+RECORDS: dict[str, type[Record]] = {cls.KIND: cls for cls in (ForwardRecord, GenerateRecord, TrainRecord,
+                                                               ClassifyRecord)}
 REQUIRED = ("variant", "device")
 
 
@@ -306,13 +316,11 @@ def from_extra_info(info: dict, where: str) -> Record:
                           f"(≤ {SCHEMA}): upgrade gpt2compress (pip install -U gpt2compress) to read it")
     if schema == 1:
         info = _from_v1(info)
-    from .kinds import KINDS, kinds
-
     kind = info.get("kind")
-    if kind not in kinds():  # a plugin's kind is known once its module is imported
-        raise RecordError(f"{where}: unknown result kind {kind!r}; known kinds: {', '.join(KINDS)} (a plugin's kind: "
-                          "import its module first)")
-    cls = KINDS[kind].record
+    if kind not in RECORDS:  # a plugin's kind is known once its module is imported
+        raise RecordError(f"{where}: unknown result kind {kind!r}; known kinds: {', '.join(RECORDS)} (a plugin's "
+                          "kind: import its module first)")
+    cls = RECORDS[kind]
     absent = [key for key in REQUIRED if not info.get(key)]
     if absent:
         raise RecordError(f"{where}: a {kind} row without {', '.join(absent)}: not written by `pytest bench/`")

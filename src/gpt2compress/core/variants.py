@@ -25,11 +25,12 @@ from .fingerprint import fingerprint, project_commit
 from ..runtimes.pytorch import fresh_copy, notes, precision_of
 from ..measure.memory import parameter_count
 from .progress import add_build, say
+from .records import LM_REFERENCE
 from .registry import TORCH_LIBRARIES, Stage, check_chain, runtime, stage
 from ..build.sources import GPT2_RANDOM, TINY, Source, parent_of
 from ..build.stages.pruning import heads_per_layer
 
-BASELINE = "fp32"  # the variant every LM ratio divides by (forward, generate, train)
+BASELINE = LM_REFERENCE  # the variant every LM ratio divides by (forward, generate, train)
 
 VARIANTS: dict[str, tuple[str, ...]] = {
     BASELINE: (),

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..core.budgets import CompareRule
 from ..core.kinds import reference_of
-from ..core.metrics import metrics_of
+from ..core.metrics import judged_metrics
 from .compare import Finding, observed, past_threshold, threshold_for
 from .store import HistoryError
 from .processes import fresh_process, toplevel
@@ -88,7 +88,7 @@ def paired(base_runs: list[Run], pr_runs: list[Run], rules: tuple[CompareRule, .
         sides = [(a.find(record.case), b.find(record.case)) for a, b in zip(base_runs, pr_runs)]
         if not sides or any(a is None or b is None for a, b in sides):
             continue
-        for m in metrics_of(record.kind):
+        for m in judged_metrics(record.kind):
             if not m.timing:
                 continue
             values = [(observed(m, a), observed(m, b)) for a, b in sides]

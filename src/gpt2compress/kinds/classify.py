@@ -62,7 +62,7 @@ def cases() -> list[Case]:
     return [Case(CLASSIFY, v, chain, aliases=(v.removeprefix("cls-"),)) for v, chain in CLASSIFY_VARIANTS.items()]
 
 
-KIND = register_kind(Kind(CLASSIFY, ClassifyRecord, CLASSIFY_BASELINE, cases, reference_for, measure,
+KIND = register_kind(Kind(CLASSIFY, ClassifyRecord, cases, reference_for, measure,
                           Page(classify_section, classify_charts),
                           smoke=("cls-int8-scratch", "cls-ov-int8-static", "cls-bnb-nf4"),
                           tiers={"tour": ("cls-int8-scratch", "cls-ov-int8-static")}, family="classifier",

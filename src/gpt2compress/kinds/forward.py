@@ -104,6 +104,6 @@ def cases() -> list[Case]:
     return [Case(FORWARD, v, chain) for v, chain in VARIANTS.items()]
 
 
-KIND = register_kind(Kind(FORWARD, ForwardRecord, BASELINE, cases, reference_for, measure,
+KIND = register_kind(Kind(FORWARD, ForwardRecord, cases, reference_for, measure,
                           Page(forward_section, forward_charts), smoke=LM_SMOKE,
                           tiers={"tour": TOUR_VARIANTS, "pr": PR_VARIANTS}, options=options))

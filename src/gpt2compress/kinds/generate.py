@@ -92,6 +92,6 @@ def cases() -> list[Case]:
     return [Case(GENERATE, v, chain) for v, chain in VARIANTS.items()]
 
 
-KIND = register_kind(Kind(GENERATE, GenerateRecord, BASELINE, cases, reference_for, measure,
+KIND = register_kind(Kind(GENERATE, GenerateRecord, cases, reference_for, measure,
                           Page(generate_section, generate_charts), smoke=LM_SMOKE,
                           tiers={"tour": TOUR_VARIANTS, "pr": PR_VARIANTS}, options=options))

@@ -80,6 +80,6 @@ def cases() -> list[Case]:
     return [Case(TRAIN, name, VARIANTS[v], trains=v, setup=setup) for name, (v, setup) in TRAIN_SETUPS.items()]
 
 
-KIND = register_kind(Kind(TRAIN, TrainRecord, BASELINE, cases, reference_for, measure,
+KIND = register_kind(Kind(TRAIN, TrainRecord, cases, reference_for, measure,
                           Page(train_section, train_charts), smoke=("bf16-autocast", "fp16-autocast"),
                           tiers={"tour": ("bf16-autocast",)}, options=options, own_rounds=step_rounds))

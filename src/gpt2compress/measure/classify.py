@@ -33,12 +33,13 @@ from ..build.data import DataSourceError, Windows, _encode, _pad, tokenizer_key
 from .timing import model_device
 from ..core.progress import track
 from ..build.sources import GPT2_RANDOM, TINY, Source, parent_of
+from ..core.records import CLASSIFY_REFERENCE
 from ..core.variants import Context, Settings
 
 AGNEWS_ENV = "GPT2COMPRESS_AGNEWS"
 HUB_AGNEWS = "ag_news"
 AGNEWS_CLASSES = ("World", "Sports", "Business", "Sci/Tech")
-CLASSIFY_BASELINE = "cls-fp32"  # the classifier every classify ratio divides by
+CLASSIFY_BASELINE = CLASSIFY_REFERENCE  # the classifier every classify ratio divides by
 
 # Every chain starts with the fine-tune: the fp32 classifier every ratio divides by.
 CLASSIFY_VARIANTS: dict[str, tuple[str, ...]] = {

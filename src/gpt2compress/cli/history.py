@@ -213,10 +213,10 @@ def history_runs(args: argparse.Namespace) -> int:
     runs = open_store(args.history).runs(args.runner_class)
     runs = runs[-args.limit:] if args.limit else runs
     if args.json:
-        from ..history.lifecycle import _info
+        from ..history.lifecycle import run_info
 
         for run in runs:
-            print(json.dumps({"id": run.id, "rows": run.rows, **_info(run.info)}, default=str))
+            print(json.dumps({"id": run.id, "rows": run.rows, **run_info(run.info)}, default=str))
         return 0
     width = max([len("runner class"), *(len(run.info.runner_class) for run in runs)])
     print(f"{'id':>5} {'recorded':16} {'runner class':{width}} {'commit':12} {'ref':24} rows")

@@ -41,8 +41,8 @@ def import_files(store: Store, paths: list[str | Path], runner: str | None = Non
     (another suite's benchmarks may share the storage)."""
     out: list[tuple[Path, int | str]] = []
     for path in results_files(paths):
-        source = f"{path}#sha256={digest(path)}"
-        known = [r.id for r in store.runs() if (r.info.source or "").endswith(source.split("#", 1)[1])]
+        content = f"sha256={digest(path)}"
+        known = [r.id for r in store.runs() if (r.info.source or "").endswith(content)]
         if known:
             out.append((path, f"skipped: already imported as run {known[0]}"))
             continue
@@ -55,7 +55,7 @@ def import_files(store: Store, paths: list[str | Path], runner: str | None = Non
         branch = commit.get("branch")  # pytest-benchmark's bare name; recorded runs carry the full ref
         ref = branch if not branch or branch.startswith("refs/") else f"refs/heads/{branch}"
         info = RunInfo(runner or runner_class(run.machine), commit.get("id"), [], ref,
-                       machine=run.machine, source=source, recorded_at=path.stat().st_mtime)
+                       machine=run.machine, source=f"{path}#{content}", recorded_at=path.stat().st_mtime)
         out.append((path, store.record(info, run.records)))
     return out
 
@@ -86,7 +86,7 @@ def to_prune(store: Store, keep_last: int | None = None, older_than_days: float 
         by_class.setdefault(run.info.runner_class, []).append(run)
     doomed = []
     for runs in by_class.values():
-        old = runs[:-keep_last] if keep_last else ([] if keep_last is None else runs)
+        old = [] if keep_last is None else runs[:len(runs) - keep_last]
         aged = [r for r in runs if older_than_days is not None and now - r.info.recorded_at > older_than_days * DAY]
         doomed += sorted({r.id for r in (*old, *aged)})
     return doomed
@@ -104,10 +104,10 @@ def export(store: Store) -> Iterator[str]:
     """One JSON line per run: its identity and every record as the results JSON carries it."""
     for stored in store.runs():
         run = store.load(stored.id)
-        yield json.dumps({"id": stored.id, "info": _info(stored.info), "rows": stored.rows,
+        yield json.dumps({"id": stored.id, "info": run_info(stored.info), "rows": stored.rows,
                           "records": [r.to_extra_info() for r in run.records]}, default=str)
 
 
-def _info(info: RunInfo) -> dict[str, Any]:
+def run_info(info: RunInfo) -> dict[str, Any]:
     return {"runner_class": info.runner_class, "commit": info.commit, "parents": info.parents, "ref": info.ref,
             "pr": info.pr, "recorded_at": info.recorded_at, "source": info.source, "machine": info.machine}

@@ -65,6 +65,8 @@ def ctx(tmp_path):
     corpus = load_corpus("embedded")
     tok = train_bpe(corpus.train_text[:40_000], 300, tmp_path / "tok")
     model = random_gpt2(vocab_size=len(tok))
+    for config in (model.config, model.generation_config):  # as build/sources.py makes a source: EOS is its tokenizer's
+        config.bos_token_id = config.eos_token_id = tok.eos_token_id
     settings = Settings(seq_len=32, eval_samples=8, finetune_max_steps=2, finetune_samples=16,
                         calibration_samples=8, finetune_lr=1e-3)
     return Context(Source("test", model, tok, "test-source"), corpus, settings)

@@ -19,17 +19,35 @@ def ov_fp32(ctx):
     return build("ov-fp32", ctx)
 
 
+def assert_same_greedy(got, want, model, prompt):
+    """Equal greedy tokens, or, where a row first parts, two tokens the reference scores alike: a tiny random model's
+    logits are nearly flat, so float noise between runtimes may flip a near-tie, and after that nothing compares."""
+    for row in range(len(want)):
+        parted = (got[row] != want[row]).nonzero()
+        if not len(parted):
+            continue
+        step = int(parted[0])
+        with torch.no_grad():
+            logits = model(torch.cat([prompt[row], want[row, :step]])[None]).logits[0, -1]
+        gap = float(logits[want[row, step]] - logits[got[row, step]])
+        assert abs(gap) <= 1e-3 * float(logits.max() - logits.min()), (
+            f"row {row} parts at step {step}: {got[row].tolist()} vs {want[row].tolist()}, logit gap {gap:.3g}")
+
+
 def test_llmpipeline_generates_what_optimum_and_torch_generate(ctx, ov_fp32):
-    prompt = torch.randint(0, 300, (2, 12))
+    prompt = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(0))
+    prompt[0, -1] = ctx.source.tokenizer.eos_token_id  # a tied head's greedy next token is then EOS: kept out by both
     kw = {"attention_mask": torch.ones_like(prompt), "do_sample": False, "max_new_tokens": 8, "min_new_tokens": 8,
           "pad_token_id": 0}
     optimum = ov_fp32.model.generate(prompt, **kw)[:, 12:]  # compiled before a pipeline exists (see genai.py)
-    torch_ = build("fp32", ctx).model.generate(prompt, **kw)[:, 12:]
+    reference = build("fp32", ctx).model
+    torch_ = reference.generate(prompt, **kw)[:, 12:]
     engine = generation_engine(ov_fp32)
     assert isinstance(engine, GenAIGenerator) and engine.runtime == "openvino-genai"
     new = engine.new_token_ids(prompt, 8)
     assert new.shape == (2, 8)
-    assert torch.equal(new, optimum) and torch.equal(new, torch_)
+    assert_same_greedy(new, optimum, reference, prompt)
+    assert_same_greedy(new, torch_, reference, prompt)
 
 
 def test_its_clock_gives_a_prefill_and_one_duration_per_decode_step(ov_fp32):

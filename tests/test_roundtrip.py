@@ -7,6 +7,7 @@ import torch
 from gpt2compress.runtimes.pytorch import is_tied, precision_of
 from gpt2compress.measure.fields import footprint
 from gpt2compress.core.registry import stage
+from gpt2compress.build.stages import torchao
 from gpt2compress.build.stages.precision import EMULATED_BF16
 from gpt2compress.core.variants import VARIANTS, build
 
@@ -21,12 +22,14 @@ def tensors(model: torch.nn.Module) -> dict[str, tuple[torch.dtype, tuple[int, .
 
 def test_every_torch_cpu_variant_is_covered():
     assert {"fp32", "bf16", "mixed-bf16", "eager", "pruned", "pruned-finetuned", "int8-scratch",
-            "pruned-finetuned-int8-scratch", "pruned-finetuned-bf16", "distilled-lora-pruned"} <= set(TORCH_ON_CPU)
+            "pruned-finetuned-int8-scratch", "pruned-finetuned-bf16", "distilled-lora-pruned", "torchao-int8-dynamic",
+            "torchao-int8-weights", "torchao-int4-weights"} <= set(TORCH_ON_CPU)
 
 
 @pytest.mark.parametrize("variant", TORCH_ON_CPU)
 def test_a_cached_build_loads_as_the_model_that_was_built(ctx, variant, monkeypatch):
     monkeypatch.setitem(EMULATED_BF16, "allowed", True)  # correctness, not speed: emulated bf16 is fine here
+    monkeypatch.setattr(torchao, "has_vnni", lambda: True)  # ... and torch's INT8 matmul's reference loop too
     made = build(variant, ctx)  # cold: the stages' own output
     loaded = build(variant, ctx)  # warm: read back from the cache
     assert loaded.model is not made.model and loaded.path == made.path

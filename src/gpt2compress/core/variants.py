@@ -60,6 +60,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "ov-bf16": ("openvino", "ov_bf16"),
     "ov-int8-static-bf16": ("openvino", "ov_int8_static", "ov_bf16"),
     "inc-int8": ("inc_int8",),
+    "torchao-int8-dynamic": ("torchao_int8_dynamic",),  # PyTorch's own quantization (build/stages/torchao.py)
+    "torchao-int8-weights": ("torchao_int8_weights",),
+    "torchao-int4-weights": ("torchao_int4_weights",),
     "pruned-finetuned-int8-scratch": ("prune", "finetune", "int8_scratch"),
     "pruned-finetuned-ov-int8-static": ("prune", "finetune", "openvino", "ov_int8_static"),
     "pruned-finetuned-inc-int8": ("prune", "finetune", "inc_int8"),

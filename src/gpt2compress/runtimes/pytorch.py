@@ -17,10 +17,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, PreTrainedModel
+from transformers.pytorch_utils import Conv1D
 
 from ..core.registry import register_restorer, register_runtime, restorer
 
 WEIGHTS = "model.safetensors"
+PICKLED_WEIGHTS = "model.pt"  # tensor subclasses (torchao's quantized weights), which safetensors cannot hold
 RECORD = "gpt2compress"  # the config attribute where stages note what they did
 ORDER = "gpt2compress_order"  # ... and in which order (config.json is written with sorted keys)
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -55,6 +57,20 @@ def register_note(note: str) -> None:
     register_restorer(note)(lambda model, value: record(model, note, value))
 
 
+def conv1d_to_linear(model: torch.nn.Module) -> torch.nn.Module:
+    """GPT-2's Conv1D computes x @ W + b with W (in, out); nn.Linear with W^T is exactly the same, and is what
+    quantizers annotate (INC, torchao)."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, Conv1D):
+                linear = torch.nn.Linear(*child.weight.shape, dtype=child.weight.dtype, device=child.weight.device)
+                with torch.no_grad():
+                    linear.weight.copy_(child.weight.t())
+                    linear.bias.copy_(child.bias)
+                setattr(parent, name, linear)
+    return model
+
+
 def auto_class(config):
     """The Auto class a saved config rebuilds as: the sequence classifier (seed 004) or the causal LM."""
     if any(a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or []):
@@ -84,7 +100,10 @@ def save_model(model: PreTrainedModel, out_dir: str | os.PathLike, tokenizer=Non
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if "lm_head.weight" in state and is_tied(model):
         del state["lm_head.weight"]  # tied: stored once, re-tied on load
-    save_file(state, out / WEIGHTS, metadata={"format": "pt"})
+    if any(type(v) is not torch.Tensor for v in state.values()):
+        torch.save(state, out / PICKLED_WEIGHTS)  # loaded back with weights_only=True: tensors, no code
+    else:
+        save_file(state, out / WEIGHTS, metadata={"format": "pt"})
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     return out
@@ -99,7 +118,8 @@ def load_model(path: str | os.PathLike) -> PreTrainedModel:
     setattr(model.config, ORDER, [])
     for note in order + sorted(set(recorded) - set(order)):  # replayed in the order the stages did them
         model = restorer(note)(model, recorded[note])
-    state = load_file(path / WEIGHTS)
+    pickled = path / PICKLED_WEIGHTS
+    state = torch.load(pickled, weights_only=True) if pickled.exists() else load_file(path / WEIGHTS)
     result = model.load_state_dict(state, strict=False, assign=True)
     missing = set(result.missing_keys) - {"lm_head.weight"}
     if missing or result.unexpected_keys:
@@ -108,14 +128,23 @@ def load_model(path: str | os.PathLike) -> PreTrainedModel:
     if "lm_head.weight" in result.missing_keys:
         model.lm_head.weight = model.transformer.wte.weight
     floats = {v.dtype for v in state.values() if v.is_floating_point()}
-    if len(floats) == 1:  # buffers that are not saved (masks) follow the weights' dtype, as after a cast
-        model = model.to(floats.pop())
+    if len(floats) == 1 and (dtype := floats.pop()) != model.dtype:  # buffers not saved (masks) follow the
+        model = model.to(dtype)                                          # weights' dtype, as after a cast
     return model.eval()
+
+
+def _stored(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """The plain tensors a tensor is stored as: a tensor subclass (torchao's quantized weight, whose dtype is the
+    one it computes in) is flattened into its own (INT8 data, scales)."""
+    if type(tensor) in (torch.Tensor, torch.nn.Parameter) or not hasattr(tensor, "__tensor_flatten__"):
+        return [tensor]
+    names, _ = tensor.__tensor_flatten__()
+    return [leaf for name in names for leaf in _stored(getattr(tensor, name))]
 
 
 def precision_of(model: torch.nn.Module) -> str:
     """What the model computes in, read from its tensors (never from the recipe that built it)."""
-    tensors = [*model.parameters(), *model.buffers()]
+    tensors = [leaf for t in (*model.parameters(), *model.buffers()) for leaf in _stored(t)]
     if any(t.dtype == torch.int8 for t in tensors):
         return "int8-w"
     by_size: dict[torch.dtype, int] = {}

@@ -24,11 +24,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutput
-from transformers.pytorch_utils import Conv1D
 
 from ..data import Windows
 from ..hardware import has_vnni
-from ...runtimes.pytorch import LogitsOnly
+from ...runtimes.pytorch import LogitsOnly, conv1d_to_linear
 from ...core.registry import CPU, register_runtime, register_stage
 
 if TYPE_CHECKING:
@@ -47,19 +46,6 @@ class INCConfig:
 def inc_config(ctx: Context) -> INCConfig:
     """The CPU decides the weight range, so it is part of the key: a cache shared by two runners stays right."""
     return INCConfig(calibration=ctx.calibration, reduce_range=not has_vnni())
-
-
-def conv1d_to_linear(model: nn.Module) -> nn.Module:
-    """Conv1D computes x @ W + b with W (in, out); nn.Linear with W^T is exactly the same."""
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, Conv1D):
-                linear = nn.Linear(*child.weight.shape, dtype=child.weight.dtype)
-                with torch.no_grad():
-                    linear.weight.copy_(child.weight.t())
-                    linear.bias.copy_(child.bias)
-                setattr(parent, name, linear)
-    return model
 
 
 @contextlib.contextmanager

@@ -114,3 +114,11 @@ def postgres_server():
     yield database
     subprocess.run([*as_user, pg_ctl, "-D", str(base / "data"), "-m", "immediate", "stop"], capture_output=True)
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request, tmp_path):
+    """A fresh history store's location, on each engine: an SQLite file, then a database on the real server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "history.sqlite")
+    return request.getfixturevalue("postgres_server")()

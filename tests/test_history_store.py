@@ -18,13 +18,6 @@ from helpers import ROOT
 V1 = ROOT / "tests" / "data" / "previous-release.json"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request, tmp_path):
-    if request.param == "sqlite":
-        return str(tmp_path / "history.sqlite")
-    return request.getfixturevalue("postgres_server")()
-
-
 def test_a_recorded_run_reads_back_as_it_was_measured(location):
     store = open_store(location)
     run_id = record_file(store, V1, commit="a" * 40, ref="refs/heads/main")
@@ -173,7 +166,7 @@ def test_a_store_written_before_retirements_gains_their_table_and_stays_readable
     assert [r.case for r in store.retirements("cpu-x")] == ["forward/cpu/int8-scratch"] and len(store.runs()) == 1
     cursor = store.connection.cursor()
     cursor.execute("SELECT key, value FROM meta ORDER BY key")
-    assert dict(cursor.fetchall()) == {"migrations": '["retired"]', "schema_version": "1"}
+    assert dict(cursor.fetchall()) == {"migrations": '["retired", "ceilings"]', "schema_version": "1"}
     store.close()
     open_store(location).close()  # and again: nothing to do
 

@@ -271,6 +271,19 @@ def history_decisions(args: argparse.Namespace) -> int:
     return 0
 
 
+def history_grant_read(args: argparse.Namespace) -> int:
+    from ..history.postgres import grant_read
+    from ..history.store import open_store
+
+    store = open_store(args.history)
+    if not store.postgres:
+        raise ValueError("grant-read is for a PostgreSQL history (--history postgresql://…): an SQLite file is read "
+                         "by whoever may read the file")
+    for statement in grant_read(store.connection, args.role):
+        print(statement)
+    return 0
+
+
 def add_commands(commands) -> None:
     history = commands.add_parser("history", help="record runs in the saved history, list them, gate against them")
     sub = history.add_subparsers(dest="history_command", required=True)
@@ -304,6 +317,9 @@ def add_commands(commands) -> None:
     pruned.add_argument("--older-than", type=float, default=None, metavar="DAYS")
     pruned.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
     command("export", "every run and its records as JSON lines (stdout)", history_export)
+    granted = command("grant-read", "PostgreSQL: give an existing role read-only use of the history (what a PR job "
+                      "gates with); run with the writer's URL", history_grant_read)
+    granted.add_argument("role")
     command("decisions", "list the accepted regressions and retired cases the gate follows", history_decisions)
     gated = command("gate", "fail (exit 1) when RESULTS regress against the run of the merge base", history_gate)
     gated.add_argument("results")

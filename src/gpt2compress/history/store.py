@@ -18,9 +18,10 @@ import re
 import sqlite3
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..build.hardware import isa_level
 from ..core.records import Record, from_extra_info
@@ -101,6 +102,8 @@ DDL = (
 MIGRATIONS = {
     "retired": ("CREATE TABLE IF NOT EXISTS retired (case_name TEXT NOT NULL, commit_sha TEXT NOT NULL, "
                 "runner_class TEXT NOT NULL, reason TEXT NOT NULL, retired_at DOUBLE PRECISION NOT NULL)",),
+    "ceilings": ("CREATE TABLE IF NOT EXISTS ceilings (runner_class TEXT NOT NULL, measured_at DOUBLE PRECISION NOT "
+                 "NULL, ceiling TEXT NOT NULL, source TEXT)",),  # `gpt2compress ceiling` and each run's probe
 }
 
 
@@ -115,14 +118,10 @@ class Store:
         self._migrate()
 
     def _connect(self) -> Any:
-        if self.postgres:
-            import psycopg
+        if self.postgres:  # the history's own schema, made or moved into on first use (postgres.py)
+            from .postgres import connect
 
-            try:
-                return psycopg.connect(self.location, connect_timeout=10, autocommit=True)  # transaction(): real ones
-            except psycopg.OperationalError as err:
-                raise HistoryError(f"cannot reach the history database {redact(self.location)}: "
-                                   f"{str(err).strip().splitlines()[0]}; check --history / ${HISTORY_ENV}") from None
+            return connect(self.location, HistoryError, redact(self.location))
         if "://" in self.location:
             raise HistoryError(f"--history {redact(self.location)}: the history is an SQLite file path or a "
                                "postgresql:// URL")
@@ -140,8 +139,9 @@ class Store:
         return statement.replace("?", self.mark)
 
     def transaction(self) -> Any:
-        """A write transaction: PostgreSQL's own; SQLite's BEGIN IMMEDIATE, so two writers queue, not fail."""
-        return self.connection.transaction() if self.postgres else _sqlite_transaction(self.connection)
+        """A write transaction: PostgreSQL's own (a write the role may not make: one line, postgres.py); SQLite's
+        BEGIN IMMEDIATE, so two writers queue, not fail."""
+        return _postgres_transaction(self) if self.postgres else _sqlite_transaction(self.connection)
 
     def _migrate(self) -> None:
         serial = "BIGSERIAL" if self.postgres else "INTEGER"  # SQLite: an INTEGER PRIMARY KEY is the rowid
@@ -191,7 +191,26 @@ class Store:
                 "INSERT INTO results (run_id, kind, device, variant, shape, record) VALUES (?, ?, ?, ?, ?, ?)"),
                 [(run_id, r.kind, r.device, r.variant, json.dumps(list(r.shape)), json.dumps(r.to_extra_info()))
                  for r in records])
+            ceiling = info.machine.get("gpt2compress", {}).get("ceiling")
+            if ceiling:  # the machine's limits the rows were set against, beside them
+                self.record_ceiling(info.runner_class, ceiling, f"run {run_id}", cursor)
         return run_id
+
+    def record_ceiling(self, runner: str, ceiling: dict, source: str, cursor: Any = None) -> None:
+        """A runner class's peaks and bandwidth (measure/ceiling.py), kept with when and where they were measured."""
+        if cursor is None:
+            with self.transaction():
+                return self.record_ceiling(runner, ceiling, source, self.connection.cursor())
+        cursor.execute(self._sql("INSERT INTO ceilings (runner_class, measured_at, ceiling, source) VALUES "
+                                 "(?, ?, ?, ?)"), (runner, time.time(), json.dumps(ceiling), source))
+
+    def ceilings(self, runner: str | None = None) -> list[tuple[str, float, dict, str]]:
+        """(runner class, measured at, ceiling, source), oldest first."""
+        cursor = self.connection.cursor()
+        cursor.execute(self._sql("SELECT runner_class, measured_at, ceiling, source FROM ceilings"
+                                 + (" WHERE runner_class = ?" if runner else "") + " ORDER BY measured_at"),
+                       (runner,) if runner else ())
+        return [(row[0], row[1], json.loads(row[2]), row[3]) for row in cursor.fetchall()]
 
     def _shard_of(self, cursor: Any, info: RunInfo) -> int | None:
         """The run this one is another shard of (`--shard I/N`: same commit, class and ref, another I of the same
@@ -297,6 +316,15 @@ class Store:
 
     def close(self) -> None:
         self.connection.close()
+
+
+@contextmanager
+def _postgres_transaction(store: Store) -> Iterator[None]:
+    from .postgres import refusing_writes
+
+    with refusing_writes(store.connection, HistoryError, redact(store.location), "write to it"):
+        with store.connection.transaction():
+            yield
 
 
 class _sqlite_transaction:

@@ -28,6 +28,10 @@
     gpt2compress variants [--devices auto|cpu|cuda]
         every name --stages accepts: what it measures, its chain of stages, and whether it runs here (or why
         not: the device, the CPU, a missing extra); then what each stage does.
+    gpt2compress ceiling [--threads N] [--record] [--list]
+        this machine's multiply-add peaks (fp32, bf16, INT8) and read bandwidth per thread count, probed by
+        machine code assembled at run time; every CPU forward and decode row is set against them (summary.md:
+        achieved G MAC/s and GB/s, floor, what binds, share of the ceiling). --record: into the history.
     gpt2compress cores 2
         a CPU list of 2 distinct physical cores, for `taskset -c $(gpt2compress cores 2) pytest bench/ ...`
         (a 2-core run on a bigger host, SMT siblings never counted as two).
@@ -44,9 +48,9 @@ import os
 import sys
 from importlib.metadata import version
 
-from . import cache, history, models, results
+from . import cache, ceiling, history, models, results
 
-COMMANDS = (models, results, history, cache)  # each adds its subcommands: one module per command group
+COMMANDS = (models, results, history, cache, ceiling)  # each adds its subcommands: one module per command group
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,6 +121,54 @@ class Footprint:
         return mib(self.size_on_disk_bytes)
 
 
+@dataclass
+class AgainstCeiling:
+    """Where one unit of timed work (a forward pass, a decode step) sits against this machine's ceiling
+    (measure/roofline.py): `roofline` keeps the work and the limits it is held to; the rest is derived from them and
+    the row's own time, never stored twice."""
+
+    roofline: dict = field(default_factory=dict)  # macs, bytes, compute, peak_gmacs, read_gbs, threads, instruction
+
+    def unit_seconds(self) -> float | None:
+        """The measured time of one unit of the work `roofline` counts."""
+        raise NotImplementedError
+
+    def _per_second(self, key: str) -> float | None:
+        seconds = self.unit_seconds() if self.roofline else None
+        return self.roofline[key] / seconds / 1e9 if seconds else None
+
+    @property
+    def achieved_gmacs(self) -> float | None:
+        return self._per_second("macs")
+
+    @property
+    def achieved_gbs(self) -> float | None:
+        return self._per_second("bytes")
+
+    @property
+    def floor_ms(self) -> float | None:
+        """The fastest this work can run here: the larger of its multiply-adds at the peak and its bytes at the
+        bandwidth."""
+        r = self.roofline
+        return max(r["macs"] / r["peak_gmacs"], r["bytes"] / r["read_gbs"]) / 1e6 if r else None
+
+    @property
+    def binding(self) -> str | None:
+        r = self.roofline
+        if not r:
+            return None
+        return f"{r['compute']} compute" if r["macs"] / r["peak_gmacs"] >= r["bytes"] / r["read_gbs"] else "memory"
+
+    @property
+    def ceiling_share(self) -> float | None:
+        """floor / measured time: 1.0 is as fast as this CPU allows."""
+        seconds = self.unit_seconds() if self.roofline else None
+        return self.floor_ms / 1e3 / seconds if seconds else None
+
+
+CEILING_FIELDS = ("achieved_gmacs", "achieved_gbs", "floor_ms", "binding", "ceiling_share")
+
+
 def _of_rounds(statistic) -> property:
     """A statistic of the latency rounds (None without rounds): derived, never stored twice."""
     return property(lambda self: statistic(self.latency_samples_ms) if self.latency_samples_ms else None)
@@ -141,12 +189,12 @@ class Timed:
 
 
 @dataclass
-class ForwardRecord(Footprint, Timed, Record):
+class ForwardRecord(Footprint, Timed, AgainstCeiling, Record):
     KIND: ClassVar[str] = FORWARD
     REFERENCE: ClassVar[str] = LM_REFERENCE
     DERIVED: ClassVar[tuple[str, ...]] = ("median_ms", "latency_mean_ms", "latency_p50_ms", "latency_p90_ms",
                                           "latency_p99_ms", "latency_std_ms", "tokens_per_s", "size_mb",
-                                          "peak_memory_mb")
+                                          "peak_memory_mb", *CEILING_FIELDS)
 
     batch_shape: list[int] = field(default_factory=list)
     perplexity: float | None = None
@@ -199,13 +247,17 @@ class ForwardRecord(Footprint, Timed, Record):
         peaks = [p for p in (self.peak_memory_forward_bytes, self.peak_memory_eval_bytes) if p is not None]
         return mib(max(peaks)) if peaks else None
 
+    def unit_seconds(self) -> float | None:
+        return self.median_ms / 1e3 if self.median_ms else None
+
 
 @dataclass
-class GenerateRecord(Record):
+class GenerateRecord(AgainstCeiling, Record):
     """`generation.summarize` of the timed rounds; per-round TTFT and decode tokens/s pair with the reference's."""
 
     KIND: ClassVar[str] = GENERATE
     REFERENCE: ClassVar[str] = LM_REFERENCE
+    DERIVED: ClassVar[tuple[str, ...]] = CEILING_FIELDS
 
     batch_size: int = 1
     prompt_len: int | None = None
@@ -228,6 +280,10 @@ class GenerateRecord(Record):
     @property
     def shape(self) -> tuple:
         return (self.batch_size,)
+
+    def unit_seconds(self) -> float | None:
+        """One decode step of the whole batch."""
+        return self.batch_size / self.decode_tokens_per_s if self.decode_tokens_per_s else None
 
 
 @dataclass

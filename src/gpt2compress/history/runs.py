@@ -99,7 +99,8 @@ def measured_on(runs: list[Run]) -> list[str]:
     return lines[:1] if len(set(lines)) == 1 else [f"{run.label}: {line}" for run, line in zip(runs, lines)]
 
 
-SESSION_KEYS = ("skipped", "durations", "cases", "exitstatus", "shard", "tier", "argv", "cwd", "pins")  # differ by run
+SESSION_KEYS = ("skipped", "durations", "cases", "exitstatus", "shard", "tier", "argv", "cwd", "pins",
+                "ceiling")  # differ by run (the ceiling: a probe's noise; drift names the CPU itself)
 
 
 def _with_session(machine: dict, data: dict) -> dict:

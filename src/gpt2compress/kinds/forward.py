@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import torch
+
 from ..core.cases import LM_SMOKE, PR_VARIANTS, TOUR_VARIANTS, Case
 from ..core.kinds import Kind, Page, Setting, register_kind
 from ..core.metrics import FORWARD
@@ -13,6 +15,7 @@ from ..core.records import ForwardRecord
 from ..core.registry import scoring_engine
 from ..core.variants import BASELINE, VARIANTS, Built, Context, build
 from ..measure.fields import QUALITY_FIELDS, footprint, forward_memory, gpu_extras, identity, measured_once, quality
+from ..measure.roofline import against_ceiling, forward_work
 from ..measure.pairing import ROUNDS, WARMUP, Reference, Runner, ms, own_runner, paired_latency
 from ..measure.timing import Inputs, first_batch, forward_callable, shape_of, timed_inputs, unsynchronized_timer
 from ..report.stage_charts import forward_charts, forward_section
@@ -74,6 +77,9 @@ def measure(built: Built, ctx: Context, reference: Reference, runner: Runner, op
     why, and keeps the measured row."""
     record = forward_record(built, ctx, reference, runner, options.get("hellaswag"), options.get("rounds", ROUNDS),
                             options.get("warmup", WARMUP), options.get("memory_probe", True))
+    work = (forward_work(ctx.source.model.config, record.heads_per_layer, record.batch_shape,
+                         record.size_on_disk_bytes) if record.size_on_disk_bytes else None)
+    against_ceiling(record, work, options.get("ceiling"), torch.get_num_threads())
     if options.get("profile"):
         from ..measure.profiling import profile_forward
 
@@ -97,7 +103,7 @@ def reference_for(s: Setting) -> tuple[tuple, Any]:
 def options(case: Case, s: Setting) -> dict[str, Any]:
     opt = s.option
     return {"hellaswag": s.fixture("hellaswag"), "profile": opt("--traces"), "rounds": opt("--rounds"),
-            "warmup": opt("--warmup")}
+            "warmup": opt("--warmup"), "ceiling": s.fixture("ceiling")}
 
 
 def cases() -> list[Case]:

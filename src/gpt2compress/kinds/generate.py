@@ -18,6 +18,8 @@ from ..core.variants import BASELINE, VARIANTS, Built, Context, build
 from ..measure.fields import identity
 from ..measure.generation import cannot_generate, prompt_batch, summarize, timed_generate
 from ..measure.memory import peak_memory
+from ..measure.roofline import against_ceiling, decode_work, kv_element_bytes
+from ..measure.memory import size_on_disk
 from ..measure.pairing import Reference, Runner, alternate, note_pairing, own_runner
 from ..report.throughput_pages import generate_charts, generate_section
 
@@ -62,7 +64,13 @@ def generate_record(built: Built, ctx: Context, reference: Reference, rounds: in
 
 def measure(built: Built, ctx: Context, reference: Reference, runner: Runner,
             options: dict[str, Any]) -> GenerateRecord:
-    return generate_record(built, ctx, reference, options["rounds"], runner, options.get("loop", "genai"))
+    """The record, set against this machine's ceiling per decode step (roofline.py)."""
+    record = generate_record(built, ctx, reference, options["rounds"], runner, options.get("loop", "genai"))
+    work = decode_work(ctx.source.model.config, built.info.get("heads_per_layer"), record.batch_size,
+                       record.prompt_len or reference.record.prompt_len, record.new_tokens or reference.inputs[1],
+                       size_on_disk(built.path), kv_element_bytes(record.precision))
+    against_ceiling(record, work, options.get("ceiling"), torch.get_num_threads())
+    return record
 
 
 def prompt(ctx: Context, batch_size: int, prompt_len: int | None, new_tokens: int) -> tuple[torch.Tensor, int]:
@@ -85,7 +93,8 @@ def reference_for(s: Setting) -> tuple[tuple, Any]:
 
 
 def options(case: Case, s: Setting) -> dict[str, Any]:
-    return {"rounds": s.option("--gen-rounds"), "batch_size": s.fixture("gen_batch_size")}
+    return {"rounds": s.option("--gen-rounds"), "batch_size": s.fixture("gen_batch_size"),
+            "ceiling": s.fixture("ceiling")}
 
 
 def cases() -> list[Case]:

@@ -13,6 +13,7 @@ from ..core.kinds import Page, kind_of, kinds
 from ..core.metrics import FORWARD, METRICS
 from ..core.records import ForwardRecord, mib
 from .charts import fmt as _fmt, metric_bars, offsets, panels as _panels, save as _save
+from .ceiling_table import ceiling_table
 from .gains_table import gains_section
 from .results_csv import write_results_csv
 from ..history.runs import Run, measured_on
@@ -126,6 +127,7 @@ def forward_section(runs: list[Run]) -> list[str]:
             lines += [_forward_row(r) for r in rows]
             fastest = fastest_lines(rows, "latency")
             lines += ["", *fastest, ""] if fastest else [""]
+            lines += ceiling_table(rows, "latency")
             lines += _gpu_table([r for r in rows if r.peak_memory_reserved_bytes is not None or r.energy_per_sample_mj])
     return lines
 

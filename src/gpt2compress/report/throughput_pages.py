@@ -7,6 +7,7 @@ from pathlib import Path
 from ..core.kinds import reference_of
 from ..core.metrics import GENERATE, METRICS, PEER_RUNTIMES, TRAIN, kept_pairs, median_ratio_interval
 from ..core.records import Record
+from .ceiling_table import ceiling_table
 from .charts import fmt, metric_bars
 from ..history.runs import Run
 
@@ -54,6 +55,7 @@ def generate_section(runs: list[Run]) -> list[str]:
                              f"| {fmt(r.decode_tokens_per_s, ',.1f')} | {fmt(r.ratios.get('decode_tokens_per_s'))} |")
             fastest = fastest_lines(rows)
             lines += ["", *fastest, ""] if fastest else [""]
+            lines += ceiling_table(rows, "decode_tokens_per_s")
     return lines
 
 

@@ -32,7 +32,7 @@ from ..measure.isolation import Crashed, run_isolated
 from ..measure.journal import Journal
 from ..measure.pairing import Reference, measure_case, measure_in_child
 from .clock import CLOCK
-from .plugin import CASES, JOURNALS, bad_input_ends_the_session, devices, session_facts
+from .plugin import CASES, CEILING, JOURNALS, bad_input_ends_the_session, devices, session_facts
 
 
 SMOKE_EVAL_SAMPLES = 128  # --smoke checks that everything runs; full-corpus perplexity is the main job's
@@ -123,6 +123,22 @@ def reference(_references, case: Case, ctx, request) -> Reference:
     if key not in _references:
         _references[key] = measure_it()
     return _references[key]
+
+
+@pytest.fixture(scope="session")
+def ceiling(pytestconfig):
+    """This machine's peaks and bandwidth (measure/ceiling.py), probed once per CPU and cached; every CPU forward and
+    decode row is set against them. A probe that cannot run is the reason those rows give, not a failure."""
+    from ..measure.ceiling import CeilingError, probe
+
+    if "cpu" not in devices(pytestconfig):
+        return None
+    try:
+        found = probe(torch.get_num_threads())
+    except (CeilingError, OSError, subprocess.SubprocessError) as reason:
+        return f"the ceiling probe could not run here: {reason}"
+    CEILING.update(found.to_dict())  # into the results' session facts: the history keeps it with the runner class
+    return found
 
 
 @pytest.fixture(scope="session")

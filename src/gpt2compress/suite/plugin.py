@@ -175,6 +175,7 @@ DURATIONS: dict[str, float] = {}  # test name -> seconds, setup (builds) + call 
 CASES: dict[str, dict] = {}
 OURS: set[str] = set()  # node ids of the bench tests collected
 FINISHED: dict[str, int] = {}  # {"exitstatus": N} once the session ends
+CEILING: dict = {}  # this machine's peaks and bandwidth, once the `ceiling` fixture has probed them
 
 
 def _name(nodeid: str) -> str:
@@ -288,7 +289,7 @@ history gate's base is a run of the same tier where the merge base has one), and
     line (`history gate --reruns` re-runs suspects with it). Not in machine_info: pytest-benchmark compares that
     between saved runs, and these differ every run."""
     output_json["gpt2compress"] = {"skipped": SKIPPED, "durations": DURATIONS, "cases": CASES, **FINISHED,
-                                   **session_facts(config)}
+                                   **session_facts(config), **({"ceiling": CEILING} if CEILING else {})}
 
 
 def session_facts(config: pytest.Config) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The GitHub workflows cannot run here; they are validated against GitHub's schema (vendored, offline)."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -132,3 +133,48 @@ def test_ci_sh_draws_the_trend_and_change_points_of_the_ref_it_recorded():
     script = (ROOT / "scripts" / "ci.sh").read_text()
     assert 'ref="${GITHUB_REF:-$(git symbolic-ref -q HEAD' in script
     assert 'history changes --ref "$ref"' in script and 'history trend --out trend --ref "$ref"' in script
+
+
+def _minutes(value, nightly: bool) -> int:
+    """A timeout as a number: `${{ cond && NIGHTLY || PR }}` read for the run it applies to."""
+    if isinstance(value, int):
+        return value
+    nightly_value, pr_value = map(int, re.findall(r"&& (\d+) \|\| (\d+)", value)[0])
+    return nightly_value if nightly else pr_value
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_steps_limit_fits_in_its_jobs_limit(path):
+    """A step may use all of its own limit and the job still finish its later steps (the upload of what was
+    measured): the steps' limits added up stay within the job's, for a nightly and a PR run alike."""
+    for job in yaml.safe_load(path.read_text())["jobs"].values():
+        for nightly in (True, False):
+            steps = sum(_minutes(step.get("timeout-minutes", 0), nightly) for step in job["steps"])
+            assert steps <= _minutes(job["timeout-minutes"], nightly), (path.name, nightly, steps)
+        if path.name.startswith("bench-"):
+            assert all("timeout-minutes" in step for step in job["steps"])
+
+
+def test_the_steps_limits_check_can_fail():
+    job = {"timeout-minutes": "${{ x && 330 || 150 }}",
+           "steps": [{"timeout-minutes": 40}, {"timeout-minutes": "${{ y && 300 || 110 }}"}]}
+    assert sum(_minutes(s["timeout-minutes"], True) for s in job["steps"]) > _minutes(job["timeout-minutes"], True)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_third_party_actions_are_pinned_by_commit(path):
+    """A tag can be moved to other code; a commit cannot. The release is named beside it for the reader."""
+    uses = re.findall(r"uses: *(\S+)(.*)", path.read_text())
+    assert uses
+    for action, comment in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), action
+        assert re.search(r"# v\d+\.\d+\.\d+", comment), (action, "name the release it pins")
+
+
+def test_the_hosted_tests_job_reads_only_runs_once_per_change_and_caches_pip():
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "tests.yml").read_text())
+    assert workflow["permissions"] == {"contents": "read"}
+    assert workflow[True]["push"] == {"branches": ["main"]} and "pull_request" in workflow[True]  # not twice a PR
+    assert workflow["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
+    python = next(s for s in workflow["jobs"]["tests"]["steps"] if "setup-python" in s.get("uses", ""))
+    assert python["with"]["cache"] == "pip" and python["with"]["cache-dependency-path"] == "constraints.txt"

@@ -114,7 +114,8 @@ def test_the_pr_page_lists_regressions_improvements_skips_and_charts(tmp_path, c
     text = page.read_text()
     assert code == 1 and text.startswith("<!-- gpt2compress-report:cpu-test -->")
     assert "## gpt2compress on cpu-test: regression" in text and "### Regressions (1)" in text  # one per fact
-    assert "\nMeasured on Test CPU (" in text  # the page names the machine, as summary.md and the charts do
+    assert "\nMeasured on Test CPU (" not in text and f"\nHead: {head[:12]}, measured on Test CPU (" in text  # the
+    # page names the head it measured and the machine, as summary.md and the charts do; the base line names its own
     assert "### Improvements (1)" in text and "bf16" in text.split("### Improvements")[1].split("###")[0]
     assert "- `test_forward[fp16-cpu]`: fp16 needs CUDA" in text and "https://ci.example/run/1" in text
     capsys.readouterr()

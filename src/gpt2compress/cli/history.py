@@ -50,7 +50,7 @@ def history_gate(args: argparse.Namespace) -> int:
           + (f"; accepted for {commit[:12]}: {result.accepted}" if result.accepted else "")
           + (f"; {len(result.refusals)} refusal(s): {'; '.join(result.refusals)}" if result.refusals else ""))
     if args.report:
-        Path(args.report).write_text(page(new, runner, result, args.charts))
+        Path(args.report).write_text(page(new, runner, result, args.charts, commit))
     return 1 if result.failed else 0
 
 
@@ -76,7 +76,7 @@ def history_report(args: argparse.Namespace) -> int:
     except HistoryError as err:
         print(f"gpt2compress: note: {err}", file=sys.stderr)
         result = None
-    print(page(new, runner, result, args.charts))
+    print(page(new, runner, result, args.charts, commit))
     return 0
 
 

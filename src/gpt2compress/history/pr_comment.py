@@ -23,10 +23,13 @@ def skipped(run: Run) -> list[tuple[str, str]]:
     return [(s["test"], s["reason"]) for s in run.machine.get("gpt2compress", {}).get("skipped", [])]
 
 
-def page(run: Run, runner: str, result: GateResult | None = None, charts: str | None = None) -> str:
-    """`result`: the gate against the base (None: no base to compare with — the run's own rows only)."""
+def page(run: Run, runner: str, result: GateResult | None = None, charts: str | None = None,
+         commit: str | None = None) -> str:
+    """`result`: the gate against the base (None: no base to compare with — the run's own rows only); `commit`: the
+    head the run measured, named beside the base so a reader sees which two commits were compared."""
     lines = [MARKER.format(runner=runner)]
-    measured = f"Measured on {describe_machine(run.machine)}."
+    measured = (f"Head: {commit[:12]}, " if commit else "") + f"measured on {describe_machine(run.machine)}."
+    measured = measured[0].upper() + measured[1:]
     if result is None:
         lines += [f"## gpt2compress on {runner}: {len(run.records)} rows recorded", "",
                   measured, "No base run to compare with (`history gate --base REF` needs a recorded merge base)."]

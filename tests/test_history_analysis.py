@@ -170,3 +170,15 @@ def test_a_real_step_in_the_history_is_not_taken_for_noise():
 
     assert regressed(process(rng))
     assert not regressed(process(rng, step=0.7))
+
+
+def test_a_row_is_marked_better_only_when_the_page_counts_it_as_an_improvement():
+    """Issue 42: "Improvements (0)" beside a row marked better. A change inside its threshold is "ok" either way."""
+    from gpt2compress.history.compare import Finding, format_markdown
+
+    small = Finding("forward/cpu/bf16", "latency", 0.5, 0.485, -0.03, 0.10, False, "ratio to the run's reference")
+    large = Finding("forward/cpu/bf16", "latency", 0.5, 0.40, -0.20, 0.10, False, "ratio to the run's reference")
+    rows = format_markdown([small, large]).splitlines()[2:]
+    assert (small.improved, large.improved) == (False, True)
+    assert rows[0].endswith("| ok |") and rows[1].endswith("| better |")
+    assert "×fp32" in rows[0] and "-3.0% better" in rows[0]  # the change still says which way it went

@@ -40,6 +40,11 @@ class Finding:
     compared_as: str  # "ratio to the run's reference" or "value"
     unsure: bool = False  # past its threshold, but inside what processes may differ by (the spread is unknown)
 
+    @property
+    def improved(self) -> bool:
+        """Better by more than its threshold: what the page counts under Improvements and marks "better"."""
+        return self.threshold is not None and -self.change > self.threshold
+
 
 def _is_reference(record: Record) -> bool:
     return record.variant == reference_of(record.kind)
@@ -109,7 +114,7 @@ def machine_differences(base: Run, new: Run) -> list[str]:
 
 def _cells(f: Finding) -> list[str]:
     """A timing ratio carries its unit (×fp32: what it divides by); a change says which way is worse."""
-    verdict = "REGRESSION" if f.regression else "unsure" if f.unsure else ("better" if f.change < 0 else "ok")
+    verdict = "REGRESSION" if f.regression else "unsure" if f.unsure else "better" if f.improved else "ok"
     unit = f"×{reference_of(f.where.split('/')[0])}" if f.compared_as.startswith("ratio") else ""
     way = "worse" if f.change > 0 else "better" if f.change < 0 else ""
     return [f.where, f.metric, f"{f.base:.4g}{unit}", f"{f.new:.4g}{unit}", f"{f.change:+.1%} {way}".strip(),

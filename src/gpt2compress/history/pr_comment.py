@@ -7,15 +7,11 @@ comment each (bench-cpu, bench-t4: the action's `header`), which every push edit
 
 from __future__ import annotations
 
-from .compare import Finding, format_markdown
+from .compare import format_markdown
 from .gate import GateResult, annotations, blind_spots, spread_note
 from .runs import Run, describe_machine
 
 MARKER = "<!-- gpt2compress-report:{runner} -->"
-
-
-def _improved(f: Finding) -> bool:
-    return f.threshold is not None and -f.change > f.threshold
 
 
 def skipped(run: Run) -> list[tuple[str, str]]:
@@ -53,7 +49,7 @@ def page(run: Run, runner: str, result: GateResult | None = None, charts: str | 
         if spots := blind_spots(result):
             lines += ["", "<details><summary>Where the gate is blind on this runner class</summary>", "",
                       *(f"- {s}" for s in spots), "", "</details>"]
-        sections = (("Regressions", result.regressions), ("Improvements", [f for f in result.findings if _improved(f)]))
+        sections = (("Regressions", result.regressions), ("Improvements", [f for f in result.findings if f.improved]))
         for title, findings in sections:
             lines += ["", f"### {title} ({len(findings)})", ""]
             lines.append(format_markdown(findings) if findings else "none")
